@@ -125,6 +125,15 @@ impl Record {
         ))
     }
 
+    /// The same record with its private key replaced (e.g. re-encrypted with a new secret).
+    /// A public-key record has no key and is returned unchanged.
+    pub fn with_key(self, key: StoredKey) -> Self {
+        if self.public_key().is_some() {
+            return self;
+        }
+        self.map_key(Some(key))
+    }
+
     /// Decrypts the private key of this record, stored under `id`.
     pub fn private_key(
         &self,

@@ -1,0 +1,36 @@
+//! `cert-store`: where certgate keeps certificates.
+//!
+//! - [`CertStorage`]: a small, object-safe async trait over record text, which you implement
+//!   for your own backend. [`MemoryStorage`] is the default; `RedisStorage` (feature `redis`)
+//!   uses Tyk's key layout and pushes change notices across processes.
+//! - [`CertStore`]: the manager. It validates uploads with `tls-core` (clock injected), encrypts
+//!   private keys at rest, stores atomically, lists without scanning, caches decoded
+//!   certificates for TLS (one load per ID however many callers miss at once), invalidates the
+//!   cache on change notices, resolves configuration references, keeps the usage index, and
+//!   rekeys.
+//! - `testkit` (feature): the conformance suite every backend must pass, and a private
+//!   `redis-server` harness for tests.
+
+mod cache;
+mod clock;
+mod error;
+mod manager;
+mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+mod storage;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+mod usage;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{StorageError, StorageErrorKind, StoreError};
+pub use manager::{
+    CertStore, CertStoreBuilder, DEFAULT_CACHE_TTL_NOTIFIED, DEFAULT_CACHE_TTL_UNNOTIFIED, Listed,
+    LoadedCert, RekeyReport,
+};
+pub use memory::MemoryStorage;
+#[cfg(feature = "redis")]
+pub use redis::{RedisConfig, RedisStorage};
+pub use storage::{CertStorage, Change, Changes, Cursor, Inserted, Page, PageRequest, Scope};
+pub use usage::{CertRole, CertUse, UsageIndex};

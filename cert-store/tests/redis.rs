@@ -1,0 +1,207 @@
+//! The manager over Redis: Tyk's layout, Tyk's records, two stores on one Redis, and an outage.
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cert_store::testkit::RedisServer;
+use cert_store::{CertStorage, CertStore, RedisConfig, RedisStorage, StoreError};
+use common::{VECTOR_SECRET, generated_at, store_over, vector};
+use redis::AsyncCommands as _;
+use tls_core::{EncodingSecret, KeyFormat, OrgId, Record, Upload};
+
+async fn redis_store(server: &RedisServer) -> CertStore {
+    let storage = RedisStorage::connect(RedisConfig::new(server.url()))
+        .await
+        .expect("connect");
+    store_over(Arc::new(storage) as Arc<dyn CertStorage>)
+}
+
+async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_follow_tyks_key_layout() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = redis_store(&server).await;
+    let org = OrgId::new("5e9d9544a1dcd60001d0ed20").unwrap();
+    let id = store
+        .add(&vector("leaf-p384-pkcs8.bundle.pem"), &org)
+        .await
+        .unwrap();
+    let bare = store
+        .add(&vector("root-ca.pem"), &OrgId::EMPTY)
+        .await
+        .unwrap();
+    let mut redis = raw(&server).await;
+    let record: String = redis.get(format!("cert-raw-{id}")).await.unwrap();
+    assert!(record.starts_with("-----BEGIN CERTIFICATE-----\n"));
+    let ttl: i64 = redis.ttl(format!("cert-raw-{id}")).await.unwrap();
+    assert_eq!(ttl, -1, "records have no TTL");
+    let index: Vec<String> = redis
+        .lrange("cert-5e9d9544a1dcd60001d0ed20-index", 0, -1)
+        .await
+        .unwrap();
+    assert_eq!(index, [format!("raw-{id}")]);
+    let empty_index: Vec<String> = redis.lrange("cert--index", 0, -1).await.unwrap();
+    assert_eq!(empty_index, [format!("raw-{bare}")]);
+    store.delete(&id).await.unwrap();
+    let index: Vec<String> = redis
+        .lrange("cert-5e9d9544a1dcd60001d0ed20-index", 0, -1)
+        .await
+        .unwrap();
+    assert!(index.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_written_by_tyk_are_read_and_legacy_writes_decrypt_with_the_legacy_algorithm() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = redis_store(&server).await;
+    let mut redis = raw(&server).await;
+    for file in [
+        "leaf-p256-traditional.tyk-stored.pem",
+        "leaf-p384-pkcs8.tyk-stored.pem",
+        "leaf-rsa2048-traditional.tyk-stored.pem",
+        "leaf-rsa2048-pkcs8.tyk-stored.pem",
+        "leaf-ed25519-pkcs8.tyk-stored.pem",
+        "openssl-legacy.tyk-stored.pem",
+    ] {
+        let text = vector(file);
+        let id = Record::decode(&text).unwrap().id(&OrgId::EMPTY);
+        let () = redis.set(format!("cert-raw-{id}"), &text).await.unwrap();
+        store
+            .certified_key(&id)
+            .await
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+
+    let legacy = CertStore::builder(Arc::clone(store.storage()))
+        .encoding_secret(EncodingSecret::new(VECTOR_SECRET))
+        .key_format(KeyFormat::Legacy)
+        .clock(Arc::clone(store.clock()))
+        .build();
+    let id = legacy
+        .add(
+            &vector("leaf-rsa2048-traditional.bundle.pem"),
+            &OrgId::new("org1").unwrap(),
+        )
+        .await
+        .unwrap();
+    let text: String = redis.get(format!("cert-raw-{id}")).await.unwrap();
+    assert!(text.contains(
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,"
+    ));
+    let key = Record::decode(&text)
+        .unwrap()
+        .private_key(&id, &EncodingSecret::new(VECTOR_SECRET))
+        .unwrap();
+    let original = Upload::parse(
+        &vector("leaf-rsa2048-traditional.bundle.pem"),
+        generated_at(),
+    )
+    .unwrap();
+    assert_eq!(key.secret_der(), original.key().unwrap().secret_der());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_redis_see_each_others_adds_and_deletes() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let node_a = redis_store(&server).await;
+    let node_b = redis_store(&server).await;
+    let pem = vector("leaf-p256-traditional.bundle.pem");
+    let id = node_a
+        .add(&pem, &OrgId::new("org1").unwrap())
+        .await
+        .unwrap();
+    // An add on A resolves on B at once (misses are never cached).
+    node_b.certified_key(&id).await.unwrap();
+    assert!(node_b.cached(&id).is_some());
+    // A delete on A leaves B's cache through the pushed notice, not the 300 s TTL.
+    let mut notices = node_b.subscribe();
+    let deleted_at = Instant::now();
+    node_a.delete(&id).await.unwrap();
+    while node_b.cached(&id).is_some() {
+        assert!(
+            deleted_at.elapsed() < Duration::from_secs(5),
+            "B still caches a deleted certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    eprintln!(
+        "delete on A left B's cache after {:?}",
+        deleted_at.elapsed()
+    );
+    assert!(matches!(
+        node_b.certified_key(&id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let notice = tokio::time::timeout(Duration::from_secs(5), notices.next())
+        .await
+        .unwrap();
+    assert_eq!(notice, Some(cert_store::Change::Removed(id)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_keeps_cached_certificates_and_recovers_without_restart() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let store = redis_store(&server).await;
+    let org = OrgId::new("org1").unwrap();
+    let cached = store
+        .add(&vector("leaf-p384-pkcs8.bundle.pem"), &org)
+        .await
+        .unwrap();
+    let uncached = store
+        .add(&vector("leaf-ed25519-pkcs8.bundle.pem"), &org)
+        .await
+        .unwrap();
+    store.certified_key(&cached).await.unwrap();
+
+    server.stop();
+    // Cached certificates keep resolving.
+    store.certified_key(&cached).await.unwrap();
+    // Writes fail with a temporary error; nothing half-written.
+    let err = store
+        .add(&vector("leaf-rsa2048-pkcs8.bundle.pem"), &org)
+        .await
+        .unwrap_err();
+    assert!(err.is_temporary(), "{err}");
+    assert!(store.ping().await.unwrap_err().is_temporary());
+
+    server.restart();
+    // The same store works again once Redis is back.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let added = loop {
+        match store
+            .add(&vector("leaf-rsa2048-pkcs8.bundle.pem"), &org)
+            .await
+        {
+            Ok(id) => break id,
+            Err(e) if e.is_temporary() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("store did not recover: {e}"),
+        }
+    };
+    // Nothing was lost.
+    let listed = store
+        .list(Some(&org), &cert_store::PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(listed.items, [cached.clone(), uncached.clone(), added]);
+    store.certified_key(&uncached).await.unwrap();
+}
