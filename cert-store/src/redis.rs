@@ -462,7 +462,7 @@ impl CertStorage for RedisStorage {
                         // Just past what was returned; when this org is exhausted, the next
                         // page moves on to the following org.
                         let next = Cursor::new(format!("{}:{org}", offset + got));
-                                                return Ok(Page {
+                        return Ok(Page {
                             items,
                             next: Some(next),
                         });

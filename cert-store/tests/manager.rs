@@ -99,7 +99,7 @@ async fn listing_without_an_org_works_every_time() {
             .list(Some(&OrgId::EMPTY), &PageRequest::first(10))
             .await
             .unwrap();
-        assert_eq!(empty_org.items, [bare.clone()]);
+        assert_eq!(empty_org.items, std::slice::from_ref(&bare));
         let all = store.list(None, &PageRequest::first(10)).await.unwrap();
         assert_eq!(all.items, [bare.clone(), other.clone()]);
     }
@@ -245,7 +245,7 @@ async fn references_resolve_ids_and_inline_pem_but_files_only_when_enabled() {
         store.resolve(path).await,
         Err(StoreError::Reference { .. })
     ));
-    let missing_id = format!("{}", "e".repeat(64));
+    let missing_id = "e".repeat(64);
     std::fs::write(dir.path().join(&missing_id), vector("root-ca.pem")).unwrap();
     let with_files = CertStore::builder(Arc::new(MemoryStorage::new()))
         .allow_file_references(true)
