@@ -1,0 +1,1 @@
+//! The certificate expiry monitor (being written).
