@@ -1,6 +1,12 @@
 //! Errors. Each says what was wrong with the caller's input and, where it helps, what to do.
 
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// RFC 3339 for messages (falls back to the debug form for years beyond 9999).
+fn rfc3339(t: &OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| format!("{t:?}"))
+}
 
 /// A malformed identifier, org ID or pin.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -189,7 +195,9 @@ pub enum UploadError {
     },
     /// A certificate of the upload has expired.
     #[error(
-        "certificate is expired: PEM block {block} ({subject}) expired at {not_after}, now is {now}"
+        "certificate is expired: PEM block {block} ({subject}) expired at {}, now is {}",
+        rfc3339(not_after),
+        rfc3339(now)
     )]
     Expired {
         /// Position of the block, from 1.

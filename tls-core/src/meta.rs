@@ -81,7 +81,8 @@ pub struct Name {
 pub struct NameAttribute {
     /// The attribute type's OID arcs, e.g. `[2, 5, 4, 3]` for the common name.
     pub oid: Vec<u64>,
-    /// Its short name when known, e.g. `CN`, `O`, `emailAddress`.
+    /// Its short name when known: `CN`, `C`, `O`, `OU`, `L`, `ST`, `STREET`, `postalCode`,
+    /// `serialNumber`, `emailAddress`, `DC`, `UID`, else the OID registry's name.
     pub short_name: Option<String>,
     /// Its value as text; hex of the raw bytes when it is not a string type.
     pub value: String,
@@ -233,9 +234,7 @@ fn name(x509: &X509Name<'_>) -> Name {
                 .iter()
                 .map(Iterator::collect)
                 .unwrap_or_default(),
-            short_name: oid2sn(attr.attr_type(), oid_registry())
-                .ok()
-                .map(str::to_owned),
+            short_name: short_name(attr.attr_type()),
             value: attr
                 .as_str()
                 .map_or_else(|_| hex_lower(attr.as_slice()), str::to_owned),
@@ -249,6 +248,26 @@ fn name(x509: &X509Name<'_>) -> Name {
         common_name,
         attributes,
     }
+}
+
+/// The customary short name of a distinguished-name attribute.
+fn short_name(oid: &Oid<'_>) -> Option<String> {
+    let known = match oid.to_id_string().as_str() {
+        "2.5.4.3" => "CN",
+        "2.5.4.6" => "C",
+        "2.5.4.10" => "O",
+        "2.5.4.11" => "OU",
+        "2.5.4.7" => "L",
+        "2.5.4.8" => "ST",
+        "2.5.4.9" => "STREET",
+        "2.5.4.17" => "postalCode",
+        "2.5.4.5" => "serialNumber",
+        "1.2.840.113549.1.9.1" => "emailAddress",
+        "0.9.2342.19200300.100.1.25" => "DC",
+        "0.9.2342.19200300.100.1.1" => "UID",
+        _ => return oid2sn(oid, oid_registry()).ok().map(str::to_owned),
+    };
+    Some(known.to_owned())
 }
 
 fn key_info(spki: &SubjectPublicKeyInfo<'_>) -> KeyInfo {

@@ -101,7 +101,7 @@ impl Parts {
                         second: position,
                     });
                 }
-                if encrypted || label == "ENCRYPTED PRIVATE KEY" {
+                if encrypted || label.contains("ENCRYPTED") {
                     return Err(UploadError::EncryptedKey { block: position });
                 }
                 let encoding = KeyEncoding::from_pem_label(label).ok_or_else(|| UploadError::UnsupportedKey {

@@ -256,31 +256,13 @@ fn key_format_name(key: &StoredKey) -> &'static str {
     }
 }
 
-/// The name in certificate order, with RFC 4514 short names: `CN=leaf, O=Example`.
+/// The name in certificate order, with short names: `CN=leaf, O=Example`.
 fn distinguished_name(name: &Name) -> String {
     attributes(name)
         .iter()
-        .map(|a| {
-            let key = rfc4514_name(&a.oid).or(a.name.as_deref()).unwrap_or(&a.oid);
-            format!("{key}={}", a.value)
-        })
+        .map(|a| format!("{}={}", a.name.as_deref().unwrap_or(&a.oid), a.value))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn rfc4514_name(oid: &str) -> Option<&'static str> {
-    Some(match oid {
-        "2.5.4.3" => "CN",
-        "2.5.4.6" => "C",
-        "2.5.4.7" => "L",
-        "2.5.4.8" => "ST",
-        "2.5.4.9" => "STREET",
-        "2.5.4.10" => "O",
-        "2.5.4.11" => "OU",
-        "0.9.2342.19200300.100.1.1" => "UID",
-        "0.9.2342.19200300.100.1.25" => "DC",
-        _ => return None,
-    })
 }
 
 fn attributes(name: &Name) -> Vec<Attribute> {
