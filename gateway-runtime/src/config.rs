@@ -1,0 +1,692 @@
+//! Configuration: a subset of `tyk.conf` and of classic API definitions, with Tyk's field names,
+//! `TYK_GW_*` environment overrides, warnings for unknown fields and clear errors for invalid
+//! values.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A configuration problem that stops start-up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The JSON does not parse or has a value of the wrong type.
+    #[error("{path}: {source}")]
+    Json {
+        /// The file (or `<inline>`).
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        source: serde_json::Error,
+    },
+    /// A value is out of range or contradicts another.
+    #[error("invalid configuration: {field}: {reason}")]
+    Invalid {
+        /// The field, in JSON path form (`http_server_options.min_version`) or the env variable.
+        field: String,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// TLS protocol versions as `tyk.conf` writes them (Go's `tls.VersionTLS12` = 771, 1.3 = 772).
+pub const TLS12: u16 = 771;
+/// TLS 1.3.
+pub const TLS13: u16 = 772;
+
+/// The gateway configuration (`tyk.conf` field names).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct GatewayConfig {
+    /// Address to listen on (`""` means all interfaces).
+    pub listen_address: String,
+    /// Port of the gateway listener.
+    pub listen_port: u16,
+    /// The control API secret (`X-Tyk-Authorization`).
+    pub secret: String,
+    /// Listener options.
+    pub http_server_options: HttpServerOptions,
+    /// Certificates and keys.
+    pub security: SecurityConfig,
+    /// Where certificates are stored.
+    pub storage: StorageConfig,
+    /// A folder of classic API definitions (`*.json`).
+    pub app_path: Option<PathBuf>,
+    /// Serve the control API only on this host name (empty: any).
+    pub control_api_hostname: String,
+    /// Serve the control API on its own port (0: on the gateway port).
+    pub control_api_port: u16,
+    /// Skip upstream certificate verification for every API (dangerous).
+    pub proxy_ssl_insecure_skip_verify: bool,
+    /// Lowest TLS version towards upstreams (default TLS 1.2).
+    pub proxy_ssl_min_version: u16,
+    /// Ours: let certificate references be file paths (off: only IDs and inline PEM).
+    pub allow_certificate_files: bool,
+    /// Ours: seconds a TLS handshake may take before the connection is dropped.
+    pub tls_handshake_timeout_seconds: u64,
+    /// Ours: largest control API request body in bytes.
+    pub max_request_body_bytes: usize,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, Value>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen_address: String::new(),
+            listen_port: 8080,
+            secret: String::new(),
+            http_server_options: HttpServerOptions::default(),
+            security: SecurityConfig::default(),
+            storage: StorageConfig::default(),
+            app_path: None,
+            control_api_hostname: String::new(),
+            control_api_port: 0,
+            proxy_ssl_insecure_skip_verify: false,
+            proxy_ssl_min_version: TLS12,
+            allow_certificate_files: false,
+            tls_handshake_timeout_seconds: 10,
+            max_request_body_bytes: 1 << 20,
+            unknown: BTreeMap::new(),
+        }
+    }
+}
+
+/// `http_server_options`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct HttpServerOptions {
+    /// Terminate TLS on the gateway port.
+    pub use_ssl: bool,
+    /// Server certificates (IDs or inline PEM) for every domain.
+    pub ssl_certificates: Vec<String>,
+    /// Lowest TLS version (771 = 1.2, 772 = 1.3; 0 = 1.2).
+    pub min_version: u16,
+    /// Highest TLS version (0 = 1.3).
+    pub max_version: u16,
+    /// Cipher suite names as Go/Tyk writes them; empty = rustls' defaults.
+    pub ssl_ciphers: Vec<String>,
+    /// Offer HTTP/2 (ALPN h2).
+    pub enable_http2: bool,
+    /// Do not send the list of acceptable client CAs in the CertificateRequest.
+    pub skip_client_ca_announcement: bool,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, Value>,
+}
+
+/// `security`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct SecurityConfig {
+    /// Encrypts private keys at rest; falls back to `secret` when empty (as in Tyk).
+    pub private_certificate_encoding_secret: String,
+    /// Expiry monitor settings (`warning_threshold_days`, ...).
+    pub certificate_expiry_monitor: Value,
+    /// Upstream pins for every API: host pattern → comma-separated pins or public-key IDs.
+    pub pinned_public_keys: HashMap<String, String>,
+    /// Certificate lists.
+    pub certificates: CertificateLists,
+    /// Require client certificates on the control API.
+    pub control_api_use_mutual_tls: bool,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, Value>,
+}
+
+/// `security.certificates`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct CertificateLists {
+    /// Client certificates (or CAs) accepted by every mTLS API.
+    pub apis: Vec<String>,
+    /// Upstream client certificates for every API: host pattern → certificate.
+    pub upstream: HashMap<String, String>,
+    /// Client certificates (or CAs) accepted by the control API.
+    pub control_api: Vec<String>,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, Value>,
+}
+
+/// `storage`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct StorageConfig {
+    /// `memory` (default) or `redis`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Redis host.
+    pub host: String,
+    /// Redis port.
+    pub port: u16,
+    /// Redis addresses (`host:port`); the first is used.
+    pub addrs: Vec<String>,
+    /// Redis ACL user name.
+    pub username: String,
+    /// Redis password.
+    pub password: String,
+    /// Redis database number.
+    pub database: i64,
+    /// Connect to Redis over TLS.
+    pub use_ssl: bool,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, Value>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            kind: "memory".into(),
+            host: "127.0.0.1".into(),
+            port: 6379,
+            addrs: Vec::new(),
+            username: String::new(),
+            password: String::new(),
+            database: 0,
+            use_ssl: false,
+            unknown: BTreeMap::new(),
+        }
+    }
+}
+
+impl StorageConfig {
+    /// The Redis URL these fields describe (credentials percent-encoded).
+    pub fn redis_url(&self) -> String {
+        let address = self
+            .addrs
+            .first()
+            .cloned()
+            .unwrap_or_else(|| format!("{}:{}", self.host, self.port));
+        let scheme = if self.use_ssl { "rediss" } else { "redis" };
+        let auth = match (self.username.is_empty(), self.password.is_empty()) {
+            (true, true) => String::new(),
+            (true, false) => format!(":{}@", percent_encode(&self.password)),
+            (false, _) => format!(
+                "{}:{}@",
+                percent_encode(&self.username),
+                percent_encode(&self.password)
+            ),
+        };
+        format!("{scheme}://{auth}{address}/{}", self.database)
+    }
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A classic API definition (the fields certgate uses).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct ApiDefinition {
+    /// The API's ID.
+    pub api_id: String,
+    /// Its name.
+    pub name: String,
+    /// Its org.
+    pub org_id: String,
+    /// Inactive APIs are not served.
+    pub active: bool,
+    /// The host name it is served on (empty: any).
+    pub domain: String,
+    /// Proxy settings.
+    pub proxy: ProxyConfig,
+    /// Require client certificates from `client_certificates` (plus `security.certificates.apis`).
+    pub use_mutual_tls_auth: bool,
+    /// Accepted client certificates or CAs: IDs or inline PEM.
+    pub client_certificates: Vec<String>,
+    /// Server certificates for `domain`: IDs or inline PEM.
+    pub certificates: Vec<String>,
+    /// Upstream client certificates: host pattern → certificate.
+    pub upstream_certificates: HashMap<String, String>,
+    /// Ignore upstream client certificates (this API's and the global ones).
+    pub upstream_certificates_disabled: bool,
+    /// Upstream pins: host pattern → comma-separated pins or public-key IDs.
+    pub pinned_public_keys: HashMap<String, String>,
+    /// Ignore pins (this API's and the global ones).
+    pub certificate_pinning_disabled: bool,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, Value>,
+}
+
+impl Default for ApiDefinition {
+    fn default() -> Self {
+        Self {
+            api_id: String::new(),
+            name: String::new(),
+            org_id: String::new(),
+            active: true,
+            domain: String::new(),
+            proxy: ProxyConfig::default(),
+            use_mutual_tls_auth: false,
+            client_certificates: Vec::new(),
+            certificates: Vec::new(),
+            upstream_certificates: HashMap::new(),
+            upstream_certificates_disabled: false,
+            pinned_public_keys: HashMap::new(),
+            certificate_pinning_disabled: false,
+            unknown: BTreeMap::new(),
+        }
+    }
+}
+
+/// `proxy` of an API definition.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct ProxyConfig {
+    /// Path prefix the API answers on, e.g. `/api/`.
+    pub listen_path: String,
+    /// Upstream base URL (`http://` or `https://`).
+    pub target_url: String,
+    /// Remove `listen_path` before proxying.
+    pub strip_listen_path: bool,
+    /// Upstream TLS settings.
+    pub transport: TransportConfig,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, Value>,
+}
+
+/// `proxy.transport`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct TransportConfig {
+    /// Lowest TLS version towards the upstream (0: the gateway's `proxy_ssl_min_version`).
+    pub ssl_min_version: u16,
+    /// Cipher suite names for the upstream.
+    pub ssl_ciphers: Vec<String>,
+    /// Skip upstream certificate verification for this API (dangerous).
+    pub ssl_insecure_skip_verify: bool,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, Value>,
+}
+
+impl GatewayConfig {
+    /// Reads a configuration file, applies `env` overrides, warns about unknown fields and
+    /// validates.
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_json(&text, path, env)
+    }
+
+    /// Parses configuration text (see [`GatewayConfig::load`]).
+    pub fn from_json(
+        text: &str,
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut config: Self = serde_json::from_str(text).map_err(|source| ConfigError::Json {
+            path: path.to_owned(),
+            source,
+        })?;
+        config.apply_env(env)?;
+        config.warn_unknown();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies `TYK_GW_*` overrides for the top-level fields and the secrets.
+    pub fn apply_env(
+        &mut self,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), ConfigError> {
+        for (name, value) in env {
+            let Some(field) = name.strip_prefix("TYK_GW_") else {
+                continue;
+            };
+            match field {
+                "LISTENADDRESS" => self.listen_address = value,
+                "LISTENPORT" => self.listen_port = parse_env(&name, &value)?,
+                "SECRET" => self.secret = value,
+                "SECURITY_PRIVATECERTIFICATEENCODINGSECRET" => {
+                    self.security.private_certificate_encoding_secret = value
+                }
+                "SECURITY_CONTROLAPIUSEMUTUALTLS" => {
+                    self.security.control_api_use_mutual_tls = parse_env(&name, &value)?
+                }
+                "HTTPSERVEROPTIONS_USESSL" => {
+                    self.http_server_options.use_ssl = parse_env(&name, &value)?
+                }
+                "HTTPSERVEROPTIONS_ENABLEHTTP2" => {
+                    self.http_server_options.enable_http2 = parse_env(&name, &value)?
+                }
+                "HTTPSERVEROPTIONS_MINVERSION" => {
+                    self.http_server_options.min_version = parse_env(&name, &value)?
+                }
+                "HTTPSERVEROPTIONS_MAXVERSION" => {
+                    self.http_server_options.max_version = parse_env(&name, &value)?
+                }
+                "STORAGE_TYPE" => self.storage.kind = value,
+                "STORAGE_HOST" => self.storage.host = value,
+                "STORAGE_PORT" => self.storage.port = parse_env(&name, &value)?,
+                "STORAGE_USERNAME" => self.storage.username = value,
+                "STORAGE_PASSWORD" => self.storage.password = value,
+                "STORAGE_DATABASE" => self.storage.database = parse_env(&name, &value)?,
+                "STORAGE_USESSL" => self.storage.use_ssl = parse_env(&name, &value)?,
+                "APPPATH" => self.app_path = Some(PathBuf::from(value)),
+                "CONTROLAPIHOSTNAME" => self.control_api_hostname = value,
+                "CONTROLAPIPORT" => self.control_api_port = parse_env(&name, &value)?,
+                "PROXYSSLINSECURESKIPVERIFY" => {
+                    self.proxy_ssl_insecure_skip_verify = parse_env(&name, &value)?
+                }
+                "PROXYSSLMINVERSION" => self.proxy_ssl_min_version = parse_env(&name, &value)?,
+                // The expiry monitor reads its own variables.
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn warn_unknown(&self) {
+        let groups: [(&str, &BTreeMap<String, Value>); 5] = [
+            ("", &self.unknown),
+            ("http_server_options.", &self.http_server_options.unknown),
+            ("security.", &self.security.unknown),
+            (
+                "security.certificates.",
+                &self.security.certificates.unknown,
+            ),
+            ("storage.", &self.storage.unknown),
+        ];
+        for (prefix, unknown) in groups {
+            for key in unknown.keys() {
+                tracing::warn!(field = %format!("{prefix}{key}"), "unknown or unsupported configuration field; ignored");
+            }
+        }
+    }
+
+    /// Checks ranges and combinations.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let options = &self.http_server_options;
+        let min = tls_version(
+            "http_server_options.min_version",
+            options.min_version,
+            TLS12,
+        )?;
+        let max = tls_version(
+            "http_server_options.max_version",
+            options.max_version,
+            TLS13,
+        )?;
+        if min > max {
+            return Err(invalid(
+                "http_server_options.min_version",
+                "is above max_version",
+            ));
+        }
+        tls_version("proxy_ssl_min_version", self.proxy_ssl_min_version, TLS12)?;
+        crate::tls::cipher_suites(&options.ssl_ciphers)
+            .map_err(|reason| invalid("http_server_options.ssl_ciphers", reason))?;
+        match self.storage.kind.as_str() {
+            "memory" | "" => {}
+            "redis" if cfg!(feature = "redis") => {}
+            "redis" => {
+                return Err(invalid(
+                    "storage.type",
+                    "this build has no Redis support (feature `redis`)",
+                ));
+            }
+            other => {
+                return Err(invalid(
+                    "storage.type",
+                    format!("{other:?} is not supported; use \"memory\" or \"redis\""),
+                ));
+            }
+        }
+        if self.tls_handshake_timeout_seconds == 0 {
+            return Err(invalid(
+                "tls_handshake_timeout_seconds",
+                "must be at least 1",
+            ));
+        }
+        if self.security.control_api_use_mutual_tls && !self.http_server_options.use_ssl {
+            return Err(invalid(
+                "security.control_api_use_mutual_tls",
+                "needs http_server_options.use_ssl",
+            ));
+        }
+        if !self.secret.is_empty() && self.secret.len() < 8 {
+            tracing::warn!("the control API secret is shorter than 8 characters");
+        }
+        Ok(())
+    }
+
+    /// The secret that encrypts private keys: the dedicated one, else `secret` (as in Tyk).
+    pub fn encoding_secret(&self) -> &str {
+        if self.security.private_certificate_encoding_secret.is_empty() {
+            &self.secret
+        } else {
+            &self.security.private_certificate_encoding_secret
+        }
+    }
+}
+
+/// Accepts 0 (the default), 771 (TLS 1.2) and 772 (TLS 1.3).
+pub fn tls_version(field: &str, value: u16, default: u16) -> Result<u16, ConfigError> {
+    match value {
+        0 => Ok(default),
+        TLS12 | TLS13 => Ok(value),
+        769 | 770 => Err(invalid(
+            field,
+            format!(
+                "{value} is TLS 1.0/1.1, which certgate does not offer; use 771 (TLS 1.2) or 772 (TLS 1.3)"
+            ),
+        )),
+        _ => Err(invalid(
+            field,
+            format!("{value} is not a TLS version; use 771 (TLS 1.2) or 772 (TLS 1.3)"),
+        )),
+    }
+}
+
+fn parse_env<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| invalid(name, format!("{value:?} is not a valid value")))
+}
+
+impl ApiDefinition {
+    /// Parses one API definition.
+    pub fn from_json(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let api: Self = serde_json::from_str(text).map_err(|source| ConfigError::Json {
+            path: path.to_owned(),
+            source,
+        })?;
+        for key in api
+            .unknown
+            .keys()
+            .chain(api.proxy.unknown.keys())
+            .chain(api.proxy.transport.unknown.keys())
+        {
+            tracing::debug!(api_id = %api.api_id, field = %key, "API definition field not used by certgate");
+        }
+        api.validate(path)?;
+        Ok(api)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let at = |field: &str| format!("{}: {field}", path.display());
+        if self.api_id.is_empty() {
+            return Err(invalid(at("api_id"), "is required"));
+        }
+        if !self.proxy.listen_path.starts_with('/') {
+            return Err(invalid(at("proxy.listen_path"), "must start with /"));
+        }
+        let target = &self.proxy.target_url;
+        if !(target.starts_with("http://") || target.starts_with("https://"))
+            || target.parse::<http::Uri>().is_err()
+        {
+            return Err(invalid(
+                at("proxy.target_url"),
+                format!("{target:?} is not an http:// or https:// URL"),
+            ));
+        }
+        tls_version(
+            &at("proxy.transport.ssl_min_version"),
+            self.proxy.transport.ssl_min_version,
+            TLS12,
+        )?;
+        Ok(())
+    }
+
+    /// Every `*.json` file in `dir`, sorted by file name.
+    pub fn load_dir(dir: &Path) -> Result<Vec<Self>, ConfigError> {
+        let read_err = |source| ConfigError::Read {
+            path: dir.to_owned(),
+            source,
+        };
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(read_err)?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        paths.sort();
+        let mut apis = Vec::with_capacity(paths.len());
+        for path in paths {
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            apis.push(Self::from_json(&text, &path)?);
+        }
+        let mut seen = std::collections::HashSet::new();
+        for api in &apis {
+            if !seen.insert(api.api_id.as_str()) {
+                return Err(invalid(
+                    "api_id",
+                    format!("{:?} is defined twice in {}", api.api_id, dir.display()),
+                ));
+            }
+        }
+        Ok(apis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<GatewayConfig, ConfigError> {
+        GatewayConfig::from_json(text, Path::new("test.json"), Vec::new())
+    }
+
+    #[test]
+    fn tyk_field_names_parse_and_defaults_apply() {
+        let config = parse(
+            r#"{"listen_port": 8443, "secret": "s3cr3t-key", "http_server_options": {"use_ssl": true, "min_version": 772,
+                "ssl_certificates": ["abc"]}, "security": {"private_certificate_encoding_secret": "enc",
+                "certificates": {"upstream": {"*": "id1"}}}, "storage": {"type": "redis", "host": "h", "port": 7000}}"#,
+        )
+        .unwrap();
+        assert_eq!(config.listen_port, 8443);
+        assert!(config.http_server_options.use_ssl);
+        assert_eq!(config.http_server_options.min_version, TLS13);
+        assert_eq!(config.security.certificates.upstream["*"], "id1");
+        assert_eq!(config.encoding_secret(), "enc");
+        assert_eq!(config.storage.redis_url(), "redis://h:7000/0");
+        assert_eq!(config.proxy_ssl_min_version, TLS12);
+    }
+
+    #[test]
+    fn env_overrides_top_level_fields_and_secrets() {
+        let mut config = GatewayConfig::default();
+        config
+            .apply_env([
+                ("TYK_GW_LISTENPORT".to_owned(), "9000".to_owned()),
+                ("TYK_GW_SECRET".to_owned(), "from-env".to_owned()),
+                ("TYK_GW_STORAGE_PASSWORD".to_owned(), "p@ss word".to_owned()),
+                ("PATH".to_owned(), "/bin".to_owned()),
+            ])
+            .unwrap();
+        assert_eq!(config.listen_port, 9000);
+        assert_eq!(
+            config.encoding_secret(),
+            "from-env",
+            "falls back to secret, as in Tyk"
+        );
+        assert_eq!(
+            config.storage.redis_url(),
+            "redis://:p%40ss%20word@127.0.0.1:6379/0"
+        );
+        let err = config
+            .apply_env([("TYK_GW_LISTENPORT".to_owned(), "eighty".to_owned())])
+            .unwrap_err();
+        assert!(err.to_string().contains("TYK_GW_LISTENPORT"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_are_clear_errors() {
+        for (text, field) in [
+            (
+                r#"{"http_server_options": {"min_version": 769}}"#,
+                "min_version",
+            ),
+            (
+                r#"{"http_server_options": {"min_version": 772, "max_version": 771}}"#,
+                "min_version",
+            ),
+            (
+                r#"{"http_server_options": {"ssl_ciphers": ["TLS_RSA_WITH_RC4_128_SHA"]}}"#,
+                "ssl_ciphers",
+            ),
+            (r#"{"storage": {"type": "mongo"}}"#, "storage.type"),
+            (r#"{"listen_port": "80"}"#, "listen_port"),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(field), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn api_definitions_need_an_id_a_path_and_an_http_target() {
+        let good = r#"{"api_id": "a1", "proxy": {"listen_path": "/a/", "target_url": "https://up.example:8443/base"}}"#;
+        let api = ApiDefinition::from_json(good, Path::new("a.json")).unwrap();
+        assert!(api.active);
+        for bad in [
+            r#"{"proxy": {"listen_path": "/a/", "target_url": "http://x"}}"#,
+            r#"{"api_id": "a", "proxy": {"listen_path": "a", "target_url": "http://x"}}"#,
+            r#"{"api_id": "a", "proxy": {"listen_path": "/a", "target_url": "ftp://x"}}"#,
+        ] {
+            assert!(
+                ApiDefinition::from_json(bad, Path::new("b.json")).is_err(),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! HTTP plumbing shared by the proxy, the control API and the listener.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt as _, Full};
+use rustls_pki_types::CertificateDer;
+
+/// Errors carried by response bodies.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body type of every response the gateway writes.
+pub(crate) type Body = BoxBody<Bytes, BoxError>;
+
+/// A complete body.
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A JSON response; Tyk's bodies end with a newline (Go's `json.Encoder`), and so do ours.
+pub(crate) fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut text = value.to_string();
+    text.push('\n');
+    let mut response = Response::new(full(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Tyk's error body: `{"status":"error","message":"..."}`.
+pub(crate) fn json_error(status: StatusCode, message: &str) -> Response<Body> {
+    json_response(
+        status,
+        &serde_json::json!({ "status": "error", "message": message }),
+    )
+}
+
+/// What the listener knows about a connection; attached to each request as an extension.
+#[derive(Clone, Debug)]
+pub(crate) struct ClientInfo {
+    /// The peer's address.
+    pub(crate) remote_addr: SocketAddr,
+    /// The local port the connection arrived on.
+    pub(crate) local_port: u16,
+    /// Whether the connection is TLS.
+    pub(crate) tls: bool,
+    /// The SNI host name, lowercased.
+    pub(crate) sni: Option<String>,
+    /// The client's certificate chain (leaf first), when it sent one.
+    pub(crate) peer_certs: Option<Arc<Vec<CertificateDer<'static>>>>,
+}

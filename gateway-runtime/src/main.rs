@@ -1,0 +1,3 @@
+//! The `gateway` binary (being written).
+
+fn main() {}

@@ -1,0 +1,64 @@
+//! Gateway counters, rendered as Prometheus text.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters the listener and proxy update.
+#[derive(Debug, Default)]
+pub struct GatewayMetrics {
+    /// Completed TLS handshakes.
+    pub(crate) handshakes: AtomicU64,
+    /// TLS handshakes that failed (including timeouts).
+    pub(crate) handshake_failures: AtomicU64,
+    /// Client certificates refused (at the handshake or per request).
+    pub(crate) mtls_refusals: AtomicU64,
+    /// Requests proxied to upstreams.
+    pub(crate) proxied_requests: AtomicU64,
+    /// Upstream requests that failed (connection, TLS, pinning).
+    pub(crate) upstream_failures: AtomicU64,
+}
+
+impl GatewayMetrics {
+    pub(crate) fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Prometheus text exposition of the counters.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, help, counter) in [
+            (
+                "certgate_tls_handshakes_total",
+                "Completed TLS handshakes.",
+                &self.handshakes,
+            ),
+            (
+                "certgate_tls_handshake_failures_total",
+                "Failed TLS handshakes.",
+                &self.handshake_failures,
+            ),
+            (
+                "certgate_mtls_refusals_total",
+                "Client certificates refused.",
+                &self.mtls_refusals,
+            ),
+            (
+                "certgate_proxied_requests_total",
+                "Requests proxied to upstreams.",
+                &self.proxied_requests,
+            ),
+            (
+                "certgate_upstream_failures_total",
+                "Upstream requests that failed.",
+                &self.upstream_failures,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
+        out
+    }
+}

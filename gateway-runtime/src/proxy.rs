@@ -1,0 +1,1 @@
+//! The reverse proxy and upstream TLS (being written).
