@@ -83,6 +83,8 @@ pub struct GatewayConfig {
     pub tls_handshake_timeout_seconds: u64,
     /// Ours: largest control API request body in bytes.
     pub max_request_body_bytes: usize,
+    /// Ours: URLs that receive expiry events as JSON (HTTP POST).
+    pub certificate_expiry_webhooks: Vec<WebhookConfig>,
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
 }
@@ -104,7 +106,34 @@ impl Default for GatewayConfig {
             allow_certificate_files: false,
             tls_handshake_timeout_seconds: 10,
             max_request_body_bytes: 1 << 20,
+            certificate_expiry_webhooks: Vec::new(),
             unknown: BTreeMap::new(),
+        }
+    }
+}
+
+/// One expiry-event webhook.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct WebhookConfig {
+    /// Where to POST (`http://` or `https://`).
+    pub url: String,
+    /// Extra request headers (e.g. an authorization token).
+    pub headers: HashMap<String, String>,
+    /// Seconds one attempt may take.
+    pub timeout_seconds: u64,
+    /// Attempts after the first, with exponential backoff from 500 ms.
+    pub retries: u32,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            headers: HashMap::new(),
+            timeout_seconds: 5,
+            retries: 3,
         }
     }
 }
@@ -140,7 +169,7 @@ pub struct SecurityConfig {
     /// Encrypts private keys at rest; falls back to `secret` when empty (as in Tyk).
     pub private_certificate_encoding_secret: String,
     /// Expiry monitor settings (`warning_threshold_days`, ...).
-    pub certificate_expiry_monitor: Value,
+    pub certificate_expiry_monitor: expiry_monitor::ExpiryMonitorConfig,
     /// Upstream pins for every API: host pattern → comma-separated pins or public-key IDs.
     pub pinned_public_keys: HashMap<String, String>,
     /// Certificate lists.
@@ -272,6 +301,9 @@ pub struct ApiDefinition {
     pub pinned_public_keys: HashMap<String, String>,
     /// Ignore pins (this API's and the global ones).
     pub certificate_pinning_disabled: bool,
+    /// Ours: certificate revocation lists (inline PEM `X509 CRL`) checked for client
+    /// certificates issued by the CAs in `client_certificates`.
+    pub client_certificate_crls: Vec<String>,
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
 }
@@ -292,6 +324,7 @@ impl Default for ApiDefinition {
             upstream_certificates_disabled: false,
             pinned_public_keys: HashMap::new(),
             certificate_pinning_disabled: false,
+            client_certificate_crls: Vec::new(),
             unknown: BTreeMap::new(),
         }
     }
@@ -364,6 +397,12 @@ impl GatewayConfig {
         &mut self,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<(), ConfigError> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        self.security.certificate_expiry_monitor = self
+            .security
+            .certificate_expiry_monitor
+            .with_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(|e| invalid("security.certificate_expiry_monitor", e.to_string()))?;
         for (name, value) in env {
             let Some(field) = name.strip_prefix("TYK_GW_") else {
                 continue;
@@ -431,6 +470,23 @@ impl GatewayConfig {
 
     /// Checks ranges and combinations.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.security
+            .certificate_expiry_monitor
+            .validate()
+            .map_err(|e| invalid("security.certificate_expiry_monitor", e.to_string()))?;
+        for (n, hook) in self.certificate_expiry_webhooks.iter().enumerate() {
+            let field = format!("certificate_expiry_webhooks[{n}].url");
+            let uri: http::Uri = hook
+                .url
+                .parse()
+                .map_err(|_| invalid(&field, format!("{:?} is not a URL", hook.url)))?;
+            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                return Err(invalid(
+                    field,
+                    format!("{:?} is not an http:// or https:// URL", hook.url),
+                ));
+            }
+        }
         let options = &self.http_server_options;
         let min = tls_version(
             "http_server_options.min_version",
@@ -561,7 +617,31 @@ impl ApiDefinition {
             self.proxy.transport.ssl_min_version,
             TLS12,
         )?;
+        self.crls()
+            .map_err(|reason| invalid(at("client_certificate_crls"), reason))?;
         Ok(())
+    }
+
+    /// The parsed `client_certificate_crls`.
+    pub(crate) fn crls(
+        &self,
+    ) -> Result<Vec<rustls_pki_types::CertificateRevocationListDer<'static>>, String> {
+        use rustls_pki_types::pem::PemObject as _;
+        let mut crls = Vec::new();
+        for (n, text) in self.client_certificate_crls.iter().enumerate() {
+            let found =
+                rustls_pki_types::CertificateRevocationListDer::pem_slice_iter(text.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("entry {}: {e}", n + 1))?;
+            if found.is_empty() {
+                return Err(format!(
+                    "entry {} holds no -----BEGIN X509 CRL----- block",
+                    n + 1
+                ));
+            }
+            crls.extend(found);
+        }
+        Ok(crls)
     }
 
     /// Every `*.json` file in `dir`, sorted by file name.

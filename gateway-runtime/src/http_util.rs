@@ -48,12 +48,8 @@ pub(crate) fn json_error(status: StatusCode, message: &str) -> Response<Body> {
 pub(crate) struct ClientInfo {
     /// The peer's address.
     pub(crate) remote_addr: SocketAddr,
-    /// The local port the connection arrived on.
-    pub(crate) local_port: u16,
     /// Whether the connection is TLS.
     pub(crate) tls: bool,
-    /// The SNI host name, lowercased.
-    pub(crate) sni: Option<String>,
     /// The client's certificate chain (leaf first), when it sent one.
     pub(crate) peer_certs: Option<Arc<Vec<CertificateDer<'static>>>>,
 }

@@ -10,10 +10,17 @@ pub mod config;
 mod control;
 mod http_util;
 mod metrics;
+mod monitor;
+mod mtls;
 mod observe;
 mod proxy;
+mod runtime;
+mod server;
+mod sni;
+mod state;
 mod tls;
 
-pub use config::{ApiDefinition, ConfigError, GatewayConfig};
+pub use config::{ApiDefinition, ConfigError, GatewayConfig, WebhookConfig};
 pub use metrics::GatewayMetrics;
+pub use runtime::{Gateway, GatewayBuilder, GatewayError, store_from_config};
 pub use tls::cipher_suites;

@@ -19,10 +19,12 @@ pub(crate) trait CertObserver: Send + Sync {
     fn observe(&self, cert: &LoadedCert, role: UseRole, api_id: &str);
 }
 
-/// An observer that ignores everything (monitor disabled).
+/// An observer that ignores everything (tests).
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub(crate) struct NoObserver;
 
+#[cfg(test)]
 impl CertObserver for NoObserver {
     fn observe(&self, _cert: &LoadedCert, _role: UseRole, _api_id: &str) {}
 }

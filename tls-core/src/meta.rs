@@ -53,6 +53,13 @@ pub struct Metadata {
 }
 
 impl Metadata {
+    /// Metadata of one DER certificate (e.g. a peer's), or `None` if it does not parse.
+    pub fn of_certificate_der(der: &[u8]) -> Option<Self> {
+        use x509_parser::prelude::FromDer as _;
+        let (_, cert) = X509Certificate::from_der(der).ok()?;
+        Some(of_certificate(der, &cert, 1, false))
+    }
+
     /// The validity of the certificate at `now`, with `warning` as the "expiring soon" window.
     /// `None` for a public key, which does not expire.
     pub fn validity(&self, now: OffsetDateTime, warning: Duration) -> Option<Validity> {

@@ -1,0 +1,216 @@
+//! Monitors sharing cooldowns through one real Redis (a private `redis-server`): exactly one
+//! event per certificate per cooldown across the fleet, Tyk's keys, and an outage.
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
+
+use cert_store::testkit::RedisServer;
+use cert_store::{Clock as _, ManualClock, SystemClock};
+use common::{GENERATED_AT, drain, subject};
+use expiry_monitor::{
+    CertSubject, ChannelSink, ExpiryEvent, ExpiryMonitor, ExpiryMonitorConfig, RedisCooldowns, Role,
+};
+use redis::AsyncCommands as _;
+use time::Duration;
+use tokio::sync::broadcast;
+
+fn config(check: u64, event: u64) -> ExpiryMonitorConfig {
+    let mut config = ExpiryMonitorConfig::default();
+    config.check_cooldown_seconds = check;
+    config.event_cooldown_seconds = event;
+    config
+}
+
+async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Every monitor observes `cert` from several tasks at once, then each drains its queue.
+async fn burst(monitors: &[Arc<ExpiryMonitor>], cert: &CertSubject) {
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let monitor = Arc::clone(&monitors[i % monitors.len()]);
+            let cert = cert.clone();
+            tokio::spawn(async move {
+                for _ in 0..500 {
+                    monitor.observe(&cert, Role::Client, "api1");
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for monitor in monitors {
+        monitor.flush().await;
+    }
+}
+
+/// Two monitors on `server`, each with its own connection, publishing to one channel.
+async fn fleet(
+    server: &RedisServer,
+    config: ExpiryMonitorConfig,
+    clock: Arc<dyn cert_store::Clock>,
+) -> (
+    Vec<Arc<ExpiryMonitor>>,
+    Vec<RedisCooldowns>,
+    broadcast::Receiver<ExpiryEvent>,
+) {
+    let sink = ChannelSink::new(4096);
+    let events = sink.subscribe();
+    let mut monitors = Vec::new();
+    let mut stores = Vec::new();
+    for _ in 0..2 {
+        let cooldowns = RedisCooldowns::connect(&server.url()).await.unwrap();
+        stores.push(cooldowns.clone());
+        monitors.push(Arc::new(
+            ExpiryMonitor::builder(config)
+                .clock(Arc::clone(&clock))
+                .cooldowns(cooldowns)
+                .sink(sink.clone())
+                .shared_store_retry(StdDuration::ZERO)
+                .start()
+                .unwrap(),
+        ));
+    }
+    (monitors, stores, events)
+}
+
+/// Waits (polling) until `key` is gone from Redis.
+async fn until_gone(redis: &mut redis::aio::MultiplexedConnection, key: &str) {
+    let deadline = Instant::now() + StdDuration::from_secs(10);
+    loop {
+        let exists: bool = redis.exists(key).await.unwrap();
+        if !exists {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{key} did not expire");
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_monitors_on_one_redis_emit_exactly_one_event_per_cooldown() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    // Redis times its keys with the real clock, so this test uses it too, with 2 s cooldowns.
+    let (monitors, _, mut events) = fleet(&server, config(2, 2), Arc::new(SystemClock)).await;
+    let cert = subject("fleet.example", SystemClock.now(), Duration::days(5));
+    let fp = cert.fingerprint().to_string();
+    let event_key = format!("cert-cooldown:cert_expiry_event_cooldown:{fp}");
+    let check_key = format!("cert-cooldown:cert_check_cooldown:{fp}");
+
+    burst(&monitors, &cert).await;
+    let first = drain(&mut events);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].cert_id().to_string(), fp);
+
+    // Tyk's keys, value "1", with the cooldowns as TTLs.
+    let mut redis = raw(&server).await;
+    for key in [&event_key, &check_key] {
+        let value: String = redis.get(key).await.unwrap();
+        assert_eq!(value, "1", "{key}");
+        let ttl: i64 = redis.pttl(key).await.unwrap();
+        assert!((1..=2000).contains(&ttl), "{key}: {ttl} ms");
+    }
+    let claimed_events: u64 = monitors
+        .iter()
+        .map(|m| m.metrics().events_expiring_soon)
+        .sum();
+    assert_eq!(claimed_events, 1);
+
+    // Real waiting, only here: until Redis lets the cooldowns lapse.
+    until_gone(&mut redis, &event_key).await;
+    until_gone(&mut redis, &check_key).await;
+    monitors.iter().for_each(|m| m.sync_clock());
+    burst(&monitors, &cert).await;
+    assert_eq!(drain(&mut events).len(), 1, "exactly one more");
+    let skipped: u64 = monitors.iter().map(|m| m.metrics().checks_skipped).sum();
+    assert!(
+        skipped > 7000,
+        "nearly every observation was a lookup: {skipped}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_outage_falls_back_to_local_cooldowns_and_recovers() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let clock = Arc::new(ManualClock::new(GENERATED_AT));
+    let (monitors, stores, mut events) = fleet(&server, config(1, 3600), clock.clone()).await;
+    let (a, b) = (&monitors[0], &monitors[1]);
+
+    // Redis up: one event for the fleet.
+    let before = subject("before.example", GENERATED_AT, Duration::days(5));
+    burst(&monitors, &before).await;
+    assert_eq!(drain(&mut events).len(), 1);
+
+    // Redis down: observe still returns at once, and events still come, from local cooldowns.
+    server.stop();
+    let during = subject("during.example", GENERATED_AT, -Duration::minutes(30));
+    let started = Instant::now();
+    for _ in 0..1000 {
+        a.observe(&during, Role::Upstream, "api2");
+        a.observe(&before, Role::Client, "api1");
+        b.observe(&before, Role::Client, "api1");
+    }
+    assert!(
+        started.elapsed() < StdDuration::from_millis(500),
+        "observe waited: {:?}",
+        started.elapsed()
+    );
+    a.flush().await;
+    let got = drain(&mut events);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].cert_name(), "during.example");
+    assert_eq!(
+        got[0].message(),
+        "Certificate during.example is expired since 0 hours"
+    );
+    assert!(a.metrics().shared_store_errors >= 1);
+
+    // Still down: the local event cooldown holds after the check cooldown passes.
+    let earlier = a.metrics();
+    clock.advance(Duration::seconds(2));
+    a.sync_clock();
+    a.observe(&during, Role::Upstream, "api2");
+    a.flush().await;
+    assert!(drain(&mut events).is_empty());
+    let metrics = a.metrics();
+    assert_eq!(metrics.checks, earlier.checks + 1, "checked again");
+    assert_eq!(metrics.events_suppressed, earlier.events_suppressed + 1);
+
+    // Redis back: once both connections answer, cooldowns are shared again.
+    server.restart();
+    let deadline = Instant::now() + StdDuration::from_secs(10);
+    for store in &stores {
+        while store.ping().await.is_err() {
+            assert!(Instant::now() < deadline, "Redis did not come back");
+            tokio::time::sleep(StdDuration::from_millis(20)).await;
+        }
+    }
+    let after = subject("after.example", GENERATED_AT, Duration::days(5));
+    burst(&monitors, &after).await;
+    let got = drain(&mut events);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].cert_name(), "after.example");
+    let mut redis = raw(&server).await;
+    let value: String = redis
+        .get(format!(
+            "cert-cooldown:cert_expiry_event_cooldown:{}",
+            after.fingerprint()
+        ))
+        .await
+        .unwrap();
+    assert_eq!(value, "1");
+}

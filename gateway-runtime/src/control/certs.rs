@@ -1,0 +1,418 @@
+//! The `/tyk/certs` handlers: add, list, get, delete, and which APIs use a certificate.
+
+use bytes::Bytes;
+use cert_store::{Cursor, Listed, Page, PageRequest, StorageError, StoreError};
+use http::{HeaderMap, Response, StatusCode, header};
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use time::Duration;
+use tls_core::{CertId, OrgId};
+
+use super::ControlApi;
+use super::query::{Query, percent_decode};
+use super::shapes::{
+    ApiUses, CertificateBasics, CertificateMeta, CertificateStatus, DetailedList, IdList, error,
+    ok, respond,
+};
+use crate::http_util::{Body, BoxError};
+
+/// Tyk's answer for a certificate that is not there (or an `{id}` that is no certificate ID).
+pub(crate) const NOT_FOUND: &str = "Certificate with given SHA256 fingerprint not found";
+
+/// Page size when reading a whole listing.
+const PAGE: usize = 1000;
+/// Largest `limit` a client may ask for.
+pub(crate) const MAX_LIMIT: usize = 10_000;
+/// Guards against a backend whose cursors never end.
+const MAX_PAGES: usize = 100_000;
+/// Largest `expiring_within_days` (100 years).
+pub(crate) const MAX_WITHIN_DAYS: i64 = 36_500;
+
+/// What a listing asks for.
+struct ListRequest {
+    org: Option<OrgId>,
+    detailed: bool,
+    sort_by_expiry: bool,
+    within_days: Option<i64>,
+    /// One page (`limit`/`cursor` given) or everything.
+    page: Option<PageRequest>,
+}
+
+impl ListRequest {
+    fn parse(query: &Query) -> Result<Self, String> {
+        let org = org_param(query)?;
+        let sort_by_expiry = match query.get("sort") {
+            None => false,
+            Some("not_after") => true,
+            Some(other) => {
+                return Err(format!(
+                    "sort={other:?} is not supported; the only sort is not_after"
+                ));
+            }
+        };
+        let within_days = query
+            .get("expiring_within_days")
+            .map(|text| {
+                text.parse::<i64>()
+                    .ok()
+                    .filter(|n| (0..=MAX_WITHIN_DAYS).contains(n))
+                    .ok_or_else(|| {
+                        format!(
+                            "expiring_within_days={text:?} must be a whole number of days from 0 to {MAX_WITHIN_DAYS}"
+                        )
+                    })
+            })
+            .transpose()?;
+        let limit = query
+            .get("limit")
+            .map(|text| {
+                text.parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| format!("limit={text:?} must be a number from 1 to {MAX_LIMIT}"))
+            })
+            .transpose()?;
+        let cursor = query.get("cursor").map(Cursor::new);
+        let page = match (limit, cursor) {
+            (None, None) => None,
+            (limit, cursor) => Some(PageRequest {
+                cursor,
+                limit: limit.unwrap_or(PAGE),
+            }),
+        };
+        Ok(Self {
+            org,
+            detailed: query.get("mode") == Some("detailed"),
+            sort_by_expiry,
+            within_days,
+            page,
+        })
+    }
+}
+
+/// `org_id`: absent or empty means none; otherwise it must be a valid org ID.
+fn org_param(query: &Query) -> Result<Option<OrgId>, String> {
+    query
+        .get("org_id")
+        .map(|org| OrgId::new(org).map_err(|e| e.to_string()))
+        .transpose()
+}
+
+/// An `{id}` path segment as a certificate ID: percent-decoded, then parsed. Anything else,
+/// file paths included, is no ID at all.
+fn parse_id(raw: &str) -> Option<CertId> {
+    percent_decode(raw, false)?.parse().ok()
+}
+
+/// The answer to a storage failure: 503 when retrying can help, 500 otherwise.
+fn storage_failure(e: &StorageError) -> Response<Body> {
+    if e.is_temporary() {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("certificate storage is unavailable: {e}"),
+        )
+    } else {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("certificate storage failed: {e}"),
+        )
+    }
+}
+
+/// Why a request body could not be read.
+enum BodyError {
+    TooLarge,
+    Malformed,
+}
+
+async fn read_body<B>(headers: &HeaderMap, body: B, limit: usize) -> Result<Bytes, BodyError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        return Err(BodyError::TooLarge);
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(BodyError::TooLarge),
+        Err(_) => Err(BodyError::Malformed),
+    }
+}
+
+/// The problem of a detailed-listing entry, without the ID the entry already shows.
+fn problem_text(problem: &StoreError) -> String {
+    match problem {
+        StoreError::Record { source, .. } => format!("the record cannot be read: {source}"),
+        StoreError::Key { source, .. } => format!("the private key cannot be used: {source}"),
+        other => other.to_string(),
+    }
+}
+
+/// A listing failed: a cursor the client sent that the storage refuses is the client's
+/// mistake (400); anything else is the storage's.
+fn list_failure(e: &StoreError, page: &PageRequest) -> Response<Body> {
+    match e {
+        StoreError::Storage(e) if e.is_temporary() => storage_failure(e),
+        StoreError::Storage(e) if page.cursor.is_some() => error(
+            StatusCode::BAD_REQUEST,
+            format!("the cursor is not one this listing issued: {e}"),
+        ),
+        StoreError::Storage(e) => storage_failure(e),
+        other => error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+    }
+}
+
+impl ControlApi {
+    /// `POST /tyk/certs[/{anything}][?org_id=]` with a raw PEM body.
+    pub(super) async fn add<B>(&self, query: &Query, headers: &HeaderMap, body: B) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let org = match org_param(query) {
+            Ok(org) => org.unwrap_or_default(),
+            Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        };
+        let limit = self.config.max_request_body_bytes;
+        let bytes = match read_body(headers, body, limit).await {
+            Ok(bytes) => bytes,
+            Err(BodyError::TooLarge) => {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "the request body is larger than {limit} bytes (max_request_body_bytes)"
+                    ),
+                );
+            }
+            Err(BodyError::Malformed) => {
+                return error(StatusCode::METHOD_NOT_ALLOWED, "Malformed request body");
+            }
+        };
+        // Bytes that are not UTF-8 cannot be PEM; the parser says so.
+        let pem = String::from_utf8_lossy(&bytes);
+        match self.store.add(&pem, &org).await {
+            Ok(id) => {
+                tracing::info!(%id, "certificate added through the control API");
+                respond(
+                    StatusCode::OK,
+                    &CertificateStatus {
+                        id: id.to_string(),
+                        status: "ok",
+                        message: "Certificate added",
+                    },
+                )
+            }
+            Err(StoreError::Storage(e)) => storage_failure(&e),
+            // Tyk answers every refused upload with 403 and the reason.
+            Err(e) => error(StatusCode::FORBIDDEN, e.to_string()),
+        }
+    }
+
+    /// `GET /tyk/certs[?org_id=][&mode=detailed][&sort=not_after][&expiring_within_days=N]
+    /// [&limit=N][&cursor=C]`.
+    pub(super) async fn list(&self, query: &Query) -> Response<Body> {
+        let request = match ListRequest::parse(query) {
+            Ok(request) => request,
+            Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        };
+        let needs_details =
+            request.detailed || request.sort_by_expiry || request.within_days.is_some();
+        if !needs_details {
+            return match self.list_ids(&request).await {
+                Ok(page) => respond(
+                    StatusCode::OK,
+                    &IdList {
+                        certs: (!page.items.is_empty())
+                            .then(|| page.items.iter().map(ToString::to_string).collect()),
+                        next: page.next.map(|c| c.as_str().to_owned()),
+                    },
+                ),
+                Err(response) => response,
+            };
+        }
+        let page = match self.list_details(&request).await {
+            Ok(page) => page,
+            Err(response) => return response,
+        };
+        let mut items = page.items;
+        if let Some(days) = request.within_days {
+            let deadline = self.store.clock().now().checked_add(Duration::days(days));
+            items.retain(|listed| {
+                let not_after = listed.metadata.as_ref().and_then(|m| m.not_after);
+                match (not_after, deadline) {
+                    (Some(not_after), Some(deadline)) => not_after <= deadline,
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                }
+            });
+        }
+        if request.sort_by_expiry {
+            // Soonest first; public keys and unreadable records, which do not expire, last.
+            items.sort_by_key(|listed| {
+                let not_after = listed.metadata.as_ref().and_then(|m| m.not_after);
+                (not_after.is_none(), not_after)
+            });
+        }
+        let next = page.next.map(|c| c.as_str().to_owned());
+        if request.detailed {
+            let certs = items
+                .iter()
+                .map(|listed| {
+                    CertificateBasics::new(
+                        listed.id.to_string(),
+                        listed.metadata.as_ref(),
+                        listed.problem.as_ref().map(problem_text),
+                    )
+                })
+                .collect();
+            respond(StatusCode::OK, &DetailedList { certs, next })
+        } else {
+            respond(
+                StatusCode::OK,
+                &IdList {
+                    certs: (!items.is_empty())
+                        .then(|| items.iter().map(|l| l.id.to_string()).collect()),
+                    next,
+                },
+            )
+        }
+    }
+
+    /// The IDs asked for: one page, or every page.
+    async fn list_ids(&self, request: &ListRequest) -> Result<Page<CertId>, Response<Body>> {
+        let org = request.org.as_ref();
+        if let Some(page) = &request.page {
+            return self
+                .store
+                .list(org, page)
+                .await
+                .map_err(|e| list_failure(&e, page));
+        }
+        let mut all = Page {
+            items: Vec::new(),
+            next: None,
+        };
+        let mut page = PageRequest::first(PAGE);
+        for _ in 0..MAX_PAGES {
+            let got = self
+                .store
+                .list(org, &page)
+                .await
+                .map_err(|e| list_failure(&e, &page))?;
+            all.items.extend(got.items);
+            match got.next {
+                Some(next) => page = PageRequest::after(next, PAGE),
+                None => break,
+            }
+        }
+        Ok(all)
+    }
+
+    /// The entries asked for, with metadata: one page, or every page.
+    async fn list_details(&self, request: &ListRequest) -> Result<Page<Listed>, Response<Body>> {
+        let org = request.org.as_ref();
+        if let Some(page) = &request.page {
+            return self
+                .store
+                .list_detailed(org, page)
+                .await
+                .map_err(|e| list_failure(&e, page));
+        }
+        let mut all = Page {
+            items: Vec::new(),
+            next: None,
+        };
+        let mut page = PageRequest::first(PAGE);
+        for _ in 0..MAX_PAGES {
+            let got = self
+                .store
+                .list_detailed(org, &page)
+                .await
+                .map_err(|e| list_failure(&e, &page))?;
+            all.items.extend(got.items);
+            match got.next {
+                Some(next) => page = PageRequest::after(next, PAGE),
+                None => break,
+            }
+        }
+        Ok(all)
+    }
+
+    /// `GET /tyk/certs/{id}` or `GET /tyk/certs/{id1},{id2},...`.
+    pub(super) async fn get(&self, raw_id: &str) -> Response<Body> {
+        // Tyk's router decodes the path before splitting on commas.
+        let decoded = percent_decode(raw_id, false);
+        match decoded {
+            Some(ids) if ids.contains(',') => {
+                let mut out = Vec::new();
+                for id in ids.split(',') {
+                    match self.meta(id.parse().ok()).await {
+                        Ok(meta) => out.push(meta),
+                        Err(response) => return response,
+                    }
+                }
+                respond(StatusCode::OK, &out)
+            }
+            _ => match self.meta(parse_id(raw_id)).await {
+                Ok(Some(meta)) => respond(StatusCode::OK, &meta),
+                Ok(None) => error(StatusCode::NOT_FOUND, NOT_FOUND),
+                Err(response) => response,
+            },
+        }
+    }
+
+    /// The `CertificateMeta` of `id`; `None` when there is no such (readable) certificate.
+    async fn meta(&self, id: Option<CertId>) -> Result<Option<CertificateMeta>, Response<Body>> {
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        match self.store.details(&id).await {
+            Ok(meta) => Ok(Some(CertificateMeta::new(id.to_string(), &meta))),
+            Err(StoreError::Storage(e)) => Err(storage_failure(&e)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => {
+                tracing::warn!(%id, error = %e, "a stored certificate cannot be read");
+                Ok(None)
+            }
+        }
+    }
+
+    /// `DELETE /tyk/certs/{id}[?org_id=]`: "removed" whether or not it existed (Tyk). The ID
+    /// names the org; `org_id` is checked but not needed.
+    pub(super) async fn delete(&self, raw_id: &str, query: &Query) -> Response<Body> {
+        if let Err(message) = org_param(query) {
+            return error(StatusCode::BAD_REQUEST, message);
+        }
+        if let Some(id) = parse_id(raw_id) {
+            match self.store.delete(&id).await {
+                Ok(existed) => {
+                    if existed {
+                        tracing::info!(%id, "certificate removed through the control API");
+                    }
+                }
+                Err(StoreError::Storage(e)) => return storage_failure(&e),
+                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            }
+        }
+        ok("removed")
+    }
+
+    /// `GET /tyk/certs/{id}/apis`: the APIs that reference the certificate, from the usage
+    /// index (a valid ID that no API uses gives an empty list, stored or not).
+    pub(super) fn apis(&self, raw_id: &str) -> Response<Body> {
+        match parse_id(raw_id) {
+            Some(id) => respond(
+                StatusCode::OK,
+                &ApiUses {
+                    apis: self.store.apis_using(&id),
+                    id: id.to_string(),
+                },
+            ),
+            None => error(StatusCode::NOT_FOUND, NOT_FOUND),
+        }
+    }
+}

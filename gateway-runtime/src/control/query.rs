@@ -1,0 +1,130 @@
+//! Request paths and query strings: trailing-slash removal, percent-decoding, and Go's
+//! `URL.Query().Get` (first value wins, `+` is a space, bad escapes kept as written).
+
+/// The path without trailing slashes (Tyk's `stripSlashes`); `/` stays `/`.
+pub(crate) fn strip_trailing_slashes(path: &str) -> &str {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() { "/" } else { trimmed }
+}
+
+/// Percent-decodes `text`; a `%` not followed by two hex digits is kept as written. `None` when
+/// the decoded bytes are not UTF-8.
+pub(crate) fn percent_decode(text: &str, plus_is_space: bool) -> Option<String> {
+    String::from_utf8(decode_bytes(text, plus_is_space)).ok()
+}
+
+fn decode_bytes(text: &str, plus_is_space: bool) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                if let (Some(high), Some(low)) = (
+                    bytes.get(i + 1).and_then(|b| hex_value(*b)),
+                    bytes.get(i + 2).and_then(|b| hex_value(*b)),
+                ) {
+                    out.push(high << 4 | low);
+                    i += 3;
+                    continue;
+                }
+                out.push(b'%');
+            }
+            b'+' if plus_is_space => out.push(b' '),
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    out
+}
+
+fn hex_value(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// A parsed query string.
+#[derive(Debug, Default)]
+pub(crate) struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+impl Query {
+    /// Parses `query` (without the `?`). Pairs whose name or value is not UTF-8 once decoded
+    /// keep the text with U+FFFD in place of the bad bytes, so that validation rejects them.
+    pub(crate) fn parse(query: Option<&str>) -> Self {
+        let pairs = query
+            .unwrap_or("")
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                (decode_lossy(name), decode_lossy(value))
+            })
+            .collect();
+        Self { pairs }
+    }
+
+    /// The first value of `name`; `None` when absent or empty (Go cannot tell them apart).
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+fn decode_lossy(text: &str) -> String {
+    String::from_utf8_lossy(&decode_bytes(text, true)).into_owned()
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+#[cfg(test)]
+pub(crate) fn encode_component(text: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailing_slashes_go_and_root_stays() {
+        assert_eq!(strip_trailing_slashes("/tyk/certs/"), "/tyk/certs");
+        assert_eq!(strip_trailing_slashes("/tyk/certs///"), "/tyk/certs");
+        assert_eq!(strip_trailing_slashes("///"), "/");
+    }
+
+    #[test]
+    fn percent_decoding_keeps_bad_escapes_and_refuses_non_utf8() {
+        assert_eq!(percent_decode("%2Ftmp%2fx", false).unwrap(), "/tmp/x");
+        assert_eq!(percent_decode("a%zz%4", false).unwrap(), "a%zz%4");
+        assert_eq!(percent_decode("a+b", false).unwrap(), "a+b");
+        assert_eq!(percent_decode("a+b", true).unwrap(), "a b");
+        assert!(percent_decode("%ff", false).is_none());
+    }
+
+    #[test]
+    fn query_takes_the_first_value_and_treats_empty_as_absent() {
+        let q = Query::parse(Some("org_id=a%2Bb&org_id=c&mode=&x&bad=%ff"));
+        assert_eq!(q.get("org_id"), Some("a+b"));
+        assert_eq!(q.get("mode"), None);
+        assert_eq!(q.get("x"), None);
+        assert_eq!(q.get("bad"), Some("\u{fffd}"));
+        assert_eq!(encode_component("a b/+"), "a%20b%2F%2B");
+    }
+}

@@ -1,0 +1,373 @@
+//! The JSON bodies of the control API, in Tyk's shapes and field order, written the way Go's
+//! `json.Encoder` writes them (HTML characters escaped, a trailing newline).
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::macros::format_description;
+use tls_core::{Metadata, Name};
+
+use crate::http_util::{Body, full};
+
+/// A JSON response with Tyk's byte-for-byte encoding: fields in declaration order, `<`, `>`
+/// and `&` escaped as Go does, and a trailing newline.
+pub(crate) fn respond<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    let (status, bytes) = match go_json(value) {
+        Ok(bytes) => (status, bytes),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{{\"status\":\"error\",\"message\":\"cannot encode the response: {e}\"}}\n")
+                .into_bytes(),
+        ),
+    };
+    let mut response = Response::new(full(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Tyk's `{"status":"error","message":...}`.
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    respond(
+        status,
+        &StatusMessage {
+            status: "error",
+            message: message.into(),
+        },
+    )
+}
+
+/// Tyk's `{"status":"ok","message":...}`.
+pub(crate) fn ok(message: impl Into<String>) -> Response<Body> {
+    respond(
+        StatusCode::OK,
+        &StatusMessage {
+            status: "ok",
+            message: message.into(),
+        },
+    )
+}
+
+/// Serialises like Go's `json.Encoder.Encode`.
+fn go_json<T: Serialize>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::with_capacity(256);
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, GoFormatter);
+    value.serialize(&mut serializer)?;
+    out.push(b'\n');
+    Ok(out)
+}
+
+/// serde_json's compact output plus Go's HTML-safe escaping.
+struct GoFormatter;
+
+impl serde_json::ser::Formatter for GoFormatter {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut start = 0;
+        for (at, ch) in fragment.char_indices() {
+            let escaped = match ch {
+                '<' => "\\u003c",
+                '>' => "\\u003e",
+                '&' => "\\u0026",
+                '\u{2028}' => "\\u2028",
+                '\u{2029}' => "\\u2029",
+                _ => continue,
+            };
+            writer.write_all(&fragment.as_bytes()[start..at])?;
+            writer.write_all(escaped.as_bytes())?;
+            start = at + ch.len_utf8();
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
+/// `{"status","message"}`.
+#[derive(Debug, Serialize)]
+pub(crate) struct StatusMessage {
+    pub(crate) status: &'static str,
+    pub(crate) message: String,
+}
+
+/// Tyk's `APICertificateStatusMessage`: `{"id","status","message"}`.
+#[derive(Debug, Serialize)]
+pub(crate) struct CertificateStatus {
+    pub(crate) id: String,
+    pub(crate) status: &'static str,
+    pub(crate) message: &'static str,
+}
+
+/// A time as Go's `time.Time` marshals a certificate time: RFC 3339, UTC, whole seconds; Go's
+/// zero time (`0001-01-01T00:00:00Z`) for none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct GoTime(pub(crate) Option<OffsetDateTime>);
+
+impl GoTime {
+    pub(crate) const ZERO_TEXT: &'static str = "0001-01-01T00:00:00Z";
+}
+
+impl Serialize for GoTime {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&go_time(self.0))
+    }
+}
+
+/// The text of [`GoTime`].
+pub(crate) fn go_time(at: Option<OffsetDateTime>) -> String {
+    let Some(at) = at else {
+        return GoTime::ZERO_TEXT.to_owned();
+    };
+    let utc = at.to_offset(time::UtcOffset::UTC);
+    utc.format(format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+    ))
+    .unwrap_or_else(|_| GoTime::ZERO_TEXT.to_owned())
+}
+
+/// Go's `crypto/x509/pkix.Name`, with Go's field names and order.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct PkixName {
+    country: Option<Vec<String>>,
+    organization: Option<Vec<String>>,
+    organizational_unit: Option<Vec<String>>,
+    locality: Option<Vec<String>>,
+    province: Option<Vec<String>>,
+    street_address: Option<Vec<String>>,
+    postal_code: Option<Vec<String>>,
+    serial_number: String,
+    common_name: String,
+    names: Option<Vec<AttributeTypeAndValue>>,
+    extra_names: Option<Vec<AttributeTypeAndValue>>,
+}
+
+/// Go's `pkix.AttributeTypeAndValue`: the OID as an integer array and the value.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct AttributeTypeAndValue {
+    #[serde(rename = "Type")]
+    oid: Vec<u64>,
+    value: String,
+}
+
+impl PkixName {
+    /// Fills the name as Go's `FillFromRDNSequence` does: every attribute goes to `Names` in
+    /// certificate order; the well-known ones also to their field (the last serial number and
+    /// common name win).
+    pub(crate) fn from_name(name: &Name) -> Self {
+        let mut out = Self::default();
+        let mut names = Vec::with_capacity(name.attributes.len());
+        for attr in &name.attributes {
+            let value = attr.value.clone();
+            if let [2, 5, 4, kind] = attr.oid.as_slice() {
+                let list = match kind {
+                    6 => Some(&mut out.country),
+                    10 => Some(&mut out.organization),
+                    11 => Some(&mut out.organizational_unit),
+                    7 => Some(&mut out.locality),
+                    8 => Some(&mut out.province),
+                    9 => Some(&mut out.street_address),
+                    17 => Some(&mut out.postal_code),
+                    5 => {
+                        out.serial_number.clone_from(&value);
+                        None
+                    }
+                    3 => {
+                        out.common_name.clone_from(&value);
+                        None
+                    }
+                    _ => None,
+                };
+                if let Some(list) = list {
+                    list.get_or_insert_with(Vec::new).push(value.clone());
+                }
+            }
+            names.push(AttributeTypeAndValue {
+                oid: attr.oid.clone(),
+                value,
+            });
+        }
+        if !names.is_empty() {
+            out.names = Some(names);
+        }
+        out
+    }
+
+    /// Tyk's subject of a standalone public key: only the common name `Public Key: <sha>`.
+    fn public_key(fingerprint: &str) -> Self {
+        Self {
+            common_name: format!("Public Key: {fingerprint}"),
+            ..Self::default()
+        }
+    }
+}
+
+/// Tyk's `CertificateMeta`, the answer of `GET /tyk/certs/{id}`.
+#[derive(Debug, Serialize)]
+pub(crate) struct CertificateMeta {
+    id: String,
+    /// The leaf's SHA-256 (Tyk reports the last certificate's), or the SPKI's for a public key.
+    fingerprint: String,
+    has_private: bool,
+    issuer: PkixName,
+    subject: PkixName,
+    not_before: GoTime,
+    not_after: GoTime,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    dns_names: Vec<String>,
+    is_ca: bool,
+}
+
+impl CertificateMeta {
+    pub(crate) fn new(id: String, meta: &Metadata) -> Self {
+        let fingerprint = meta.fingerprint.to_hex();
+        let (issuer, subject) = if meta.is_public_key {
+            (PkixName::default(), PkixName::public_key(&fingerprint))
+        } else {
+            (
+                PkixName::from_name(&meta.issuer),
+                PkixName::from_name(&meta.subject),
+            )
+        };
+        Self {
+            id,
+            fingerprint,
+            has_private: meta.has_private,
+            issuer,
+            subject,
+            not_before: GoTime(meta.not_before),
+            not_after: GoTime(meta.not_after),
+            dns_names: meta.dns_names.clone(),
+            is_ca: meta.is_ca,
+        }
+    }
+}
+
+/// Tyk's `CertificateBasics`, an entry of `GET /tyk/certs?mode=detailed`, plus `error` for a
+/// record that cannot be read in full (Tyk's handler panics on those).
+#[derive(Debug, Serialize)]
+pub(crate) struct CertificateBasics {
+    id: String,
+    issuer_cn: String,
+    subject_cn: String,
+    dns_names: Option<Vec<String>>,
+    has_private: bool,
+    not_before: GoTime,
+    pub(crate) not_after: GoTime,
+    is_ca: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl CertificateBasics {
+    /// The entry of `id`, from whatever metadata could be read, with the problem if any.
+    pub(crate) fn new(id: String, meta: Option<&Metadata>, problem: Option<String>) -> Self {
+        let Some(meta) = meta else {
+            return Self {
+                id,
+                issuer_cn: String::new(),
+                subject_cn: String::new(),
+                dns_names: None,
+                has_private: false,
+                not_before: GoTime(None),
+                not_after: GoTime(None),
+                is_ca: false,
+                error: Some(problem.unwrap_or_else(|| "the record cannot be read".to_owned())),
+            };
+        };
+        let full = CertificateMeta::new(id, meta);
+        Self {
+            id: full.id,
+            issuer_cn: full.issuer.common_name,
+            subject_cn: full.subject.common_name,
+            dns_names: (!full.dns_names.is_empty()).then_some(full.dns_names),
+            has_private: full.has_private,
+            not_before: full.not_before,
+            not_after: full.not_after,
+            is_ca: full.is_ca,
+            error: problem,
+        }
+    }
+}
+
+/// `{"certs":[...]}` of a listing by ID: `null` when empty, as Tyk writes it.
+#[derive(Debug, Serialize)]
+pub(crate) struct IdList {
+    pub(crate) certs: Option<Vec<String>>,
+    /// The cursor of the next page, only when `limit` was given and more remain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) next: Option<String>,
+}
+
+/// `{"certs":[...]}` of a detailed listing: `[]` when empty, as Tyk writes it.
+#[derive(Debug, Serialize)]
+pub(crate) struct DetailedList {
+    pub(crate) certs: Vec<CertificateBasics>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) next: Option<String>,
+}
+
+/// `{"id","apis":[{"api_id","role"}...]}`.
+#[derive(Debug, Serialize)]
+pub(crate) struct ApiUses {
+    pub(crate) id: String,
+    pub(crate) apis: Vec<cert_store::CertUse>,
+}
+
+/// Tyk's `/hello` health answer.
+#[derive(Debug, Serialize)]
+pub(crate) struct Health {
+    pub(crate) status: &'static str,
+    pub(crate) version: &'static str,
+    pub(crate) description: &'static str,
+    pub(crate) details: HealthDetails,
+}
+
+/// The components of [`Health`].
+#[derive(Debug, Serialize)]
+pub(crate) struct HealthDetails {
+    pub(crate) storage: HealthCheck,
+}
+
+/// Tyk's `HealthCheckItem`.
+#[derive(Debug, Serialize)]
+pub(crate) struct HealthCheck {
+    pub(crate) status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) output: Option<String>,
+    #[serde(rename = "componentType")]
+    pub(crate) component_type: &'static str,
+    pub(crate) time: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn go_escapes_html_characters_and_ends_with_a_newline() {
+        let bytes = go_json(&StatusMessage {
+            status: "error",
+            message: "a<b>&c\u{2028}".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            "{\"status\":\"error\",\"message\":\"a\\u003cb\\u003e\\u0026c\\u2028\"}\n"
+        );
+    }
+
+    #[test]
+    fn times_are_utc_whole_seconds_and_go_zero_for_none() {
+        let at = datetime!(2024-03-25 10:46:37.5 +02:00);
+        assert_eq!(go_time(Some(at)), "2024-03-25T08:46:37Z");
+        assert_eq!(go_time(None), "0001-01-01T00:00:00Z");
+    }
+}

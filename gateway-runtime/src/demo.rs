@@ -1,0 +1,225 @@
+//! The demo: certificates in a folder, an in-memory store, an echo upstream, two APIs.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use bytes::Bytes;
+use gateway_runtime::{ApiDefinition, Gateway, GatewayBuilder, GatewayConfig};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use ring::rand::SecureRandom as _;
+use tls_core::OrgId;
+
+const FILES: [&str; 6] = [
+    "ca.pem",
+    "ca.key",
+    "server.pem",
+    "server.key",
+    "client.pem",
+    "client.key",
+];
+
+/// Starts the demo gateway on 127.0.0.1:`port` and prints how to use it.
+pub(crate) async fn start(dir: &Path, port: u16) -> Result<Gateway, String> {
+    ensure_certificates(dir)?;
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .map_err(|e| format!("{}: {e}", dir.join(name).display()))
+    };
+    let upstream = start_echo_upstream().await?;
+
+    let mut secret_bytes = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut secret_bytes)
+        .map_err(|_| "no randomness".to_owned())?;
+    let secret: String = secret_bytes.iter().map(|b| format!("{b:02x}")).collect();
+
+    let mut config = GatewayConfig::default();
+    config.listen_address = "127.0.0.1".into();
+    config.listen_port = port;
+    config.secret = secret.clone();
+    config.http_server_options.use_ssl = true;
+    config.http_server_options.enable_http2 = true;
+
+    let store = gateway_runtime::store_from_config(&config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let server_id = add(&store, &(read("server.pem")? + &read("server.key")?)).await?;
+    let ca_id = add(&store, &read("ca.pem")?).await?;
+    config.http_server_options.ssl_certificates = vec![server_id.to_string()];
+
+    let api = |id: &str, path: &str, mtls: bool| {
+        let json = serde_json::json!({
+            "api_id": id, "name": id, "org_id": "", "active": true,
+            "use_mutual_tls_auth": mtls,
+            "client_certificates": if mtls { vec![ca_id.to_string()] } else { Vec::new() },
+            "proxy": { "listen_path": path, "target_url": format!("http://{upstream}"), "strip_listen_path": true },
+        });
+        ApiDefinition::from_json(&json.to_string(), Path::new(id))
+    };
+    let apis = vec![
+        api("open", "/open/", false).map_err(|e| e.to_string())?,
+        api("secure", "/secure/", true).map_err(|e| e.to_string())?,
+    ];
+    let gateway = GatewayBuilder::new(config)
+        .store(store)
+        .apis(apis)
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+
+    let d = dir.display();
+    let port = gateway.local_addr().port();
+    println!(
+        "certgate demo gateway on https://localhost:{port} (upstream echo on http://{upstream})\n\n\
+         # an open API over TLS\n\
+         curl --cacert {d}/ca.pem https://localhost:{port}/open/hello\n\n\
+         # a mutual-TLS API: with the client certificate, then without (403)\n\
+         curl --cacert {d}/ca.pem --cert {d}/client.pem --key {d}/client.key https://localhost:{port}/secure/hello\n\
+         curl --cacert {d}/ca.pem https://localhost:{port}/secure/hello\n\n\
+         # the certificate API\n\
+         curl --cacert {d}/ca.pem -H 'X-Tyk-Authorization: {secret}' https://localhost:{port}/tyk/certs\n\
+         curl --cacert {d}/ca.pem -H 'X-Tyk-Authorization: {secret}' https://localhost:{port}/tyk/certs/{server_id}\n\n\
+         Press Ctrl-C to stop."
+    );
+    Ok(gateway)
+}
+
+async fn add(store: &cert_store::CertStore, pem: &str) -> Result<tls_core::CertId, String> {
+    match store.add(pem, &OrgId::EMPTY).await {
+        Ok(id) => Ok(id),
+        Err(cert_store::StoreError::AlreadyExists { id }) => Ok(id),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Makes the demo CA, server and client certificates unless all are already there.
+fn ensure_certificates(dir: &Path) -> Result<(), String> {
+    if FILES.iter().all(|f| dir.join(f).is_file()) {
+        return Ok(());
+    }
+    let err = |e: rcgen::Error| format!("making demo certificates: {e}");
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+
+    let ca_key = KeyPair::generate().map_err(err)?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "certgate demo CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca_params.not_after = rcgen::date_time_ymd(2035, 1, 1);
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
+    let issuer = Issuer::new(ca_params, &ca_key);
+
+    let server_key = KeyPair::generate().map_err(err)?;
+    let mut server_params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .map_err(err)?;
+    server_params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    server_params.not_after = rcgen::date_time_ymd(2034, 1, 1);
+    let server_cert = server_params.signed_by(&server_key, &issuer).map_err(err)?;
+
+    let client_key = KeyPair::generate().map_err(err)?;
+    let mut client_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, "certgate demo client");
+    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    client_params.not_after = rcgen::date_time_ymd(2034, 1, 1);
+    let client_cert = client_params.signed_by(&client_key, &issuer).map_err(err)?;
+
+    let contents = [
+        ca_cert.pem(),
+        ca_key.serialize_pem(),
+        server_cert.pem(),
+        server_key.serialize_pem(),
+        client_cert.pem(),
+        client_key.serialize_pem(),
+    ];
+    for (name, text) in FILES.iter().zip(contents) {
+        write_private(&dir.join(name), &text)?;
+    }
+    Ok(())
+}
+
+fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// An HTTP server that answers every request with what it received.
+async fn start_echo_upstream() -> Result<SocketAddr, String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = service_fn(echo);
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let length = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes().len())
+        .unwrap_or(0);
+    let headers: serde_json::Map<String, serde_json::Value> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                serde_json::Value::from(v.to_str().unwrap_or("<binary>")),
+            )
+        })
+        .collect();
+    let answer = serde_json::json!({
+        "upstream": "certgate demo echo",
+        "method": parts.method.as_str(),
+        "path": parts.uri.path(),
+        "query": parts.uri.query(),
+        "headers": headers,
+        "body_bytes": length,
+    });
+    let mut text = answer.to_string();
+    text.push('\n');
+    Ok(Response::builder()
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(text)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))))
+}

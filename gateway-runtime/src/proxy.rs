@@ -1,1 +1,0 @@
-//! The reverse proxy and upstream TLS (being written).

@@ -1,0 +1,413 @@
+//! The runtime: a builder that composes configuration, store, APIs, observer and upstream trust;
+//! a running [`Gateway`] with its listeners; reloads when APIs or certificates change.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use cert_store::{CertStore, MemoryStorage};
+use rustls_pki_types::CertificateDer;
+use tls_core::EncodingSecret;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::ApiTable;
+use crate::config::{ApiDefinition, ConfigError, GatewayConfig};
+use crate::control::ControlApi;
+use crate::metrics::GatewayMetrics;
+use crate::monitor::start_monitor;
+use crate::observe::CertObserver;
+use crate::proxy::Proxy;
+use crate::server::{ListenerRole, Tracker, accept_loop};
+use crate::state::{TlsShared, TlsState};
+
+/// Why the gateway cannot start or reload.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The certificate storage cannot be reached or set up.
+    #[error("certificate storage: {0}")]
+    Storage(String),
+    /// TLS settings or certificates cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The expiry monitor cannot start.
+    #[error("expiry monitor: {0}")]
+    Monitor(String),
+    /// A listener cannot be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Everything connection tasks share.
+pub(crate) struct Shared {
+    pub(crate) config: Arc<GatewayConfig>,
+    pub(crate) store: CertStore,
+    pub(crate) apis: ArcSwap<ApiTable>,
+    pub(crate) tls: ArcSwap<TlsState>,
+    tls_shared: TlsShared,
+    pub(crate) proxy: Proxy,
+    pub(crate) control: ControlApi,
+    pub(crate) metrics: Arc<GatewayMetrics>,
+    pub(crate) observer: Arc<dyn CertObserver>,
+    /// The gateway listener's port (the real one when configured as 0).
+    gateway_port: u16,
+}
+
+impl Shared {
+    /// The control API is served on the gateway port (no dedicated port configured).
+    pub(crate) fn control_on_gateway_port(&self) -> bool {
+        self.config.control_api_port == 0
+    }
+
+    /// Whether a TLS connection is for the control API (Tyk: hostname empty or equal to the
+    /// SNI, and the control port).
+    pub(crate) fn is_control_connection(&self, role: ListenerRole, sni: Option<&str>) -> bool {
+        let host_ok = self.config.control_api_hostname.is_empty()
+            || sni.is_some_and(|s| s.eq_ignore_ascii_case(&self.config.control_api_hostname));
+        let port_ok = role == ListenerRole::Control || self.control_on_gateway_port();
+        host_ok && port_ok
+    }
+
+    async fn rebuild(&self) -> Result<(), GatewayError> {
+        let apis = self.apis.load_full();
+        let state = TlsState::build(&self.config, &apis, &self.store, &self.tls_shared)
+            .await
+            .map_err(GatewayError::Tls)?;
+        self.tls.store(Arc::new(state));
+        self.proxy.reload(&apis).await;
+        Ok(())
+    }
+}
+
+/// Composes a gateway.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use gateway_runtime::{GatewayBuilder, GatewayConfig};
+/// let gateway = GatewayBuilder::new(GatewayConfig::default()).start().await?;
+/// println!("listening on {}", gateway.local_addr());
+/// gateway.shutdown().await;
+/// # Ok(()) }
+/// ```
+pub struct GatewayBuilder {
+    config: GatewayConfig,
+    store: Option<CertStore>,
+    apis: Option<Vec<ApiDefinition>>,
+    sinks: Vec<Arc<dyn expiry_monitor::EventSink>>,
+    upstream_roots: Vec<CertificateDer<'static>>,
+}
+
+impl GatewayBuilder {
+    /// A builder for `config`.
+    pub fn new(config: GatewayConfig) -> Self {
+        Self {
+            config,
+            store: None,
+            apis: None,
+            sinks: Vec::new(),
+            upstream_roots: Vec::new(),
+        }
+    }
+
+    /// Uses `store` instead of the one `storage` in the configuration describes.
+    pub fn store(mut self, store: CertStore) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Serves `apis` instead of the definitions in `app_path`.
+    pub fn apis(mut self, apis: Vec<ApiDefinition>) -> Self {
+        self.apis = Some(apis);
+        self
+    }
+
+    /// Trusts `root` for upstream TLS, in addition to the system's roots.
+    pub fn upstream_root(mut self, root: CertificateDer<'static>) -> Self {
+        self.upstream_roots.push(root);
+        self
+    }
+
+    /// Also delivers expiry events to `sink` (besides the log and the configured webhooks).
+    pub fn event_sink(mut self, sink: Arc<dyn expiry_monitor::EventSink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
+    /// Connects the store, loads APIs, builds TLS, binds the listeners and starts serving.
+    pub async fn start(self) -> Result<Gateway, GatewayError> {
+        let config = Arc::new(self.config);
+        config.validate()?;
+        let store = match self.store {
+            Some(store) => store,
+            None => store_from_config(&config).await?,
+        };
+        let apis = match self.apis {
+            Some(apis) => apis,
+            None => match &config.app_path {
+                Some(dir) => ApiDefinition::load_dir(dir)?,
+                None => Vec::new(),
+            },
+        };
+        register_usage(&store, &config, &apis);
+        let metrics = Arc::new(GatewayMetrics::default());
+        let tls_shared = TlsShared {
+            provider: tls_core::default_provider(),
+            ticketer: rustls::crypto::ring::Ticketer::new()
+                .map_err(|e| GatewayError::Tls(e.to_string()))?,
+            sessions: rustls::server::ServerSessionMemoryCache::new(8192),
+            metrics: Arc::clone(&metrics),
+        };
+        let monitor = Arc::new(
+            start_monitor(&config, &store, self.sinks, &self.upstream_roots)
+                .await
+                .map_err(GatewayError::Monitor)?,
+        );
+        let observer: Arc<dyn CertObserver> = monitor.clone();
+        let table = Arc::new(ApiTable::new(apis));
+        let tls = TlsState::build(&config, &table, &store, &tls_shared)
+            .await
+            .map_err(GatewayError::Tls)?;
+        let proxy = Proxy::new(
+            &config,
+            store.clone(),
+            Arc::clone(&observer),
+            Arc::clone(&metrics),
+            self.upstream_roots,
+        )
+        .map_err(|e| GatewayError::Tls(e.to_string()))?;
+        proxy.reload(&table).await;
+        let extra_metrics: Arc<dyn Fn() -> String + Send + Sync> =
+            Arc::new(move || monitor.prometheus());
+        let control = ControlApi::new(
+            Arc::clone(&config),
+            store.clone(),
+            Arc::clone(&metrics),
+            extra_metrics,
+        );
+
+        let gateway_address = format!(
+            "{}:{}",
+            listen_host(&config.listen_address),
+            config.listen_port
+        );
+        let listener = bind(&gateway_address).await?;
+        let local_addr = listener.local_addr().map_err(|source| GatewayError::Bind {
+            address: gateway_address.clone(),
+            source,
+        })?;
+        let control_listener = match config.control_api_port {
+            0 => None,
+            port => Some(bind(&format!("{}:{port}", listen_host(&config.listen_address))).await?),
+        };
+        let control_addr = control_listener.as_ref().and_then(|l| l.local_addr().ok());
+
+        let shared = Arc::new(Shared {
+            config: Arc::clone(&config),
+            store: store.clone(),
+            apis: ArcSwap::new(table),
+            tls: ArcSwap::from_pointee(tls),
+            tls_shared,
+            proxy,
+            control,
+            metrics,
+            observer,
+            gateway_port: local_addr.port(),
+        });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let tracker = Arc::new(Tracker::default());
+        let mut tasks = vec![tokio::spawn(accept_loop(
+            listener,
+            ListenerRole::Gateway,
+            Arc::clone(&shared),
+            Arc::clone(&tracker),
+            stop_rx.clone(),
+        ))];
+        if let Some(listener) = control_listener {
+            tasks.push(tokio::spawn(accept_loop(
+                listener,
+                ListenerRole::Control,
+                Arc::clone(&shared),
+                Arc::clone(&tracker),
+                stop_rx.clone(),
+            )));
+        }
+        tasks.push(tokio::spawn(follow_store(Arc::downgrade(&shared), stop_rx)));
+        tracing::info!(address = %local_addr, tls = config.http_server_options.use_ssl, "gateway listening");
+        Ok(Gateway {
+            shared,
+            local_addr,
+            control_addr,
+            stop: stop_tx,
+            tracker,
+            tasks,
+        })
+    }
+}
+
+fn listen_host(address: &str) -> &str {
+    if address.is_empty() {
+        "0.0.0.0"
+    } else {
+        address
+    }
+}
+
+async fn bind(address: &str) -> Result<TcpListener, GatewayError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| GatewayError::Bind {
+            address: address.to_owned(),
+            source,
+        })
+}
+
+/// The store `storage` describes, with the encoding secret (falling back to `secret`).
+pub async fn store_from_config(config: &GatewayConfig) -> Result<CertStore, GatewayError> {
+    let storage: Arc<dyn cert_store::CertStorage> = match config.storage.kind.as_str() {
+        #[cfg(feature = "redis")]
+        "redis" => {
+            let redis = cert_store::RedisStorage::connect(cert_store::RedisConfig::new(
+                config.storage.redis_url(),
+            ))
+            .await
+            .map_err(|e| GatewayError::Storage(e.to_string()))?;
+            Arc::new(redis)
+        }
+        _ => Arc::new(MemoryStorage::new()),
+    };
+    if config.encoding_secret().is_empty() {
+        tracing::warn!(
+            "no private_certificate_encoding_secret nor secret: private keys are stored with an empty secret"
+        );
+    }
+    Ok(CertStore::builder(storage)
+        .encoding_secret(EncodingSecret::new(config.encoding_secret()))
+        .allow_file_references(config.allow_certificate_files)
+        .build())
+}
+
+/// Registers which API uses which stored certificate (Tyk's usage tracker; inline PEM skipped).
+fn register_usage(store: &CertStore, config: &GatewayConfig, apis: &[ApiDefinition]) {
+    use cert_store::CertRole;
+    let mut uses = Vec::new();
+    let mut add = |reference: &str, api: &str, role: CertRole| {
+        if let Ok(id) = reference.trim().parse() {
+            uses.push((id, api.to_owned(), role));
+        }
+    };
+    for reference in &config.http_server_options.ssl_certificates {
+        add(reference, "__server__", CertRole::Server);
+    }
+    for api in apis {
+        for reference in &api.certificates {
+            add(reference, &api.api_id, CertRole::Server);
+        }
+        for reference in &api.client_certificates {
+            add(reference, &api.api_id, CertRole::Client);
+        }
+        for reference in api.upstream_certificates.values() {
+            add(reference, &api.api_id, CertRole::Upstream);
+        }
+        for list in api.pinned_public_keys.values() {
+            for reference in list.split(',') {
+                add(reference, &api.api_id, CertRole::Pin);
+            }
+        }
+    }
+    store.usage().replace_all(uses);
+}
+
+/// Rebuilds TLS and upstream settings when the store changes; several notices arriving together
+/// give one rebuild.
+async fn follow_store(shared: std::sync::Weak<Shared>, mut stop: watch::Receiver<bool>) {
+    let Some(mut changes) = shared.upgrade().map(|s| s.store.subscribe()) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            change = changes.next() => {
+                if change.is_none() {
+                    return;
+                }
+                // Coalesce a burst (a bulk import) into one rebuild.
+                while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(5), changes.next()).await {}
+                let Some(shared) = shared.upgrade() else { return };
+                if let Err(e) = shared.rebuild().await {
+                    tracing::error!(error = %e, "cannot rebuild TLS after a certificate change; keeping the previous settings");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// A running gateway.
+pub struct Gateway {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    control_addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tracker: Arc<Tracker>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Where the gateway listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Where the control API listens, when it has its own port.
+    pub fn control_addr(&self) -> Option<SocketAddr> {
+        self.control_addr
+    }
+
+    /// The certificate store.
+    pub fn store(&self) -> &CertStore {
+        &self.shared.store
+    }
+
+    /// The gateway's counters.
+    pub fn metrics(&self) -> &GatewayMetrics {
+        &self.shared.metrics
+    }
+
+    /// Replaces the served APIs (e.g. on SIGHUP) and rebuilds TLS and upstream settings.
+    pub async fn reload_apis(&self, apis: Vec<ApiDefinition>) -> Result<(), GatewayError> {
+        register_usage(&self.shared.store, &self.shared.config, &apis);
+        self.shared.apis.store(Arc::new(ApiTable::new(apis)));
+        self.shared.rebuild().await
+    }
+
+    /// Stops accepting, lets open connections finish their requests (at most `grace`), then
+    /// stops.
+    pub async fn shutdown_within(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        if tokio::time::timeout(grace, self.tracker.drained())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after the grace period; closing them");
+        }
+        for task in self.tasks {
+            task.abort();
+        }
+        tracing::info!(port = self.shared.gateway_port, "gateway stopped");
+    }
+
+    /// [`Gateway::shutdown_within`] 30 seconds.
+    pub async fn shutdown(self) {
+        self.shutdown_within(Duration::from_secs(30)).await;
+    }
+}

@@ -1,0 +1,311 @@
+//! Listeners: accept, TLS handshake (with a timeout and SNI-based config), HTTP/1.1 and HTTP/2
+//! serving, request dispatch to the control API or an API, graceful draining.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio_rustls::LazyConfigAcceptor;
+
+use crate::http_util::{Body, ClientInfo, json_error, json_response};
+use crate::metrics::GatewayMetrics;
+use crate::observe::UseRole;
+use crate::runtime::Shared;
+
+/// Counts live connections so shutdown can wait for them to drain.
+#[derive(Debug, Default)]
+pub(crate) struct Tracker {
+    active: AtomicUsize,
+    idle: Notify,
+}
+
+impl Tracker {
+    fn enter(self: &Arc<Self>) -> TrackerGuard {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        TrackerGuard(Arc::clone(self))
+    }
+
+    /// Waits until no connection is left.
+    pub(crate) async fn drained(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.active.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+struct TrackerGuard(Arc<Tracker>);
+
+impl Drop for TrackerGuard {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// Which listener a connection came through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ListenerRole {
+    /// The gateway port (APIs, and the control API unless it has its own port).
+    Gateway,
+    /// A dedicated control API port.
+    Control,
+}
+
+/// Accepts connections until `stop` turns true.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    role: ListenerRole,
+    shared: Arc<Shared>,
+    tracker: Arc<Tracker>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, remote)) => {
+                    let guard = tracker.enter();
+                    let (shared, stop) = (Arc::clone(&shared), stop.clone());
+                    tokio::spawn(async move {
+                        serve_connection(stream, remote, role, shared, stop).await;
+                        drop(guard);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    remote_addr: SocketAddr,
+    role: ListenerRole,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let client = ClientInfo {
+        remote_addr,
+        tls: false,
+        peer_certs: None,
+    };
+    if !shared.config.http_server_options.use_ssl {
+        serve_http(TokioIo::new(stream), client, role, shared, stop).await;
+        return;
+    }
+    let timeout = Duration::from_secs(shared.config.tls_handshake_timeout_seconds);
+    match tokio::time::timeout(timeout, handshake(stream, role, &shared)).await {
+        Ok(Ok((tls, sni))) => {
+            GatewayMetrics::inc(&shared.metrics.handshakes);
+            let peer_certs = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|certs| Arc::new(certs.iter().map(|c| c.clone().into_owned()).collect()));
+            if let Some(served) = shared.tls.load().certs.select(sni.as_deref()) {
+                shared.observer.observe(&served.cert, UseRole::Server, "");
+            }
+            let client = ClientInfo {
+                tls: true,
+                peer_certs,
+                ..client
+            };
+            serve_http(TokioIo::new(tls), client, role, shared, stop).await;
+        }
+        Ok(Err(e)) => {
+            GatewayMetrics::inc(&shared.metrics.handshake_failures);
+            tracing::debug!(peer = %remote_addr, error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            GatewayMetrics::inc(&shared.metrics.handshake_failures);
+            tracing::debug!(peer = %remote_addr, "TLS handshake timed out; connection dropped");
+        }
+    }
+}
+
+async fn handshake(
+    stream: TcpStream,
+    role: ListenerRole,
+    shared: &Shared,
+) -> std::io::Result<(tokio_rustls::server::TlsStream<TcpStream>, Option<String>)> {
+    let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+    let sni = start
+        .client_hello()
+        .server_name()
+        .map(str::to_ascii_lowercase);
+    let is_control = shared.is_control_connection(role, sni.as_deref());
+    let config = shared.tls.load().config_for(sni.as_deref(), is_control);
+    let tls = start.into_stream(config).await?;
+    Ok((tls, sni))
+}
+
+async fn serve_http<I>(
+    io: I,
+    client: ClientInfo,
+    role: ListenerRole,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let client = Arc::new(client);
+    let service = {
+        let shared = Arc::clone(&shared);
+        service_fn(move |req: Request<Incoming>| {
+            let (shared, client) = (Arc::clone(&shared), Arc::clone(&client));
+            async move { Ok::<_, std::convert::Infallible>(dispatch(&shared, role, req, &client).await) }
+        })
+    };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    if !shared.config.http_server_options.enable_http2 {
+        builder = builder.http1_only();
+    }
+    let connection = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        _ = stop.changed() => {
+            connection.as_mut().graceful_shutdown();
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error while draining");
+            }
+        }
+    }
+}
+
+/// The host a request is for: the Host header (HTTP/1.1) or the URI authority (HTTP/2),
+/// lowercased, without the port.
+fn request_host<B>(req: &Request<B>) -> Option<String> {
+    let raw = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))?;
+    let host = if let Some(bracketed) = raw.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or_default().to_owned()
+    } else {
+        match raw.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host.to_owned(),
+            _ => raw,
+        }
+    };
+    Some(host.to_ascii_lowercase())
+}
+
+async fn dispatch(
+    shared: &Shared,
+    role: ListenerRole,
+    req: Request<Incoming>,
+    client: &ClientInfo,
+) -> Response<Body> {
+    let host = request_host(&req);
+    let control_here = match role {
+        ListenerRole::Control => true,
+        ListenerRole::Gateway => shared.control_on_gateway_port(),
+    };
+    if control_here && shared.control.matches(&req) {
+        if let Some(policy) = &shared.tls.load().control_policy
+            && let Err(refusal) = check_client(shared, policy, client)
+        {
+            return json_error(StatusCode::FORBIDDEN, &refusal);
+        }
+        return shared.control.handle(req).await;
+    }
+    if role == ListenerRole::Control {
+        return json_error(StatusCode::NOT_FOUND, "Not found");
+    }
+    let apis = shared.apis.load();
+    let Some(route) = apis.route(host.as_deref(), req.uri().path()) else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({ "error": "no API matches this host and path" }),
+        );
+    };
+    if route.def.use_mutual_tls_auth {
+        let state = shared.tls.load();
+        let outcome = match state.api_policies.get(&route.def.api_id) {
+            Some(policy) => check_client(shared, policy, client).map(|entry| {
+                shared
+                    .observer
+                    .observe(&entry, UseRole::Client, &route.def.api_id);
+            }),
+            None => Err(crate::mtls::Refusal::Missing.to_string()),
+        };
+        if let Err(message) = outcome {
+            return json_response(
+                StatusCode::FORBIDDEN,
+                &serde_json::json!({ "error": message }),
+            );
+        }
+    }
+    shared.proxy.forward(route, req, client).await
+}
+
+/// The per-request client certificate check; the entry that admitted the client.
+fn check_client(
+    shared: &Shared,
+    policy: &crate::mtls::ClientPolicy,
+    client: &ClientInfo,
+) -> Result<Arc<cert_store::LoadedCert>, String> {
+    use crate::mtls::Refusal;
+    let outcome = if !client.tls {
+        Err(Refusal::NoTls)
+    } else {
+        match &client.peer_certs {
+            None => Err(Refusal::Missing),
+            Some(chain) => policy
+                .check(chain, shared.store.clock().now())
+                .map(Arc::clone),
+        }
+    };
+    outcome.map_err(|refusal| {
+        GatewayMetrics::inc(&shared.metrics.mtls_refusals);
+        refusal.to_string()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_host_drops_the_port_and_lowercases() {
+        let req = |host: &str| Request::builder().header("host", host).body(()).unwrap();
+        assert_eq!(
+            request_host(&req("API.Example:8443")).as_deref(),
+            Some("api.example")
+        );
+        assert_eq!(
+            request_host(&req("localhost")).as_deref(),
+            Some("localhost")
+        );
+        assert_eq!(request_host(&req("[::1]:8080")).as_deref(), Some("::1"));
+        let h2 = Request::builder()
+            .uri("https://Svc.Local:443/x")
+            .body(())
+            .unwrap();
+        assert_eq!(request_host(&h2).as_deref(), Some("svc.local"));
+    }
+}

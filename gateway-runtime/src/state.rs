@@ -1,0 +1,250 @@
+//! The TLS snapshot: server certificates by name, client-certificate policies, and one rustls
+//! `ServerConfig` per client-auth situation. Built from the configuration and the store, swapped
+//! whole when either changes, so a handshake never waits on storage.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cert_store::{CertStore, LoadedCert, StoreError};
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ProducesTickets, ServerConfig, StoresServerSessions};
+
+use crate::api::ApiTable;
+use crate::config::{GatewayConfig, TLS12, TLS13};
+use crate::metrics::GatewayMetrics;
+use crate::mtls::{ClientAuth, ClientPolicy, HandshakeVerifier};
+use crate::sni::{Served, ServerCerts};
+use crate::tls;
+
+/// Long-lived TLS parts shared by every snapshot: resumption must survive rebuilds.
+pub(crate) struct TlsShared {
+    pub(crate) provider: Arc<CryptoProvider>,
+    pub(crate) ticketer: Arc<dyn ProducesTickets>,
+    pub(crate) sessions: Arc<dyn StoresServerSessions>,
+    pub(crate) metrics: Arc<GatewayMetrics>,
+}
+
+/// One immutable snapshot.
+pub(crate) struct TlsState {
+    pub(crate) certs: Arc<ServerCerts>,
+    /// Client policies of mTLS APIs, by API ID.
+    pub(crate) api_policies: HashMap<String, Arc<ClientPolicy>>,
+    /// The control API's policy when `control_api_use_mutual_tls` is on.
+    pub(crate) control_policy: Option<Arc<ClientPolicy>>,
+    /// Configs for domains with mTLS APIs (lowercase domain; `""` for APIs without a domain).
+    domain_configs: HashMap<String, Arc<ServerConfig>>,
+    /// The config without client authentication.
+    plain: Arc<ServerConfig>,
+    /// The config of control API connections when they require client certificates.
+    control: Option<Arc<ServerConfig>>,
+}
+
+impl TlsState {
+    /// Builds a snapshot. References that cannot be resolved now (not yet added, wrong secret)
+    /// are logged and left out; a later store change rebuilds the snapshot.
+    pub(crate) async fn build(
+        config: &GatewayConfig,
+        apis: &ApiTable,
+        store: &CertStore,
+        shared: &TlsShared,
+    ) -> Result<Self, String> {
+        let mut certs = ServerCerts::default();
+        for reference in &config.http_server_options.ssl_certificates {
+            if let Some(served) =
+                server_cert(store, reference, "http_server_options.ssl_certificates").await
+            {
+                certs.add(served, &[]);
+            }
+        }
+        for route in apis.iter() {
+            for reference in &route.def.certificates {
+                if let Some(served) = server_cert(store, reference, &route.def.api_id).await {
+                    certs.add(served, std::slice::from_ref(&route.def.domain));
+                }
+            }
+        }
+        let certs = Arc::new(certs);
+
+        let global_clients = resolve_all(
+            store,
+            &config.security.certificates.apis,
+            "security.certificates.apis",
+        )
+        .await;
+        let mut api_policies = HashMap::new();
+        for route in apis.iter().filter(|r| r.def.use_mutual_tls_auth) {
+            let mut entries =
+                resolve_all(store, &route.def.client_certificates, &route.def.api_id).await;
+            entries.extend(global_clients.iter().cloned());
+            let policy = ClientPolicy::new(&entries, route.def.crls()?, &shared.provider)
+                .map_err(|e| format!("API {}: client_certificates: {e}", route.def.api_id))?;
+            api_policies.insert(route.def.api_id.clone(), Arc::new(policy));
+        }
+
+        // Per domain: every API requires a client certificate, or only some do.
+        let mut domains: HashMap<String, (usize, usize)> = HashMap::new();
+        for route in apis.iter() {
+            let counts = domains
+                .entry(route.def.domain.to_ascii_lowercase())
+                .or_default();
+            counts.0 += 1;
+            if route.def.use_mutual_tls_auth {
+                counts.1 += 1;
+            }
+        }
+        let announce = !config.http_server_options.skip_client_ca_announcement;
+        let mut domain_configs = HashMap::new();
+        for (domain, (total, mtls)) in domains {
+            if mtls == 0 {
+                continue;
+            }
+            let mode = if mtls == total {
+                ClientAuth::Required
+            } else {
+                ClientAuth::Requested
+            };
+            let policies: Vec<&ClientPolicy> = apis
+                .iter()
+                .filter(|r| r.def.use_mutual_tls_auth && r.def.domain.eq_ignore_ascii_case(&domain))
+                .filter_map(|r| api_policies.get(&r.def.api_id).map(AsRef::as_ref))
+                .collect();
+            let policy = Arc::new(ClientPolicy::union(&policies, &shared.provider)?);
+            let verifier = HandshakeVerifier::new(
+                policy,
+                mode,
+                announce,
+                Arc::clone(&shared.provider),
+                Arc::clone(&shared.metrics),
+            );
+            domain_configs.insert(
+                domain,
+                server_config(config, shared, &certs, Some(Arc::new(verifier)))?,
+            );
+        }
+
+        let (control_policy, control) = if config.security.control_api_use_mutual_tls {
+            let entries = resolve_all(
+                store,
+                &config.security.certificates.control_api,
+                "security.certificates.control_api",
+            )
+            .await;
+            let policy = Arc::new(ClientPolicy::new(&entries, Vec::new(), &shared.provider)?);
+            let verifier = HandshakeVerifier::new(
+                Arc::clone(&policy),
+                ClientAuth::Required,
+                announce,
+                Arc::clone(&shared.provider),
+                Arc::clone(&shared.metrics),
+            );
+            (
+                Some(policy),
+                Some(server_config(
+                    config,
+                    shared,
+                    &certs,
+                    Some(Arc::new(verifier)),
+                )?),
+            )
+        } else {
+            (None, None)
+        };
+
+        let plain = server_config(config, shared, &certs, None)?;
+        Ok(Self {
+            certs,
+            api_policies,
+            control_policy,
+            domain_configs,
+            plain,
+            control,
+        })
+    }
+
+    /// The rustls config for a handshake with `sni`; `is_control` when the connection is for
+    /// the control API (its host and port).
+    pub(crate) fn config_for(&self, sni: Option<&str>, is_control: bool) -> Arc<ServerConfig> {
+        if is_control && let Some(control) = &self.control {
+            return Arc::clone(control);
+        }
+        let by_domain = sni
+            .and_then(|name| self.domain_configs.get(name))
+            .or_else(|| self.domain_configs.get(""));
+        Arc::clone(by_domain.unwrap_or(&self.plain))
+    }
+}
+
+fn server_config(
+    config: &GatewayConfig,
+    shared: &TlsShared,
+    certs: &Arc<ServerCerts>,
+    verifier: Option<Arc<HandshakeVerifier>>,
+) -> Result<Arc<ServerConfig>, String> {
+    let options = &config.http_server_options;
+    let min = if options.min_version == 0 {
+        TLS12
+    } else {
+        options.min_version
+    };
+    let max = if options.max_version == 0 {
+        TLS13
+    } else {
+        options.max_version
+    };
+    let suites = tls::cipher_suites(&options.ssl_ciphers)?;
+    let provider = tls::provider_with(suites);
+    let builder = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&tls::protocol_versions(min, max))
+        .map_err(|e| format!("http_server_options: {e}"))?;
+    let builder = match verifier {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut server = builder
+        .with_cert_resolver(Arc::clone(certs) as Arc<dyn rustls::server::ResolvesServerCert>);
+    server.alpn_protocols = if options.enable_http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    server.ticketer = Arc::clone(&shared.ticketer);
+    server.session_storage = Arc::clone(&shared.sessions);
+    server.ignore_client_order = true;
+    Ok(Arc::new(server))
+}
+
+async fn server_cert(store: &CertStore, reference: &str, owner: &str) -> Option<Served> {
+    let cert = match store.resolve(reference).await {
+        Ok(cert) => cert,
+        Err(e) => {
+            log_unresolved(owner, &e);
+            return None;
+        }
+    };
+    match store.tls_key(&cert) {
+        Ok(key) => Some(Served { key, cert }),
+        Err(e) => {
+            tracing::warn!(owner, id = %cert.id(), error = %e, "server certificate has no usable private key; not served");
+            None
+        }
+    }
+}
+
+async fn resolve_all(
+    store: &CertStore,
+    references: &[String],
+    owner: &str,
+) -> Vec<Arc<LoadedCert>> {
+    let mut out = Vec::with_capacity(references.len());
+    for reference in references {
+        match store.resolve(reference).await {
+            Ok(cert) => out.push(cert),
+            Err(e) => log_unresolved(owner, &e),
+        }
+    }
+    out
+}
+
+fn log_unresolved(owner: &str, error: &StoreError) {
+    tracing::warn!(owner, error = %error, "certificate reference not resolved; left out until the store changes");
+}
