@@ -20,8 +20,9 @@ pub enum ConfigError {
         /// Why.
         source: std::io::Error,
     },
-    /// The JSON does not parse or has a value of the wrong type.
-    #[error("{path}: {source}")]
+    /// The JSON does not parse or has a value of the wrong type. The message never quotes
+    /// PEM text (a misplaced inline certificate could carry a private key).
+    #[error("{path}: {}", redact_pem(&source.to_string()))]
     Json {
         /// The file (or `<inline>`).
         path: PathBuf,
@@ -36,6 +37,23 @@ pub enum ConfigError {
         /// What is wrong and what is allowed.
         reason: String,
     },
+}
+
+/// Cuts a message at the first PEM marker, so a quoted value never shows key material.
+fn redact_pem(message: &str) -> String {
+    match message.find("-----BEGIN") {
+        Some(at) => format!(
+            "{}<PEM text redacted>{}",
+            &message[..at],
+            line_info(message)
+        ),
+        None => message.to_owned(),
+    }
+}
+
+/// The " at line L column C" suffix serde_json appends, if any.
+fn line_info(message: &str) -> &str {
+    message.rfind(" at line ").map_or("", |at| &message[at..])
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
@@ -731,6 +749,16 @@ mod tests {
     }
 
     #[test]
+    fn json_errors_never_quote_pem_text() {
+        let text = r#"{"http_server_options": {"ssl_certificates": "-----BEGIN PRIVATE KEY-----\nsecret\n-----END PRIVATE KEY-----"}}"#;
+        let err = parse(text).unwrap_err().to_string();
+        assert!(
+            !err.contains("secret") && err.contains("redacted") && err.contains("line 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn invalid_values_are_clear_errors() {
         for (text, field) in [
             (
@@ -746,7 +774,10 @@ mod tests {
                 "ssl_ciphers",
             ),
             (r#"{"storage": {"type": "mongo"}}"#, "storage.type"),
-            (r#"{"listen_port": "80"}"#, "listen_port"),
+            (
+                r#"{"listen_port": "80"}"#,
+                "expected u16 at line 1 column 20",
+            ),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(field), "{text}: {err}");
