@@ -1,6 +1,8 @@
 //! HTTP plumbing shared by the proxy, the control API and the listener.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -10,10 +12,20 @@ use http_body_util::{BodyExt as _, Full};
 use rustls_pki_types::CertificateDer;
 
 /// Errors carried by response bodies.
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body type of every response the gateway writes.
-pub(crate) type Body = BoxBody<Bytes, BoxError>;
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// A request handler of the embedding service, for requests that match no API (see
+/// [`GatewayBuilder::fallback`](crate::GatewayBuilder::fallback)).
+pub type Fallback = Arc<
+    dyn Fn(
+            http::Request<hyper::body::Incoming>,
+        ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// A complete body.
 pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {

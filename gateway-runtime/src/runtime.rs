@@ -60,6 +60,7 @@ pub(crate) struct Shared {
     pub(crate) control: ControlApi,
     pub(crate) metrics: Arc<GatewayMetrics>,
     pub(crate) observer: Arc<dyn CertObserver>,
+    pub(crate) fallback: Option<crate::http_util::Fallback>,
     /// The gateway listener's port (the real one when configured as 0).
     gateway_port: u16,
 }
@@ -106,6 +107,7 @@ pub struct GatewayBuilder {
     apis: Option<Vec<ApiDefinition>>,
     sinks: Vec<Arc<dyn expiry_monitor::EventSink>>,
     upstream_roots: Vec<CertificateDer<'static>>,
+    fallback: Option<crate::http_util::Fallback>,
 }
 
 impl GatewayBuilder {
@@ -117,6 +119,7 @@ impl GatewayBuilder {
             apis: None,
             sinks: Vec::new(),
             upstream_roots: Vec::new(),
+            fallback: None,
         }
     }
 
@@ -135,6 +138,13 @@ impl GatewayBuilder {
     /// Trusts `root` for upstream TLS, in addition to the system's roots.
     pub fn upstream_root(mut self, root: CertificateDer<'static>) -> Self {
         self.upstream_roots.push(root);
+        self
+    }
+
+    /// Sends requests that match no API to `handler` (the embedding service's own router)
+    /// instead of answering 404. They pass through the same TLS termination.
+    pub fn fallback(mut self, handler: crate::http_util::Fallback) -> Self {
+        self.fallback = Some(handler);
         self
     }
 
@@ -222,6 +232,7 @@ impl GatewayBuilder {
             control,
             metrics,
             observer,
+            fallback: self.fallback,
             gateway_port: local_addr.port(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);

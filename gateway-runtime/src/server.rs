@@ -238,6 +238,9 @@ async fn dispatch(
     }
     let apis = shared.apis.load();
     let Some(route) = apis.route(host.as_deref(), req.uri().path()) else {
+        if let Some(fallback) = &shared.fallback {
+            return fallback(req).await;
+        }
         return json_response(
             StatusCode::NOT_FOUND,
             &serde_json::json!({ "error": "no API matches this host and path" }),

@@ -199,6 +199,11 @@ impl ControlApi {
         let is_hello = matched.is_some_and(|m| m.template == HELLO);
         // Tyk checks the secret before anything else, method included.
         if !is_hello && !self.authorised(&parts.headers) {
+            tracing::debug!(
+                method = %parts.method,
+                path = %parts.uri.path(),
+                "control API request refused: invalid or missing secret"
+            );
             return error(StatusCode::FORBIDDEN, AUTH_FAILED);
         }
         let Some(matched) = matched else {

@@ -28,7 +28,7 @@ fn uri_text() -> impl Strategy<Value = String> {
         "[a-z]{0,10}[a-f0-9]{64}",
         "([a-z0-9]{0,3}[a-f0-9]{64},){1,4}[a-z0-9]{0,3}",
         Just(format!("org1{}", fingerprint("root_ca_only"))),
-        Just(format!("{}", fingerprint("public_key_only"))),
+        Just(fingerprint("public_key_only")),
         Just("%2Fetc%2Fpasswd".to_owned()),
         Just("..%2F..%2Fshared%2Fvectors%2Froot-ca.pem".to_owned()),
         Just("o".repeat(5000)),

@@ -1,0 +1,59 @@
+//! A Rust service embedding the gateway with its own store and router.
+
+mod support;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use support::{Pki, api, client_config, echo_upstream, https_get, memory_store, tls_config};
+use tls_core::OrgId;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_matching_no_api_reach_the_services_own_router() {
+    let pki = Pki::new("embed ca");
+    let store = memory_store();
+    let mut config = tls_config();
+    config.http_server_options.ssl_certificates = vec![
+        store
+            .add(&pki.server(&["svc.test"]).bundle(), &OrgId::EMPTY)
+            .await
+            .unwrap()
+            .to_string(),
+    ];
+    let upstream = echo_upstream().await;
+    let fallback: gateway_runtime::Fallback = Arc::new(|req| {
+        Box::pin(async move {
+            let text = format!("the service answers {}", req.uri().path());
+            http::Response::new(
+                Full::new(Bytes::from(text))
+                    .map_err(|never| match never {})
+                    .boxed(),
+            )
+        })
+    });
+    let gateway = gateway_runtime::GatewayBuilder::new(config)
+        .store(store)
+        .apis(vec![api(serde_json::json!({"api_id": "api", "proxy": {"listen_path": "/api/", "target_url": format!("http://{upstream}")}}))])
+        .fallback(fallback)
+        .start()
+        .await
+        .unwrap();
+    let client = client_config(&[pki.ca_der()], None);
+    let own = https_get(gateway.local_addr(), "svc.test", client.clone(), "/status")
+        .await
+        .unwrap();
+    assert_eq!(
+        (own.status, own.body.as_str()),
+        (Some(200), "the service answers /status")
+    );
+    let proxied = https_get(gateway.local_addr(), "svc.test", client, "/api/x")
+        .await
+        .unwrap();
+    assert!(
+        proxied.body.starts_with("upstream says /api/x"),
+        "{}",
+        proxied.body
+    );
+    gateway.shutdown().await;
+}
