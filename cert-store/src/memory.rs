@@ -145,7 +145,7 @@ impl CertStorage for MemoryStorage {
         };
         let limit = page.limit.max(1);
         let state = self.state();
-        let start = after.map_or(0, |seq| seq + 1);
+        let start = after.map_or(0, |seq| seq.saturating_add(1));
         let index = match scope {
             Scope::All => Some(&state.by_seq),
             Scope::Org(org) => state.by_org.get(org),

@@ -222,7 +222,7 @@ impl RedisStorage {
     ) -> Result<(Vec<CertId>, bool), StorageError> {
         let mut connection = self.connection.clone();
         let start = isize::try_from(offset).unwrap_or(isize::MAX);
-        let stop = isize::try_from(offset + limit).unwrap_or(isize::MAX);
+        let stop = isize::try_from(offset.saturating_add(limit)).unwrap_or(isize::MAX);
         // One extra entry tells whether another page follows.
         let entries: Vec<String> = connection
             .lrange(self.keys.index(org), start, stop)
@@ -421,7 +421,7 @@ impl CertStorage for RedisStorage {
                     Some(c) => c.as_str().parse::<usize>().map_err(|_| bad_cursor(c))?,
                 };
                 let (items, more) = self.list_org(org, offset, limit).await?;
-                let next = more.then(|| Cursor::new((offset + limit).to_string()));
+                let next = more.then(|| Cursor::new((offset.saturating_add(limit)).to_string()));
                 Ok(Page { items, next })
             }
             Scope::All => {
@@ -461,7 +461,7 @@ impl CertStorage for RedisStorage {
                     if items.len() == limit {
                         // Just past what was returned; when this org is exhausted, the next
                         // page moves on to the following org.
-                        let next = Cursor::new(format!("{}:{org}", offset + got));
+                        let next = Cursor::new(format!("{}:{org}", offset.saturating_add(got)));
                         return Ok(Page {
                             items,
                             next: Some(next),

@@ -49,10 +49,31 @@ pub(crate) fn json_response(status: StatusCode, value: &serde_json::Value) -> Re
 
 /// Tyk's error body: `{"status":"error","message":"..."}`.
 pub(crate) fn json_error(status: StatusCode, message: &str) -> Response<Body> {
-    json_response(
-        status,
-        &serde_json::json!({ "status": "error", "message": message }),
-    )
+    // Written by hand to keep Tyk's key order (serde_json's map would sort the keys).
+    let message = serde_json::Value::from(message);
+    let mut response = Response::new(full(format!(
+        "{{\"status\":\"error\",\"message\":{message}}}\n"
+    )));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn error_bodies_keep_tyks_key_order_and_escape_the_message() {
+        let response = json_error(StatusCode::FORBIDDEN, "a \"quoted\" word");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"{\"status\":\"error\",\"message\":\"a \\\"quoted\\\" word\"}\n");
+    }
 }
 
 /// What the listener knows about a connection; attached to each request as an extension.

@@ -52,7 +52,7 @@ async fn a_configuration_file_serves_its_apis_and_sighup_reloads_them() {
     });
     let config_path = dir.path().join("tyk.conf");
     std::fs::write(&config_path, config.to_string()).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+    let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
         .arg("--config")
         .arg(&config_path)
         .stdout(Stdio::null())

@@ -1,10 +1,12 @@
-//! `certctl`: look at a certificate file the way certgate sees it.
+//! `certctl`: look at a certificate file the way certgate sees it, and manage the certificates
+//! of a store.
 //!
 //! It shows how a program uses `tls-core`: [`tls_core::Upload::parse`] for PEM text a user
 //! would add (certificates with an optional key, or a public key), [`tls_core::Record::decode`]
 //! for a record as the store keeps it (with an encrypted private key), certificate IDs, metadata,
 //! validity at an instant, and decrypting a stored key with the encoding secret. It never prints
-//! private key bytes.
+//! private key bytes. The store commands show `cert-store` over Redis (`--redis`) and a client
+//! of a gateway's `/tyk/certs` control API (`--url`).
 //!
 //! ```text
 //! certctl id [--org ORG] [--at RFC3339] FILE
@@ -12,12 +14,27 @@
 //! certctl inspect [--org ORG] [--secret S] [--json] [--at RFC3339] [--warn-days N] FILE
 //!     ID, fingerprint, names, dates, validity, key type, SPKI pin, chain length, and with
 //!     --secret, whether a stored record's key decrypts; --json prints one JSON object
+//!
+//! certctl add [--org ORG] [--at RFC3339] TARGET FILE      prints the new ID
+//! certctl list [--org ORG] [--detailed] [--json] TARGET
+//! certctl get [--json] TARGET ID[,ID...]
+//! certctl delete TARGET ID
+//! certctl apis TARGET ID                                  (--url only)
+//! certctl expiry [--org ORG] [--within-days N] [--warn-days N] [--at RFC3339] TARGET
+//!     a table by days remaining, soonest first; red/yellow/green on a terminal
+//! certctl rekey --new-secret S TARGET                     (--redis only)
+//!
+//! TARGET is a gateway:  --url http://HOST:PORT --secret S      (or $CERTCTL_SECRET)
+//!        or Redis:      --redis redis://HOST:PORT/DB --encoding-secret S
+//!                       (or $CERTCTL_ENCODING_SECRET) [--redis-prefix cert-]
+//!                       [--key-format modern|legacy]
 //! ```
 //!
 //! FILE may be `-` for standard input. A file holding an `ENCRYPTED PRIVATE KEY` (Tyk's format)
 //! or `CERTGATE ENCRYPTED PRIVATE KEY` block is read as a stored record; anything else as an
 //! upload, which is refused if a certificate has expired at `--at` (default: now). A refused file
-//! exits with status 1 and `certctl: FILE: error` on standard error; usage errors exit with 2.
+//! exits with status 1 and `certctl: FILE: error` on standard error; a failed store command
+//! exits with 1 and `certctl: error`; usage errors exit with 2.
 //!
 //! Run it from the workspace root:
 //!
@@ -25,6 +42,10 @@
 //! cargo run -p certgate-examples --bin certctl -- inspect tls-core/tests/data/demo.pem
 //! cargo run -p certgate-examples --bin certctl -- id --org org1 tls-core/tests/data/demo.pem
 //! cargo run -p certgate-examples --bin certctl -- inspect --json --secret "$SECRET" stored.pem
+//! cargo run -p certgate-examples --bin certctl -- add --url http://127.0.0.1:8080 \
+//!     --secret "$SECRET" --org org1 tls-core/tests/data/demo.pem
+//! cargo run -p certgate-examples --bin certctl -- expiry --within-days 30 \
+//!     --redis redis://127.0.0.1:6379/0 --encoding-secret "$ENCODING_SECRET"
 //! ```
 
 // The modules live in `certctl/`, beside this file.
@@ -32,10 +53,14 @@
 mod cli;
 #[path = "certctl/clock.rs"]
 mod clock;
+#[path = "certctl/gateway.rs"]
+mod gateway;
 #[path = "certctl/input.rs"]
 mod input;
 #[path = "certctl/report.rs"]
 mod report;
+#[path = "certctl/store.rs"]
+mod store;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -46,13 +71,40 @@ use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let file = cli.command.file().display().to_string();
+    let Some(file) = cli.command.file().map(|f| f.display().to_string()) else {
+        return run_store(cli.command);
+    };
     match run(cli.command) {
         Ok(output) => match std::io::stdout().lock().write_all(output.as_bytes()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail("<stdout>", &e.to_string()),
         },
         Err(message) => fail(&file, &message),
+    }
+}
+
+/// Runs a store command: prints what it found, then its problems, one `certctl: ` line each.
+fn run_store(command: Command) -> ExitCode {
+    let outcome = match store::run(command) {
+        Ok(outcome) => outcome,
+        Err(message) => {
+            eprintln!("certctl: {}", report::printable(&message));
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = std::io::stdout()
+        .lock()
+        .write_all(outcome.stdout.as_bytes())
+    {
+        return fail("<stdout>", &e.to_string());
+    }
+    for problem in &outcome.problems {
+        eprintln!("certctl: {}", report::printable(problem));
+    }
+    if outcome.failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -81,6 +133,7 @@ fn run(command: Command) -> Result<String, String> {
                 Ok(report.to_text())
             }
         }
+        _ => Err("not a file command".to_owned()),
     }
 }
 

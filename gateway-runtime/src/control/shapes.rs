@@ -15,11 +15,13 @@ use crate::http_util::{Body, full};
 pub(crate) fn respond<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     let (status, bytes) = match go_json(value) {
         Ok(bytes) => (status, bytes),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{{\"status\":\"error\",\"message\":\"cannot encode the response: {e}\"}}\n")
-                .into_bytes(),
-        ),
+        Err(e) => {
+            let message = serde_json::Value::from(format!("cannot encode the response: {e}"));
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{{\"status\":\"error\",\"message\":{message}}}\n").into_bytes(),
+            )
+        }
     };
     let mut response = Response::new(full(Bytes::from(bytes)));
     *response.status_mut() = status;

@@ -36,7 +36,7 @@ impl Loaded {
 
 /// Reads `file` (`-` for standard input) and parses it; an upload is judged at `now`.
 pub(crate) fn load(file: &Path, now: OffsetDateTime) -> Result<Loaded, String> {
-    let text = read(file)?;
+    let text = read_text(file)?;
     if is_stored_record(&text) {
         Record::decode(&text)
             .map(Loaded::Record)
@@ -48,7 +48,8 @@ pub(crate) fn load(file: &Path, now: OffsetDateTime) -> Result<Loaded, String> {
     }
 }
 
-fn read(file: &Path) -> Result<String, String> {
+/// The text of `file` (`-` for standard input).
+pub(crate) fn read_text(file: &Path) -> Result<String, String> {
     let mut bytes = Vec::new();
     let read = if file == Path::new("-") {
         std::io::stdin().read_to_end(&mut bytes).map(drop)

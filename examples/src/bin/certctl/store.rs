@@ -1,0 +1,840 @@
+//! The store commands: `add`, `list`, `get`, `delete`, `apis`, `expiry` and `rekey`, against a
+//! gateway's control API (`--url`) or straight against Redis (`--redis`).
+
+use std::io::IsTerminal as _;
+use std::sync::Arc;
+
+use cert_store::{
+    CertStore, Clock, Listed, ManualClock, PageRequest, RedisConfig, RedisStorage, StoreError,
+    SystemClock,
+};
+use http::{Method, StatusCode};
+use serde::Serialize;
+use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use tls_core::{CertId, Duration, EncodingSecret, Metadata, OffsetDateTime, OrgId};
+
+use crate::cli::{Command, Target};
+use crate::gateway::{Gateway, encode, failure};
+use crate::report::printable;
+
+/// What a store command prints, and whether it succeeded.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// Standard output.
+    pub(crate) stdout: String,
+    /// Lines for standard error (each is prefixed with `certctl: `).
+    pub(crate) problems: Vec<String>,
+    /// True when the command failed (exit status 1), even if it printed something.
+    pub(crate) failed: bool,
+}
+
+impl Outcome {
+    fn ok(stdout: String) -> Self {
+        Self {
+            stdout,
+            ..Self::default()
+        }
+    }
+}
+
+/// Runs a store command on a small Tokio runtime.
+pub(crate) fn run(command: Command) -> Result<Outcome, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(run_async(command))
+}
+
+async fn run_async(command: Command) -> Result<Outcome, String> {
+    match command {
+        Command::Id(_) | Command::Inspect(_) => Err("not a store command".to_owned()),
+        Command::Add(args) => {
+            let backend = Backend::open(&args.target, args.at).await?;
+            let pem = crate::input::read_text(&args.file)?;
+            let id = backend.add(pem, &args.org.unwrap_or_default()).await?;
+            Ok(Outcome::ok(format!("{id}\n")))
+        }
+        Command::List(args) => {
+            let backend = Backend::open(&args.target, None).await?;
+            let org = args.org.as_ref();
+            if args.detailed {
+                let entries = backend.list_detailed(org).await?;
+                Ok(Outcome::ok(if args.json {
+                    to_json(&entries)?
+                } else {
+                    detailed_table(&entries)
+                }))
+            } else {
+                let ids = backend.list_ids(org).await?;
+                Ok(Outcome::ok(if args.json {
+                    to_json(&ids)?
+                } else {
+                    ids.iter()
+                        .map(|id| format!("{}\n", printable(id)))
+                        .collect()
+                }))
+            }
+        }
+        Command::Get(args) => {
+            let backend = Backend::open(&args.target, None).await?;
+            let ids: Vec<String> = args
+                .ids
+                .iter()
+                .flat_map(|arg| arg.split(','))
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if ids.is_empty() {
+                return Err("no certificate ID given".to_owned());
+            }
+            let found = backend.get(&ids).await?;
+            let mut outcome = Outcome::default();
+            for (id, summary) in ids.iter().zip(&found) {
+                if summary.is_none() {
+                    outcome
+                        .problems
+                        .push(format!("{}: not found", printable(id)));
+                    outcome.failed = true;
+                }
+            }
+            outcome.stdout = if args.json {
+                to_json(&found)?
+            } else {
+                found
+                    .iter()
+                    .flatten()
+                    .map(Summary::to_text)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            Ok(outcome)
+        }
+        Command::Delete(args) => {
+            let backend = Backend::open(&args.target, None).await?;
+            Ok(match backend.delete(&args.id).await? {
+                Some(false) => Outcome {
+                    problems: vec![format!(
+                        "{}: no such certificate; nothing removed",
+                        printable(&args.id)
+                    )],
+                    ..Outcome::default()
+                },
+                Some(true) | None => Outcome::ok(format!("removed {}\n", printable(&args.id))),
+            })
+        }
+        Command::Apis(args) => {
+            let backend = Backend::open(&args.target, None).await?;
+            let uses = backend.apis(&args.id).await?;
+            Ok(Outcome::ok(
+                uses.iter()
+                    .map(|(api, role)| format!("{}\t{}\n", printable(api), printable(role)))
+                    .collect(),
+            ))
+        }
+        Command::Expiry(args) => {
+            let backend = Backend::open(&args.target, None).await?;
+            let now = args.at.unwrap_or_else(crate::clock::now);
+            let entries = backend.list_detailed(args.org.as_ref()).await?;
+            let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let report = expiry_table(&entries, now, args.within_days, args.warn_days, colour);
+            Ok(Outcome {
+                stdout: report.0,
+                problems: report.1,
+                failed: false,
+            })
+        }
+        Command::Rekey(args) => {
+            let Target {
+                redis: Some(url), ..
+            } = &args.target
+            else {
+                return Err(
+                    "rekey works only with --redis: it rewrites the stored records, which a gateway's control API does not do"
+                        .to_owned(),
+                );
+            };
+            let store = redis_store(
+                url,
+                &args.target,
+                Arc::new(SystemClock),
+                args.previous_secret.as_deref(),
+            )
+            .await?;
+            let report = store
+                .rekey(EncodingSecret::new(args.new_secret.clone()))
+                .await
+                .map_err(|e| format!("rekey stopped: {e}"))?;
+            let mut outcome = Outcome::ok(format!(
+                "rekeyed {}, unchanged {}, failed {}\n",
+                report.rekeyed,
+                report.unchanged,
+                report.failed.len()
+            ));
+            for (id, error) in &report.failed {
+                outcome
+                    .problems
+                    .push(format!("{id}: {}", problem_text(error)));
+            }
+            if report.failed.is_empty() {
+                outcome.stdout.push_str(
+                    "every key now opens with the new secret: configure gateways with it (security.private_certificate_encoding_secret)\n",
+                );
+            } else {
+                outcome.failed = true;
+                outcome.problems.push(
+                    "some keys were not re-encrypted; run rekey again with --previous-secret for keys under an older secret"
+                        .to_owned(),
+                );
+            }
+            Ok(outcome)
+        }
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<String, String> {
+    serde_json::to_string_pretty(value)
+        .map(|mut text| {
+            text.push('\n');
+            text
+        })
+        .map_err(|e| format!("cannot write JSON: {e}"))
+}
+
+/// A gateway or a store in Redis.
+enum Backend {
+    Gateway(Box<Gateway>),
+    Redis(CertStore),
+}
+
+async fn redis_store(
+    url: &str,
+    target: &Target,
+    clock: Arc<dyn Clock>,
+    previous_secret: Option<&str>,
+) -> Result<CertStore, String> {
+    let Some(secret) = &target.encoding_secret else {
+        return Err(
+            "--redis needs --encoding-secret (or CERTCTL_ENCODING_SECRET): the secret that encrypts private keys"
+                .to_owned(),
+        );
+    };
+    let config = RedisConfig::new(url).with_key_prefix(target.redis_prefix.clone());
+    let storage = RedisStorage::connect(config)
+        .await
+        .map_err(|e| format!("cannot use Redis at {}: {e}", redacted(url)))?;
+    let mut builder = CertStore::builder(Arc::new(storage))
+        .encoding_secret(EncodingSecret::new(secret.clone()))
+        .key_format(target.key_format)
+        .clock(clock);
+    if let Some(previous) = previous_secret {
+        builder = builder.previous_encoding_secret(EncodingSecret::new(previous));
+    }
+    Ok(builder.build())
+}
+
+/// A Redis URL without its password, for messages.
+fn redacted(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+impl Backend {
+    /// Connects to what `target` names; `at` fixes the clock that judges uploads (Redis only).
+    async fn open(target: &Target, at: Option<OffsetDateTime>) -> Result<Self, String> {
+        match (&target.url, &target.redis) {
+            (Some(url), None) => {
+                if at.is_some() {
+                    return Err(
+                        "--at works only with --redis: the gateway judges uploads by its own clock"
+                            .to_owned(),
+                    );
+                }
+                let Some(secret) = &target.secret else {
+                    return Err(
+                        "--url needs --secret (or CERTCTL_SECRET): the gateway's control API secret"
+                            .to_owned(),
+                    );
+                };
+                Gateway::new(url, secret).map(|g| Self::Gateway(Box::new(g)))
+            }
+            (None, Some(url)) => {
+                let clock: Arc<dyn Clock> = match at {
+                    Some(at) => Arc::new(ManualClock::new(at)),
+                    None => Arc::new(SystemClock),
+                };
+                redis_store(url, target, clock, None).await.map(Self::Redis)
+            }
+            (Some(_), Some(_)) => Err("give either --url or --redis, not both".to_owned()),
+            (None, None) => Err(
+                "say where the certificates are: --url URL --secret S (a gateway), or --redis URL --encoding-secret S"
+                    .to_owned(),
+            ),
+        }
+    }
+
+    async fn add(&self, pem: String, org: &OrgId) -> Result<String, String> {
+        match self {
+            Self::Gateway(gateway) => {
+                let path = if org.is_empty() {
+                    "/tyk/certs".to_owned()
+                } else {
+                    format!("/tyk/certs?org_id={}", encode(org.as_str()))
+                };
+                let json = gateway
+                    .call_ok(Method::POST, &path, pem.into_bytes())
+                    .await?;
+                json["id"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("the gateway's answer has no id: {json}"))
+            }
+            Self::Redis(store) => store
+                .add(&pem, org)
+                .await
+                .map(|id| id.to_string())
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn list_ids(&self, org: Option<&OrgId>) -> Result<Vec<String>, String> {
+        match self {
+            Self::Gateway(gateway) => {
+                let json = gateway
+                    .call_ok(Method::GET, &list_path(org, false), Vec::new())
+                    .await?;
+                Ok(json["certs"]
+                    .as_array()
+                    .map(|ids| {
+                        ids.iter()
+                            .filter_map(|id| id.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default())
+            }
+            Self::Redis(store) => {
+                let mut ids = Vec::new();
+                let mut page = PageRequest::first(1000);
+                loop {
+                    let got = store.list(org, &page).await.map_err(|e| e.to_string())?;
+                    ids.extend(got.items.iter().map(ToString::to_string));
+                    match got.next {
+                        Some(next) => page = PageRequest::after(next, 1000),
+                        None => return Ok(ids),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn list_detailed(&self, org: Option<&OrgId>) -> Result<Vec<Summary>, String> {
+        match self {
+            Self::Gateway(gateway) => {
+                let json = gateway
+                    .call_ok(Method::GET, &list_path(org, true), Vec::new())
+                    .await?;
+                Ok(json["certs"]
+                    .as_array()
+                    .map(|entries| entries.iter().map(Summary::from_basics).collect())
+                    .unwrap_or_default())
+            }
+            Self::Redis(store) => {
+                let mut out = Vec::new();
+                let mut page = PageRequest::first(500);
+                loop {
+                    let got = store
+                        .list_detailed(org, &page)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    out.extend(got.items.iter().map(Summary::from_listed));
+                    match got.next {
+                        Some(next) => page = PageRequest::after(next, 500),
+                        None => return Ok(out),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Each ID's certificate, in order; `None` for one that is not found.
+    async fn get(&self, ids: &[String]) -> Result<Vec<Option<Summary>>, String> {
+        match self {
+            Self::Gateway(gateway) => {
+                let path = format!(
+                    "/tyk/certs/{}",
+                    ids.iter()
+                        .map(|id| encode(id))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+                let (status, json) = gateway.call(Method::GET, &path, Vec::new()).await?;
+                match (status, ids.len()) {
+                    (StatusCode::OK, 1) => Ok(vec![Some(Summary::from_meta(&json))]),
+                    (StatusCode::NOT_FOUND, 1) => Ok(vec![None]),
+                    (StatusCode::OK, _) => Ok(json
+                        .as_array()
+                        .map(|items| {
+                            items
+                                .iter()
+                                .map(|item| (!item.is_null()).then(|| Summary::from_meta(item)))
+                                .collect()
+                        })
+                        .unwrap_or_default()),
+                    (status, _) => Err(failure(status, &json)),
+                }
+            }
+            Self::Redis(store) => {
+                let mut out = Vec::with_capacity(ids.len());
+                for id in ids {
+                    let Ok(cert_id) = id.parse::<CertId>() else {
+                        out.push(None);
+                        continue;
+                    };
+                    match store.details(&cert_id).await {
+                        Ok(meta) => out.push(Some(Summary::new(&cert_id.to_string(), Some(&meta)))),
+                        Err(StoreError::NotFound { .. }) => out.push(None),
+                        Err(e) if e.is_temporary() => return Err(e.to_string()),
+                        Err(e) => out.push(Some(Summary {
+                            error: Some(problem_text(&e)),
+                            ..Summary::new(id, None)
+                        })),
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Deletes `id`; whether it existed, when the backend says (a gateway does not).
+    async fn delete(&self, id: &str) -> Result<Option<bool>, String> {
+        match self {
+            Self::Gateway(gateway) => {
+                gateway
+                    .call_ok(
+                        Method::DELETE,
+                        &format!("/tyk/certs/{}", encode(id)),
+                        Vec::new(),
+                    )
+                    .await?;
+                Ok(None)
+            }
+            Self::Redis(store) => {
+                let cert_id: CertId = id.parse().map_err(|e| format!("{e}"))?;
+                store
+                    .delete(&cert_id)
+                    .await
+                    .map(Some)
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    async fn apis(&self, id: &str) -> Result<Vec<(String, String)>, String> {
+        match self {
+            Self::Gateway(gateway) => {
+                let (status, json) = gateway
+                    .call(
+                        Method::GET,
+                        &format!("/tyk/certs/{}/apis", encode(id)),
+                        Vec::new(),
+                    )
+                    .await?;
+                if status == StatusCode::NOT_FOUND {
+                    return Err(format!("{}: not a certificate ID", printable(id)));
+                }
+                if status != StatusCode::OK {
+                    return Err(failure(status, &json));
+                }
+                Ok(json["apis"]
+                    .as_array()
+                    .map(|uses| {
+                        uses.iter()
+                            .map(|u| {
+                                (
+                                    u["api_id"].as_str().unwrap_or_default().to_owned(),
+                                    u["role"].as_str().unwrap_or_default().to_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default())
+            }
+            Self::Redis(_) => Err(
+                "apis needs --url: which API uses a certificate is known only to a running gateway, not to the store"
+                    .to_owned(),
+            ),
+        }
+    }
+}
+
+fn list_path(org: Option<&OrgId>, detailed: bool) -> String {
+    let mut params = Vec::new();
+    if let Some(org) = org.filter(|o| !o.is_empty()) {
+        params.push(format!("org_id={}", encode(org.as_str())));
+    }
+    if detailed {
+        params.push("mode=detailed&sort=not_after".to_owned());
+    }
+    if params.is_empty() {
+        "/tyk/certs".to_owned()
+    } else {
+        format!("/tyk/certs?{}", params.join("&"))
+    }
+}
+
+/// A problem with a record, without the ID shown beside it.
+fn problem_text(error: &StoreError) -> String {
+    match error {
+        StoreError::Record { source, .. } => format!("the record cannot be read: {source}"),
+        StoreError::Key { source, .. } => format!("the private key cannot be used: {source}"),
+        other => other.to_string(),
+    }
+}
+
+/// What certctl shows of a certificate, from a gateway's answer or from the store.
+#[derive(Debug, Serialize)]
+pub(crate) struct Summary {
+    id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<String>,
+    subject_cn: String,
+    issuer_cn: String,
+    dns_names: Vec<String>,
+    not_before: Option<String>,
+    not_after: Option<String>,
+    has_private: bool,
+    is_ca: bool,
+    is_public_key: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip)]
+    expires: Option<OffsetDateTime>,
+}
+
+/// Go's zero time, which the gateway writes for "no time".
+const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+fn parse_time(value: &Value) -> Option<OffsetDateTime> {
+    value
+        .as_str()
+        .filter(|t| *t != GO_ZERO_TIME)
+        .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    let utc = at.to_offset(time::UtcOffset::UTC);
+    utc.format(&Rfc3339).unwrap_or_else(|_| utc.to_string())
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Summary {
+    /// From the store's metadata.
+    fn new(id: &str, meta: Option<&Metadata>) -> Self {
+        let Some(meta) = meta else {
+            return Self {
+                id: id.to_owned(),
+                fingerprint: None,
+                subject_cn: String::new(),
+                issuer_cn: String::new(),
+                dns_names: Vec::new(),
+                not_before: None,
+                not_after: None,
+                has_private: false,
+                is_ca: false,
+                is_public_key: false,
+                error: None,
+                expires: None,
+            };
+        };
+        let fingerprint = meta.fingerprint.to_hex();
+        let subject_cn = if meta.is_public_key {
+            format!("Public Key: {fingerprint}")
+        } else {
+            meta.subject.common_name.clone().unwrap_or_default()
+        };
+        Self {
+            id: id.to_owned(),
+            fingerprint: Some(fingerprint),
+            subject_cn,
+            issuer_cn: meta.issuer.common_name.clone().unwrap_or_default(),
+            dns_names: meta.dns_names.clone(),
+            not_before: meta.not_before.map(rfc3339),
+            not_after: meta.not_after.map(rfc3339),
+            has_private: meta.has_private,
+            is_ca: meta.is_ca,
+            is_public_key: meta.is_public_key,
+            error: None,
+            expires: meta.not_after,
+        }
+    }
+
+    fn from_listed(listed: &Listed) -> Self {
+        Self {
+            error: listed.problem.as_ref().map(problem_text),
+            ..Self::new(&listed.id.to_string(), listed.metadata.as_ref())
+        }
+    }
+
+    /// From a gateway's `CertificateBasics`.
+    fn from_basics(json: &Value) -> Self {
+        let subject_cn = json["subject_cn"].as_str().unwrap_or_default().to_owned();
+        let expires = parse_time(&json["not_after"]);
+        Self {
+            id: json["id"].as_str().unwrap_or_default().to_owned(),
+            fingerprint: None,
+            is_public_key: subject_cn.starts_with("Public Key: ") && expires.is_none(),
+            subject_cn,
+            issuer_cn: json["issuer_cn"].as_str().unwrap_or_default().to_owned(),
+            dns_names: strings(&json["dns_names"]),
+            not_before: parse_time(&json["not_before"]).map(rfc3339),
+            not_after: expires.map(rfc3339),
+            has_private: json["has_private"].as_bool().unwrap_or(false),
+            is_ca: json["is_ca"].as_bool().unwrap_or(false),
+            error: json["error"].as_str().map(str::to_owned),
+            expires,
+        }
+    }
+
+    /// From a gateway's `CertificateMeta`.
+    fn from_meta(json: &Value) -> Self {
+        let basics = serde_json::json!({
+            "id": json["id"],
+            "subject_cn": json["subject"]["CommonName"],
+            "issuer_cn": json["issuer"]["CommonName"],
+            "dns_names": json["dns_names"],
+            "not_before": json["not_before"],
+            "not_after": json["not_after"],
+            "has_private": json["has_private"],
+            "is_ca": json["is_ca"],
+        });
+        Self {
+            fingerprint: json["fingerprint"].as_str().map(str::to_owned),
+            ..Self::from_basics(&basics)
+        }
+    }
+
+    /// One field a line, like `inspect`.
+    fn to_text(&self) -> String {
+        let yes_no = |b: bool| if b { "yes" } else { "no" }.to_owned();
+        let mut lines = vec![("ID", self.id.clone())];
+        if let Some(fingerprint) = &self.fingerprint {
+            lines.push(("Fingerprint", fingerprint.clone()));
+        }
+        if self.is_public_key {
+            lines.push(("Public key only", "yes".to_owned()));
+        } else {
+            let none = || "(none)".to_owned();
+            lines.extend([
+                ("Subject CN", self.subject_cn.clone()),
+                ("Issuer CN", self.issuer_cn.clone()),
+                (
+                    "DNS names",
+                    if self.dns_names.is_empty() {
+                        none()
+                    } else {
+                        self.dns_names.join(", ")
+                    },
+                ),
+                ("Not before", self.not_before.clone().unwrap_or_else(none)),
+                ("Not after", self.not_after.clone().unwrap_or_else(none)),
+                ("CA", yes_no(self.is_ca)),
+            ]);
+        }
+        lines.push(("Private key", yes_no(self.has_private)));
+        if let Some(error) = &self.error {
+            lines.push(("Problem", error.clone()));
+        }
+        lines
+            .into_iter()
+            .map(|(label, value)| format!("{:<17}{}\n", format!("{label}:"), printable(&value)))
+            .collect()
+    }
+}
+
+/// `list --detailed` as a table.
+fn detailed_table(entries: &[Summary]) -> String {
+    let rows: Vec<[String; 5]> = entries
+        .iter()
+        .map(|e| {
+            let mut subject = printable(&e.subject_cn);
+            if let Some(error) = &e.error {
+                subject = format!("{subject} (problem: {})", printable(error));
+            }
+            [
+                printable(&e.id),
+                e.not_after.clone().unwrap_or_else(|| "-".to_owned()),
+                if e.has_private { "yes" } else { "no" }.to_owned(),
+                if e.is_ca { "yes" } else { "no" }.to_owned(),
+                subject,
+            ]
+        })
+        .collect();
+    table(&["ID", "NOT AFTER", "KEY", "CA", "SUBJECT CN"], &rows)
+        .into_iter()
+        .map(|(line, _)| line)
+        .collect()
+}
+
+/// Left-aligned columns; the last column is not padded. Returns each line with its row index
+/// (`None` for the header).
+fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> Vec<(String, Option<usize>)> {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String; N]| {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == N {
+                text.push_str(cell);
+            } else {
+                let pad = widths[i].saturating_sub(cell.chars().count());
+                text.push_str(cell);
+                text.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        format!("{}\n", text.trim_end())
+    };
+    let mut out = vec![(line(&header.map(str::to_owned)), None)];
+    out.extend(rows.iter().enumerate().map(|(i, row)| (line(row), Some(i))));
+    out
+}
+
+/// How a row of the expiry table is coloured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Urgency {
+    Expired,
+    Soon,
+    Fine,
+}
+
+/// `expiry`: certificates by days remaining, soonest first. Returns the table and the problems
+/// (records whose expiry cannot be read).
+fn expiry_table(
+    entries: &[Summary],
+    now: OffsetDateTime,
+    within_days: Option<u32>,
+    warn_days: u32,
+    colour: bool,
+) -> (String, Vec<String>) {
+    let mut problems = Vec::new();
+    let deadline = within_days.map(|days| now + Duration::days(i64::from(days)));
+    let mut dated: Vec<(OffsetDateTime, &Summary)> = Vec::new();
+    for entry in entries {
+        match entry.expires {
+            Some(expires) => {
+                if deadline.is_none_or(|deadline| expires <= deadline) {
+                    dated.push((expires, entry));
+                }
+            }
+            None if entry.is_public_key => {}
+            None => problems.push(format!(
+                "{}: expiry unknown: {}",
+                printable(&entry.id),
+                entry.error.as_deref().unwrap_or("no expiry date")
+            )),
+        }
+    }
+    dated.sort_by_key(|(expires, entry)| (*expires, entry.id.clone()));
+    let mut urgencies = Vec::with_capacity(dated.len());
+    let rows: Vec<[String; 5]> = dated
+        .iter()
+        .map(|(expires, entry)| {
+            let remaining = *expires - now;
+            let days = remaining
+                .whole_seconds()
+                .div_euclid(Duration::DAY.whole_seconds());
+            let (days, urgency) = if remaining <= Duration::ZERO {
+                (days.min(-1), Urgency::Expired)
+            } else if remaining <= Duration::days(i64::from(warn_days)) {
+                (days, Urgency::Soon)
+            } else {
+                (days, Urgency::Fine)
+            };
+            urgencies.push(urgency);
+            [
+                days.to_string(),
+                match urgency {
+                    Urgency::Expired => "expired",
+                    Urgency::Soon => "expiring",
+                    Urgency::Fine => "valid",
+                }
+                .to_owned(),
+                rfc3339(*expires),
+                printable(&entry.id),
+                printable(&entry.subject_cn),
+            ]
+        })
+        .collect();
+    let lines = table(&["DAYS", "STATUS", "NOT AFTER", "ID", "SUBJECT CN"], &rows);
+    let text = lines
+        .into_iter()
+        .map(|(line, row)| match (colour, row.map(|i| urgencies[i])) {
+            (true, Some(urgency)) => {
+                let code = match urgency {
+                    Urgency::Expired => "31",
+                    Urgency::Soon => "33",
+                    Urgency::Fine => "32",
+                };
+                format!("\x1b[{code}m{}\x1b[0m\n", line.trim_end_matches('\n'))
+            }
+            _ => line,
+        })
+        .collect();
+    (text, problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn entry(id: &str, expires: Option<OffsetDateTime>) -> Summary {
+        Summary {
+            expires,
+            not_after: expires.map(rfc3339),
+            subject_cn: format!("{id}.test"),
+            ..Summary::new(id, None)
+        }
+    }
+
+    #[test]
+    fn expiry_table_sorts_by_days_filters_and_colours_only_when_asked() {
+        let now = datetime!(2026-11-29 04:57:32 UTC);
+        let entries = [
+            entry("later", Some(now + Duration::days(400))),
+            entry("gone", Some(now - Duration::minutes(30))),
+            entry("soon", Some(now + Duration::days(10))),
+            entry("broken", None),
+        ];
+        let (text, problems) = expiry_table(&entries, now, None, 30, false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("DAYS  STATUS"));
+        assert!(lines[1].starts_with("-1    expired   2026-11-29T04:27:32Z  gone"));
+        assert!(lines[2].starts_with("10    expiring"));
+        assert!(lines[3].starts_with("400   valid"));
+        assert_eq!(lines.len(), 4);
+        assert!(!text.contains('\x1b'));
+        assert_eq!(problems.len(), 1);
+        let (text, _) = expiry_table(&entries, now, Some(10), 30, true);
+        assert_eq!(text.lines().count(), 3);
+        assert!(text.contains("\x1b[31m-1"));
+        assert!(text.contains("\x1b[33m10"));
+    }
+}

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Property-based run of schemathesis against docs/control-api.openapi.json.
+#
+#   scripts/schemathesis.sh                # against the `gateway` binary with a memory store
+#   scripts/schemathesis.sh --in-process   # against the control API alone (a unit-test server)
+#   CHECKS=all scripts/schemathesis.sh     # every check, not only "no 5xx"
+#
+# Extra arguments after the mode go to `st run`. Installs schemathesis from PyPI into a venv
+# ($VENV, default /tmp/schemathesis-venv) when `st` is not on PATH. Stops the server on exit.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+PORT=${PORT:-18080}
+CHECKS=${CHECKS:-not_a_server_error}
+VENV=${VENV:-/tmp/schemathesis-venv}
+mode=gateway
+if [[ ${1:-} == --in-process ]]; then
+    mode=in-process
+    shift
+fi
+
+if command -v st >/dev/null 2>&1; then
+    ST=st
+else
+    if [[ ! -x $VENV/bin/st ]]; then
+        echo "==> installing schemathesis into $VENV"
+        python3 -m venv "$VENV"
+        "$VENV/bin/pip" install --quiet schemathesis
+    fi
+    ST=$VENV/bin/st
+fi
+
+tmp=$(mktemp -d)
+server_pid=
+cleanup() {
+    if [[ -n $server_pid ]]; then
+        # The server runs in its own process group (setsid): stop it and its children.
+        kill -- "-$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+if [[ $mode == gateway ]]; then
+    SECRET=${SECRET:-schemathesis-secret-1234}
+    cat >"$tmp/gateway.json" <<JSON
+{"listen_address": "127.0.0.1", "listen_port": $PORT, "secret": "$SECRET",
+ "storage": {"type": "memory"}}
+JSON
+    cargo build --quiet -p gateway-runtime --bin gateway
+    setsid cargo run --quiet -p gateway-runtime --bin gateway -- --config "$tmp/gateway.json" \
+        >"$tmp/server.log" 2>&1 &
+    server_pid=$!
+else
+    # The unit-test server's secret is fixed.
+    SECRET=control-secret-1234
+    cargo test --quiet -p gateway-runtime --lib --no-run
+    CERTGATE_CONTROL_PORT=$PORT CERTGATE_SERVE_SECONDS=3600 setsid \
+        cargo test --quiet -p gateway-runtime --lib serve_for_schemathesis -- --ignored \
+        >"$tmp/server.log" 2>&1 &
+    server_pid=$!
+fi
+
+echo "==> waiting for http://127.0.0.1:$PORT/hello"
+for _ in $(seq 1 120); do
+    if python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$PORT/hello', timeout=1)" 2>/dev/null; then
+        break
+    fi
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        echo "the server stopped:" >&2
+        cat "$tmp/server.log" >&2
+        exit 1
+    fi
+    sleep 0.5
+done
+
+echo "==> st run ($CHECKS)"
+"$ST" run docs/control-api.openapi.json --url "http://127.0.0.1:$PORT" \
+    -H "X-Tyk-Authorization: $SECRET" --checks "$CHECKS" "$@"
