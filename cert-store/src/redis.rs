@@ -186,7 +186,22 @@ impl RedisStorage {
             prefix: config.key_prefix,
         };
         let (changes, _) = broadcast::channel(4096);
-        let subscriber = tokio::spawn(subscribe_forever(client, keys.channel(), changes.clone()));
+        let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+        let subscriber = tokio::spawn(subscribe_forever(
+            client,
+            keys.channel(),
+            changes.clone(),
+            subscribed_tx,
+        ));
+        // Notices sent before the subscription exists would be lost: wait for it (bounded).
+        if tokio::time::timeout(config.connect_timeout, subscribed)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the Redis change subscription is not up yet; notices may be missed until it is"
+            );
+        }
         Ok(Self {
             connection,
             keys,
@@ -252,7 +267,13 @@ impl Drop for RedisStorage {
 
 /// Keeps a pub/sub subscription alive, reconnecting with backoff; reports [`Change::Resync`]
 /// whenever notices may have been missed.
-async fn subscribe_forever(client: Client, channel: String, changes: broadcast::Sender<Change>) {
+async fn subscribe_forever(
+    client: Client,
+    channel: String,
+    changes: broadcast::Sender<Change>,
+    subscribed: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut subscribed = Some(subscribed);
     let mut delay = Duration::from_millis(50);
     // Set after a lost or failed subscription; the notice goes out once subscribed again, so
     // caches are cleared when Redis can refill them, not while it is away.
@@ -263,6 +284,9 @@ async fn subscribe_forever(client: Client, channel: String, changes: broadcast::
                 Ok(()) => {
                     if missed {
                         let _ = changes.send(Change::Resync);
+                    }
+                    if let Some(first) = subscribed.take() {
+                        let _ = first.send(());
                     }
                     delay = Duration::from_millis(50);
                     let mut messages = pubsub.into_on_message();

@@ -121,6 +121,7 @@ async fn two_stores_on_one_redis_see_each_others_adds_and_deletes() {
     };
     let node_a = redis_store(&server).await;
     let node_b = redis_store(&server).await;
+    let mut notices = node_b.subscribe();
     let pem = vector("leaf-p256-traditional.bundle.pem");
     let id = node_a
         .add(&pem, &OrgId::new("org1").unwrap())
@@ -128,9 +129,14 @@ async fn two_stores_on_one_redis_see_each_others_adds_and_deletes() {
         .unwrap();
     // An add on A resolves on B at once (misses are never cached).
     node_b.certified_key(&id).await.unwrap();
+    // The add's notice reaches B too (and drops what B cached before it arrived).
+    let added = tokio::time::timeout(Duration::from_secs(5), notices.next())
+        .await
+        .unwrap();
+    assert_eq!(added, Some(cert_store::Change::Added(id.clone())));
+    node_b.certified_key(&id).await.unwrap();
     assert!(node_b.cached(&id).is_some());
     // A delete on A leaves B's cache through the pushed notice, not the 300 s TTL.
-    let mut notices = node_b.subscribe();
     let deleted_at = Instant::now();
     node_a.delete(&id).await.unwrap();
     while node_b.cached(&id).is_some() {
