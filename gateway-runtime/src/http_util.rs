@@ -72,7 +72,10 @@ mod tests {
     async fn error_bodies_keep_tyks_key_order_and_escape_the_message() {
         let response = json_error(StatusCode::FORBIDDEN, "a \"quoted\" word");
         let body = response.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(&body[..], b"{\"status\":\"error\",\"message\":\"a \\\"quoted\\\" word\"}\n");
+        assert_eq!(
+            &body[..],
+            b"{\"status\":\"error\",\"message\":\"a \\\"quoted\\\" word\"}\n"
+        );
     }
 }
 
