@@ -2,10 +2,9 @@
 # Property-based run of schemathesis against docs/control-api.openapi.json.
 #
 #   scripts/schemathesis.sh                # against the `gateway` binary with a memory store
-#   scripts/schemathesis.sh --in-process   # against the control API alone (a unit-test server)
 #   CHECKS=all scripts/schemathesis.sh     # every check, not only "no 5xx"
 #
-# Extra arguments after the mode go to `st run`. Installs schemathesis from PyPI into a venv
+# Extra arguments go to `st run`. Installs schemathesis from PyPI into a venv
 # ($VENV, default /tmp/schemathesis-venv) when `st` is not on PATH. Stops the server on exit.
 set -euo pipefail
 
@@ -14,11 +13,6 @@ cd "$(dirname "$0")/.."
 PORT=${PORT:-18080}
 CHECKS=${CHECKS:-not_a_server_error}
 VENV=${VENV:-/tmp/schemathesis-venv}
-mode=gateway
-if [[ ${1:-} == --in-process ]]; then
-    mode=in-process
-    shift
-fi
 
 if command -v st >/dev/null 2>&1; then
     ST=st
@@ -43,25 +37,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [[ $mode == gateway ]]; then
-    SECRET=${SECRET:-schemathesis-secret-1234}
-    cat >"$tmp/gateway.json" <<JSON
+SECRET=${SECRET:-schemathesis-secret-1234}
+cat >"$tmp/gateway.json" <<JSON
 {"listen_address": "127.0.0.1", "listen_port": $PORT, "secret": "$SECRET",
  "storage": {"type": "memory"}}
 JSON
-    cargo build --quiet -p gateway-runtime --bin gateway
-    setsid cargo run --quiet -p gateway-runtime --bin gateway -- --config "$tmp/gateway.json" \
-        >"$tmp/server.log" 2>&1 &
-    server_pid=$!
-else
-    # The unit-test server's secret is fixed.
-    SECRET=control-secret-1234
-    cargo test --quiet -p gateway-runtime --lib --no-run
-    CERTGATE_CONTROL_PORT=$PORT CERTGATE_SERVE_SECONDS=3600 setsid \
-        cargo test --quiet -p gateway-runtime --lib serve_for_schemathesis -- --ignored \
-        >"$tmp/server.log" 2>&1 &
-    server_pid=$!
-fi
+cargo build --quiet -p gateway-runtime --bin gateway
+setsid cargo run --quiet -p gateway-runtime --bin gateway -- --config "$tmp/gateway.json" \
+    >"$tmp/server.log" 2>&1 &
+server_pid=$!
 
 echo "==> waiting for http://127.0.0.1:$PORT/hello"
 for _ in $(seq 1 120); do

@@ -2,7 +2,7 @@
 //!
 //! # Interface
 //!
-//! ```ignore
+//! ```text
 //! // At start-up (`extra_roots` are trusted in addition to the system's roots):
 //! let proxy = Proxy::new(&config, store, observer, metrics, extra_roots)?;
 //! // After loading or reloading APIs, and on every certificate store change notice:

@@ -153,30 +153,3 @@ async fn an_oversized_upload_over_http_is_413() {
     .await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
 }
-
-/// Serves the control API on `127.0.0.1:$CERTGATE_CONTROL_PORT` (default 18080) for
-/// `$CERTGATE_SERVE_SECONDS` (default 120), secret `control-secret-1234`, so that
-/// `scripts/schemathesis.sh --in-process` can run schemathesis against it.
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "a server for running schemathesis by hand"]
-async fn serve_for_schemathesis() {
-    let port: u16 = std::env::var("CERTGATE_CONTROL_PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(18080);
-    let seconds: u64 = std::env::var("CERTGATE_SERVE_SECONDS")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(120);
-    let f = Fixture::new();
-    f.add("org1", "root-ca.pem").await;
-    f.add("org1", "leaf-p256-traditional.bundle.pem").await;
-    f.add("", "pubkey-p256.pem").await;
-    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-    eprintln!("control API on http://127.0.0.1:{port} for {seconds} s");
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(seconds),
-        serve(f.api.clone(), listener),
-    )
-    .await;
-}
