@@ -38,7 +38,7 @@ async fn a_cert_store_over_files_adds_lists_and_serves_tls_keys() {
             .await
             .unwrap()
             .items,
-        [id.clone()]
+        std::slice::from_ref(&id)
     );
     store.certified_key(&id).await.unwrap();
     // The odd org stayed inside the folder.
