@@ -1,0 +1,358 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: certgate's gateway against nginx (and against a bare tokio-rustls
+# server, the limit), on the same certificates, TLS 1.3 only, TLS_AES_128_GCM_SHA256, X25519.
+#
+# Primary metric: operations per server CPU-second (utime+stime from /proc/<pid>/stat, summed
+# over nginx's master and worker). Each server is one process pinned to CPU 1 (`taskset -c 1`;
+# one nginx worker, one Tokio worker since Tokio sizes its pool from the affinity mask); the load
+# generators and the shared upstream run on CPU 0.
+#
+# Scenarios:
+#   hs-ecdsa, hs-rsa  full handshakes (`openssl s_time -new`: never offers a session), ECDSA
+#                     P-256 and RSA-2048 leaves; gateway, nginx and bare_tls
+#   keepalive         `wrk -t1 -c8` keep-alive GETs; gateway and nginx proxy to one upstream (an
+#                     nginx `return 200` on CPU 0, pooled keep-alive connections on both sides);
+#                     bare_tls answers itself (shown for reference, not a fair ratio)
+# Servers are alternated run by run; each ratio is printed as median [min-max] over the runs.
+#
+# Usage: bench/compare.sh [--smoke] [--runs N] [--duration SECONDS] [--no-build]
+#   --smoke     one run of every step for ~2 s (keeps the script from rotting)
+#   --no-build  use the existing target/release/{gateway,bare_tls}
+# Environment: BENCH_HS_CLIENTS (parallel s_time clients, default 4), BENCH_DIR (work folder; default a fresh temp folder), BENCH_PORT_BASE (default 18400)
+set -euo pipefail
+
+runs=3
+duration=10
+smoke=0
+build=1
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --smoke) smoke=1; runs=1; duration=2 ;;
+        --runs) runs="$2"; shift ;;
+        --duration) duration="$2"; shift ;;
+        --no-build) build=0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        *) echo "unknown argument $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+work="${BENCH_DIR:-$(mktemp -d /tmp/certgate-bench.XXXXXX)}"
+mkdir -p "$work"
+base="${BENCH_PORT_BASE:-18400}"
+port_up=$((base + 80))
+declare -A port=(
+    [nginx-ecdsa]=$((base + 43)) [nginx-rsa]=$((base + 44))
+    [gateway-ecdsa]=$((base + 53)) [gateway-rsa]=$((base + 54))
+    [bare-ecdsa]=$((base + 63)) [bare-rsa]=$((base + 64))
+)
+log() { printf '[compare %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+# --- tools -------------------------------------------------------------------------------------
+nginx_bin="$(command -v nginx || true)"
+[[ -z "$nginx_bin" && -x /usr/sbin/nginx ]] && nginx_bin=/usr/sbin/nginx
+missing=()
+[[ -z "$nginx_bin" ]] && missing+=(nginx-light)
+command -v wrk >/dev/null || missing+=(wrk)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v taskset >/dev/null || missing+=(util-linux)
+if [[ ${#missing[@]} -gt 0 ]]; then
+    log "installing ${missing[*]}"
+    as_root=(); [[ $(id -u) -ne 0 ]] && as_root=(sudo)
+    "${as_root[@]}" apt-get update -q </dev/null
+    DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -q --no-install-recommends \
+        "${missing[@]}" </dev/null
+    nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
+fi
+[[ $(nproc) -ge 2 ]] || { echo "needs 2 CPUs (server on CPU 1, clients on CPU 0)" >&2; exit 1; }
+ulimit -n 65536 2>/dev/null || true
+
+if ((build)); then
+    log "building the gateway and bare_tls (release)"
+    (cd "$repo" && cargo build --release -q -p gateway-runtime --bin gateway \
+        -p certgate-examples --bin bare_tls)
+fi
+gateway_bin="$repo/target/release/gateway"
+bare_bin="$repo/target/release/bare_tls"
+
+# --- certificates (openssl CLI): a CA and a leaf for bench.example, per key type --------------
+make_pki() { # kind keyargs...
+    local kind="$1"; shift
+    local d="$work/pki-$kind"
+    mkdir -p "$d"
+    openssl req -x509 -new -nodes "$@" -keyout "$d/ca.key" -out "$d/ca.pem" -days 365 \
+        -subj "/CN=Bench $kind CA" 2>/dev/null
+    openssl req -new -nodes "$@" -keyout "$d/leaf.key" -out "$d/leaf.csr" \
+        -subj "/CN=bench.example" 2>/dev/null
+    printf 'subjectAltName=DNS:bench.example,DNS:*.bench.example\nextendedKeyUsage=serverAuth\n' \
+        >"$d/ext.cnf"
+    openssl x509 -req -in "$d/leaf.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+        -days 365 -extfile "$d/ext.cnf" -out "$d/leaf.pem" 2>/dev/null
+    cat "$d/leaf.pem" "$d/leaf.key" >"$d/bundle.pem"
+}
+make_pki ecdsa -newkey ec -pkeyopt ec_paramgen_curve:P-256
+make_pki rsa -newkey rsa:2048
+
+# Clients pin TLS 1.3, TLS_AES_128_GCM_SHA256 and X25519 through OpenSSL's config.
+cat >"$work/client-openssl.cnf" <<CNF
+openssl_conf = default_conf
+[default_conf]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+MinProtocol = TLSv1.3
+Ciphersuites = TLS_AES_128_GCM_SHA256
+Groups = X25519
+CNF
+export OPENSSL_CONF="$work/client-openssl.cnf"
+
+# --- servers -----------------------------------------------------------------------------------
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+wait_port() { # port
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nothing listens on port $1" >&2
+    return 1
+}
+
+nginx_common="
+daemon off;
+master_process on;
+worker_processes 1;
+user root root;
+error_log $work/%s-error.log warn;
+pid $work/%s.pid;
+events { worker_connections 4096; }
+"
+nginx_temp="
+    access_log off;
+    client_body_temp_path $work/tmp-%s/body;
+    proxy_temp_path $work/tmp-%s/proxy;
+    fastcgi_temp_path $work/tmp-%s/fastcgi;
+    uwsgi_temp_path $work/tmp-%s/uwsgi;
+    scgi_temp_path $work/tmp-%s/scgi;
+"
+mkdir -p "$work/tmp-upstream" "$work/tmp-sut"
+
+# The upstream both proxies use: a fixed 200 with a 2-byte body, on CPU 0.
+{
+    printf "$nginx_common" upstream upstream
+    printf 'http {\n'
+    printf "$nginx_temp" upstream upstream upstream upstream upstream
+    cat <<CONF
+    keepalive_requests 100000000;
+    server {
+        listen 127.0.0.1:$port_up;
+        location / { return 200 "ok"; }
+    }
+}
+CONF
+} >"$work/upstream.conf"
+taskset -c 0 "$nginx_bin" -c "$work/upstream.conf" -p "$work" &
+pids+=($!)
+
+# nginx under test: one worker on CPU 1, tickets on (as the gateway), no session cache.
+{
+    printf "$nginx_common" sut sut
+    printf 'http {\n'
+    printf "$nginx_temp" sut sut sut sut sut
+    cat <<CONF
+    keepalive_requests 100000000;
+    upstream up { server 127.0.0.1:$port_up; keepalive 64; }
+    ssl_protocols TLSv1.3;
+    ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256;
+    ssl_ecdh_curve X25519;
+    ssl_session_cache off;
+    ssl_session_tickets on;
+    server {
+        listen 127.0.0.1:${port[nginx-ecdsa]} ssl;
+        ssl_certificate $work/pki-ecdsa/leaf.pem;
+        ssl_certificate_key $work/pki-ecdsa/leaf.key;
+        location / {
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+    server {
+        listen 127.0.0.1:${port[nginx-rsa]} ssl;
+        ssl_certificate $work/pki-rsa/leaf.pem;
+        ssl_certificate_key $work/pki-rsa/leaf.key;
+        location / {
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+CONF
+} >"$work/nginx.conf"
+taskset -c 1 "$nginx_bin" -c "$work/nginx.conf" -p "$work" &
+nginx_master=$!
+pids+=("$nginx_master")
+
+# The gateway: one per key type, the certificate inline in the configuration.
+json_string() { # file: its content as a JSON string
+    awk 'BEGIN { printf "\"" } { gsub(/\\/, "\\\\"); gsub(/"/, "\\\""); printf "%s\\n", $0 } END { printf "\"" }' "$1"
+}
+mkdir -p "$work/apps"
+cat >"$work/apps/bench.json" <<JSON
+{"api_id": "bench", "name": "bench", "active": true,
+ "proxy": {"listen_path": "/", "target_url": "http://127.0.0.1:$port_up"}}
+JSON
+declare -A sut_pid
+for kind in ecdsa rsa; do
+    cat >"$work/gateway-$kind.conf" <<JSON
+{
+  "listen_address": "127.0.0.1",
+  "listen_port": ${port[gateway-$kind]},
+  "secret": "bench-secret",
+  "app_path": "$work/apps",
+  "http_server_options": {
+    "use_ssl": true,
+    "min_version": 772,
+    "ssl_certificates": [$(json_string "$work/pki-$kind/bundle.pem")]
+  }
+}
+JSON
+    RUST_LOG=warn taskset -c 1 "$gateway_bin" --config "$work/gateway-$kind.conf" \
+        2>"$work/gateway-$kind.log" &
+    sut_pid[gateway-$kind]=$!
+    pids+=($!)
+    taskset -c 1 "$bare_bin" "$work/pki-$kind/leaf.pem" "$work/pki-$kind/leaf.key" \
+        "127.0.0.1:${port[bare-$kind]}" 2>"$work/bare-$kind.log" &
+    sut_pid[bare-$kind]=$!
+    pids+=($!)
+done
+for p in "$port_up" "${port[@]}"; do wait_port "$p"; done
+for pid in "${pids[@]}"; do
+    kill -0 "$pid" 2>/dev/null || {
+        echo "a server exited at start-up (port in use?); see $work/*.log" >&2
+        exit 1
+    }
+done
+nginx_pids() { echo "$nginx_master $(pgrep -P "$nginx_master" | tr '\n' ' ')"; }
+sut_pid[nginx-ecdsa]="$(nginx_pids)"
+sut_pid[nginx-rsa]="${sut_pid[nginx-ecdsa]}"
+
+# --- measurement -------------------------------------------------------------------------------
+ticks="$(getconf CLK_TCK)"
+cpu_ticks() { # pids...: utime+stime summed
+    local total=0 pid fields
+    for pid in "$@"; do
+        fields="$(sed 's/^.*) //' "/proc/$pid/stat")"
+        # After the command name: field 3 is state, so utime/stime are the 12th/13th here.
+        total=$((total + $(echo "$fields" | awk '{ print $12 + $13 }')))
+    done
+    echo "$total"
+}
+
+log "negotiated parameters (checked once per server):"
+for name in nginx-ecdsa gateway-ecdsa bare-ecdsa nginx-rsa gateway-rsa bare-rsa; do
+    summary="$(openssl s_client -connect "127.0.0.1:${port[$name]}" </dev/null 2>&1 |
+        grep -E '^New, |Server Temp Key|Peer signature type' | tr '\n' ';' || true)"
+    log "  $name: $summary"
+done
+
+hs_clients="${BENCH_HS_CLIENTS:-4}"
+# Waits for the background load generators (the servers are background jobs too, so not `wait`).
+wait_clients() {
+    local pid
+    for pid in $(jobs -pr); do
+        case " ${pids[*]} " in *" $pid "*) ;; *) wait "$pid" || true ;; esac
+    done
+}
+
+results="$work/results.tsv"
+: >"$results"
+# One measurement: scenario server -> appends "scenario server run ops cpu_s eff" to results.
+measure() {
+    local scenario="$1" server="$2" run="$3" kind out ops before after
+    kind="${scenario##*-}"; [[ "$scenario" == keepalive ]] && kind=ecdsa
+    local name="$server-$kind"
+    # shellcheck disable=SC2086
+    before="$(cpu_ticks ${sut_pid[$name]})"
+    case "$scenario" in
+        hs-*)
+            # Several sequential clients side by side: one s_time leaves the server idle
+            # while it waits on the network.
+            for c in $(seq "$hs_clients"); do
+                taskset -c 0 openssl s_time -connect "127.0.0.1:${port[$name]}" -new \
+                    -time "$duration" >"$work/s_time.$c" 2>&1 &
+            done
+            wait_clients
+            out="$(cat "$work"/s_time.*)"
+            ops="$(awk '/connections in .*s;/ { n += $1 } END { print n + 0 }' "$work"/s_time.*)"
+            rm -f "$work"/s_time.*
+            ;;
+        keepalive)
+            out="$(taskset -c 0 wrk -t1 -c8 -d"${duration}s" "https://127.0.0.1:${port[$name]}/" 2>&1)"
+            if echo "$out" | grep -qE 'Non-2xx|Socket errors'; then
+                echo "$out" >&2
+                echo "invalid run: $name returned errors" >&2
+                exit 1
+            fi
+            ops="$(echo "$out" | awk '/requests in/ { print $1; exit }')"
+            ;;
+    esac
+    # shellcheck disable=SC2086
+    after="$(cpu_ticks ${sut_pid[$name]})"
+    if [[ -z "$ops" || "$ops" -eq 0 ]]; then
+        echo "$out" >&2
+        echo "no operations completed against $name" >&2
+        exit 1
+    fi
+    awk -v s="$scenario" -v v="$server" -v r="$run" -v o="$ops" -v t="$((after - before))" \
+        -v hz="$ticks" -v d="$duration" 'BEGIN {
+            cpu = t / hz; if (cpu <= 0) cpu = 1 / hz
+            printf "%s\t%s\t%s\t%d\t%.2f\t%.0f\t%.0f\t%.0f\n", s, v, r, o, cpu, o / cpu, o / d, 100 * cpu / d
+        }' | tee -a "$results" >&2
+}
+
+log "runs: $runs x ${duration}s per step; columns: scenario server run ops server-cpu-s ops/cpu-s ops/s server-cpu%"
+for run in $(seq "$runs"); do
+    if ((run % 2)); then order=(nginx gateway bare); else order=(bare gateway nginx); fi
+    for scenario in hs-ecdsa hs-rsa keepalive; do
+        for server in "${order[@]}"; do
+            measure "$scenario" "$server" "$run"
+        done
+    done
+done
+
+# --- report ------------------------------------------------------------------------------------
+ratio() { # scenario numerator denominator label
+    awk -F'\t' -v s="$1" -v a="$2" -v b="$3" -v label="$4" '
+        $1 == s && $2 == a { num[$3] = $6 }
+        $1 == s && $2 == b { den[$3] = $6 }
+        END {
+            n = 0
+            for (r in num) if (r in den && den[r] > 0) v[++n] = num[r] / den[r]
+            if (n == 0) { printf "%-44s n/a\n", label; exit }
+            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+            med = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+            printf "%-44s %.2f [%.2f-%.2f] (n=%d)\n", label, med, v[1], v[n], n
+        }' "$results"
+}
+echo
+echo "== per-run figures ($results)"
+printf 'scenario\tserver\trun\tops\tcpu_s\tops/cpu_s\tops/s\tcpu%%\n'
+cat "$results"
+echo
+echo "== ratios of ops per server CPU-second: median [min-max] over runs"
+ratio hs-ecdsa gateway nginx "full handshakes ECDSA  gateway/nginx"
+ratio hs-ecdsa gateway bare "full handshakes ECDSA  gateway/bare_tls"
+ratio hs-rsa gateway nginx "full handshakes RSA    gateway/nginx"
+ratio hs-rsa gateway bare "full handshakes RSA    gateway/bare_tls"
+ratio keepalive gateway nginx "keep-alive proxied     gateway/nginx"
+ratio keepalive gateway bare "keep-alive (bare answers itself) gw/bare"
+echo "work folder: $work"
