@@ -99,6 +99,9 @@ pub struct GatewayConfig {
     pub allow_certificate_files: bool,
     /// Ours: seconds a TLS handshake may take before the connection is dropped.
     pub tls_handshake_timeout_seconds: u64,
+    /// Ours: seconds a client may take to send a request's headers, and a control API
+    /// request's body; a slower client is disconnected.
+    pub request_read_timeout_seconds: u64,
     /// Ours: largest control API request body in bytes.
     pub max_request_body_bytes: usize,
     /// Ours: URLs that receive expiry events as JSON (HTTP POST).
@@ -123,6 +126,7 @@ impl Default for GatewayConfig {
             proxy_ssl_min_version: TLS12,
             allow_certificate_files: false,
             tls_handshake_timeout_seconds: 10,
+            request_read_timeout_seconds: 30,
             max_request_body_bytes: 1 << 20,
             certificate_expiry_webhooks: Vec::new(),
             unknown: BTreeMap::new(),
@@ -540,6 +544,12 @@ impl GatewayConfig {
                     format!("{other:?} is not supported; use \"memory\" or \"redis\""),
                 ));
             }
+        }
+        if self.request_read_timeout_seconds == 0 {
+            return Err(invalid(
+                "request_read_timeout_seconds",
+                "must be at least 1",
+            ));
         }
         if self.tls_handshake_timeout_seconds == 0 {
             return Err(invalid(

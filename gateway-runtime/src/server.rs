@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
@@ -174,6 +174,15 @@ async fn serve_http<I>(
         })
     };
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Without a timer hyper applies no header-read timeout: a client that stalls mid-request
+    // would hold its connection for ever.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(
+            shared.config.request_read_timeout_seconds,
+        ));
+    builder.http2().timer(TokioTimer::new());
     if !shared.config.http_server_options.enable_http2 {
         builder = builder.http1_only();
     }

@@ -122,9 +122,16 @@ fn storage_failure(e: &StorageError) -> Response<Body> {
 enum BodyError {
     TooLarge,
     Malformed,
+    /// The client stopped sending before the whole body arrived.
+    TimedOut,
 }
 
-async fn read_body<B>(headers: &HeaderMap, body: B, limit: usize) -> Result<Bytes, BodyError>
+async fn read_body<B>(
+    headers: &HeaderMap,
+    body: B,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, BodyError>
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -136,7 +143,10 @@ where
     if declared.is_some_and(|len| len > u64::try_from(limit).unwrap_or(u64::MAX)) {
         return Err(BodyError::TooLarge);
     }
-    match Limited::new(body, limit).collect().await {
+    let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect())
+        .await
+        .map_err(|_| BodyError::TimedOut)?;
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(BodyError::TooLarge),
         Err(_) => Err(BodyError::Malformed),
@@ -178,7 +188,8 @@ impl ControlApi {
             Err(message) => return error(StatusCode::BAD_REQUEST, message),
         };
         let limit = self.config.max_request_body_bytes;
-        let bytes = match read_body(headers, body, limit).await {
+        let timeout = std::time::Duration::from_secs(self.config.request_read_timeout_seconds);
+        let bytes = match read_body(headers, body, limit, timeout).await {
             Ok(bytes) => bytes,
             Err(BodyError::TooLarge) => {
                 return error(
@@ -190,6 +201,12 @@ impl ControlApi {
             }
             Err(BodyError::Malformed) => {
                 return error(StatusCode::METHOD_NOT_ALLOWED, "Malformed request body");
+            }
+            Err(BodyError::TimedOut) => {
+                return error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body did not arrive in time (request_read_timeout_seconds)",
+                );
             }
         };
         // Bytes that are not UTF-8 cannot be PEM; the parser says so.
