@@ -107,6 +107,7 @@ fn ensure_certificates(dir: &Path) -> Result<(), String> {
         return Ok(());
     }
     let err = |e: rcgen::Error| format!("making demo certificates: {e}");
+    let yesterday = cert_store::Clock::now(&cert_store::SystemClock) - time::Duration::days(1);
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
 
     let ca_key = KeyPair::generate().map_err(err)?;
@@ -120,6 +121,7 @@ fn ensure_certificates(dir: &Path) -> Result<(), String> {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
+    ca_params.not_before = yesterday;
     ca_params.not_after = rcgen::date_time_ymd(2035, 1, 1);
     let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
     let issuer = Issuer::new(ca_params, &ca_key);
@@ -132,6 +134,7 @@ fn ensure_certificates(dir: &Path) -> Result<(), String> {
         .distinguished_name
         .push(DnType::CommonName, "localhost");
     server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    server_params.not_before = yesterday;
     server_params.not_after = rcgen::date_time_ymd(2034, 1, 1);
     let server_cert = server_params.signed_by(&server_key, &issuer).map_err(err)?;
 
@@ -141,6 +144,7 @@ fn ensure_certificates(dir: &Path) -> Result<(), String> {
         .distinguished_name
         .push(DnType::CommonName, "certgate demo client");
     client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    client_params.not_before = yesterday;
     client_params.not_after = rcgen::date_time_ymd(2034, 1, 1);
     let client_cert = client_params.signed_by(&client_key, &issuer).map_err(err)?;
 
