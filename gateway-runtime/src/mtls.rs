@@ -18,7 +18,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DistinguishedName, Error, RootCertStore};
 use time::OffsetDateTime;
-use tls_core::{Fingerprint, Metadata, Validity};
+use tls_core::{Fingerprint, Validity};
 
 use crate::metrics::GatewayMetrics;
 
@@ -134,9 +134,9 @@ impl ClientPolicy {
         };
         let fingerprint = Fingerprint::of(leaf);
         if let Some(entry) = self.allowed.get(&fingerprint) {
-            return match Metadata::of_certificate_der(leaf)
-                .and_then(|m| m.validity(now, time::Duration::ZERO))
-            {
+            // Same fingerprint, same DER: the entry's metadata (parsed once, when the policy
+            // was built) is the presented leaf's, so no certificate is parsed per request.
+            return match entry.metadata().validity(now, time::Duration::ZERO) {
                 Some(Validity::Expired { .. } | Validity::NotYetValid { .. }) | None => {
                     Err(Refusal::Expired)
                 }
