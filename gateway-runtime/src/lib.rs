@@ -9,6 +9,9 @@ mod api;
 pub mod config;
 mod control;
 mod http_util;
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod internals;
 mod metrics;
 mod monitor;
 mod mtls;

@@ -1,0 +1,81 @@
+//! Unstable internals for this crate's own benches and for the fuzz targets (feature
+//! `internals`). Not part of the public API: anything here may change in any release.
+//!
+//! Each item wraps the crate-private piece the gateway itself uses, so what a bench measures or
+//! a fuzz target feeds is the production code path, not a copy of it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cert_store::{CertStore, LoadedCert};
+use http::{Request, Response};
+use rustls::server::ServerConfig;
+use rustls::sign::CertifiedKey;
+
+use crate::api::ApiTable;
+use crate::config::{ApiDefinition, GatewayConfig};
+use crate::control::ControlApi;
+use crate::http_util::{Body, BoxError};
+use crate::metrics::GatewayMetrics;
+use crate::sni::{Served, ServerCerts};
+use crate::state::{TlsShared, TlsState};
+
+/// The gateway's SNI resolver (`ServerCerts`): exact name, then wildcard parent, then default.
+#[derive(Debug, Default)]
+pub struct Resolver(ServerCerts);
+
+impl Resolver {
+    /// Adds `cert` with its loaded `key` under its DNS names and `extra_names`, as the gateway
+    /// does for `ssl_certificates` and API certificates.
+    pub fn add(&mut self, cert: Arc<LoadedCert>, key: Arc<CertifiedKey>, extra_names: &[String]) {
+        self.0.add(Served { key, cert }, extra_names);
+    }
+
+    /// The key served for `sni`.
+    pub fn select(&self, sni: Option<&str>) -> Option<&Arc<CertifiedKey>> {
+        self.0.select(sni).map(|served| &served.key)
+    }
+}
+
+/// The rustls `ServerConfig` the gateway would use for a handshake with `sni` on its main
+/// listener, built from `config`, `apis` and `store` exactly as at start-up.
+pub async fn server_config(
+    config: &GatewayConfig,
+    apis: Vec<ApiDefinition>,
+    store: &CertStore,
+    sni: Option<&str>,
+) -> Result<Arc<ServerConfig>, String> {
+    let shared = TlsShared {
+        provider: tls_core::default_provider(),
+        ticketer: rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?,
+        sessions: rustls::server::ServerSessionMemoryCache::new(8192),
+        metrics: Arc::new(GatewayMetrics::default()),
+    };
+    let state = TlsState::build(config, &ApiTable::new(apis), store, &shared).await?;
+    Ok(state.config_for(sni, false))
+}
+
+/// The control API handler (`/tyk/certs`, `/hello`, `/metrics`) over `store`.
+#[derive(Debug)]
+pub struct Control(ControlApi);
+
+impl Control {
+    /// A handler configured by `config` (its `secret` and control API settings).
+    pub fn new(config: GatewayConfig, store: CertStore) -> Self {
+        Self(ControlApi::new(
+            Arc::new(config),
+            store,
+            Arc::new(GatewayMetrics::default()),
+            Arc::new(String::new),
+        ))
+    }
+
+    /// Answers one request, as the gateway's listener does once `matches` holds.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.0.handle(req).await
+    }
+}
