@@ -5,7 +5,9 @@
 # Primary metric: operations per server CPU-second (utime+stime from /proc/<pid>/stat, summed
 # over nginx's master and worker). Each server is one process pinned to CPU 1 (`taskset -c 1`;
 # one nginx worker, one Tokio worker since Tokio sizes its pool from the affinity mask); the load
-# generators and the shared upstream run on CPU 0.
+# generators and the shared upstream run on CPU 0. Each run also reports the server's and the
+# load generators' CPU as % of one core (the clients' from bash `times`): near 100 % marks the
+# bound side, where peak rates stop being comparable (CPU per operation still is).
 #
 # Scenarios:
 #   hs-ecdsa, hs-rsa  full handshakes (`openssl s_time -new`: never offers a session), ECDSA
@@ -13,28 +15,44 @@
 #   keepalive         `wrk -t1 -c8` keep-alive GETs; gateway and nginx proxy to one upstream (an
 #                     nginx `return 200` on CPU 0, pooled keep-alive connections on both sides);
 #                     bare_tls answers itself (shown for reference, not a fair ratio)
+#   hs-mtls           mutual-TLS full handshakes, each with one `GET /` (Connection: close), from
+#                     `hs_load` (examples/src/bin/hs_load.rs: tokio-rustls, resumption off); ECDSA
+#                     P-256 server leaf and client certificate, both issued by the bench CA.
+#                     nginx (`ssl_verify_client on`) and bare_tls (`--client-ca`) verify the
+#                     client's chain to the CA; the gateway allow-lists the client certificate
+#                     (an API's `client_certificates`), and `gateway-ca` lists the CA instead
+#                     (chain verified as the others do). nginx and the gateways proxy the GET.
 # Servers are alternated run by run; each ratio is printed as median [min-max] over the runs.
 #
-# Usage: bench/compare.sh [--smoke] [--runs N] [--duration SECONDS] [--no-build]
+# Usage: bench/compare.sh [--smoke] [--runs N] [--duration SECONDS] [--only SCENARIO[,...]] [--no-build]
 #   --smoke     one run of every step for ~2 s (keeps the script from rotting)
-#   --no-build  use the existing target/release/{gateway,bare_tls}
-# Environment: BENCH_HS_CLIENTS (parallel s_time clients, default 4), BENCH_DIR (work folder; default a fresh temp folder), BENCH_PORT_BASE (default 18400)
+#   --only      run only these scenarios (hs-ecdsa, hs-rsa, keepalive, hs-mtls)
+#   --no-build  use the existing target/release/{gateway,bare_tls,hs_load}
+# Environment: BENCH_HS_CLIENTS (parallel s_time clients and hs_load tasks, default 4), BENCH_DIR (work folder; default a fresh temp folder), BENCH_PORT_BASE (default 18400)
 set -euo pipefail
 
 runs=3
 duration=10
 smoke=0
 build=1
+scenarios=(hs-ecdsa hs-rsa keepalive hs-mtls)
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --smoke) smoke=1; runs=1; duration=2 ;;
         --runs) runs="$2"; shift ;;
         --duration) duration="$2"; shift ;;
+        --only) IFS=, read -r -a scenarios <<<"$2"; shift ;;
         --no-build) build=0 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set /{/^#/p}' "$0"; exit 0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
     shift
+done
+for scenario in "${scenarios[@]}"; do
+    case "$scenario" in
+        hs-ecdsa|hs-rsa|keepalive|hs-mtls) ;;
+        *) echo "unknown scenario $scenario" >&2; exit 2 ;;
+    esac
 done
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -46,6 +64,8 @@ declare -A port=(
     [nginx-ecdsa]=$((base + 43)) [nginx-rsa]=$((base + 44))
     [gateway-ecdsa]=$((base + 53)) [gateway-rsa]=$((base + 54))
     [bare-ecdsa]=$((base + 63)) [bare-rsa]=$((base + 64))
+    [nginx-mtls]=$((base + 45)) [gateway-mtls]=$((base + 55)) [gateway-ca-mtls]=$((base + 56))
+    [bare-mtls]=$((base + 65))
 )
 log() { printf '[compare %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
@@ -69,12 +89,13 @@ fi
 ulimit -n 65536 2>/dev/null || true
 
 if ((build)); then
-    log "building the gateway and bare_tls (release)"
+    log "building the gateway, bare_tls and hs_load (release)"
     (cd "$repo" && cargo build --release -q -p gateway-runtime --bin gateway \
-        -p certgate-examples --bin bare_tls)
+        -p certgate-examples --bin bare_tls --bin hs_load)
 fi
 gateway_bin="$repo/target/release/gateway"
 bare_bin="$repo/target/release/bare_tls"
+hs_load_bin="$repo/target/release/hs_load"
 
 # --- certificates (openssl CLI): a CA and a leaf for bench.example, per key type --------------
 make_pki() { # kind keyargs...
@@ -93,6 +114,13 @@ make_pki() { # kind keyargs...
 }
 make_pki ecdsa -newkey ec -pkeyopt ec_paramgen_curve:P-256
 make_pki rsa -newkey rsa:2048
+# The mTLS client: an ECDSA P-256 certificate for client authentication from the ECDSA CA.
+pki="$work/pki-ecdsa"
+openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -keyout "$pki/client.key" \
+    -out "$pki/client.csr" -subj "/CN=bench client" 2>/dev/null
+printf 'extendedKeyUsage=clientAuth\n' >"$pki/client-ext.cnf"
+openssl x509 -req -in "$pki/client.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -CAcreateserial \
+    -days 365 -extfile "$pki/client-ext.cnf" -out "$pki/client.pem" 2>/dev/null
 
 # Clients pin TLS 1.3, TLS_AES_128_GCM_SHA256 and X25519 through OpenSSL's config.
 cat >"$work/client-openssl.cnf" <<CNF
@@ -194,6 +222,18 @@ pids+=($!)
             proxy_set_header Connection "";
         }
     }
+    server {
+        listen 127.0.0.1:${port[nginx-mtls]} ssl;
+        ssl_certificate $work/pki-ecdsa/leaf.pem;
+        ssl_certificate_key $work/pki-ecdsa/leaf.key;
+        ssl_verify_client on;
+        ssl_client_certificate $work/pki-ecdsa/ca.pem;
+        location / {
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
 }
 CONF
 } >"$work/nginx.conf"
@@ -201,39 +241,57 @@ taskset -c 1 "$nginx_bin" -c "$work/nginx.conf" -p "$work" &
 nginx_master=$!
 pids+=("$nginx_master")
 
-# The gateway: one per key type, the certificate inline in the configuration.
+# The gateways: one per key type and per mTLS variant, the certificates inline in the
+# configuration and in the API definitions; each gateway reads its own app folder.
 json_string() { # file: its content as a JSON string
     awk 'BEGIN { printf "\"" } { gsub(/\\/, "\\\\"); gsub(/"/, "\\\""); printf "%s\\n", $0 } END { printf "\"" }' "$1"
 }
-mkdir -p "$work/apps"
-cat >"$work/apps/bench.json" <<JSON
-{"api_id": "bench", "name": "bench", "active": true,
+write_api() { # folder [client certificate file]: one API proxying / to the upstream
+    local mtls=""
+    [[ $# -gt 1 ]] && mtls="\"use_mutual_tls_auth\": true, \"client_certificates\": [$(json_string "$2")],"
+    mkdir -p "$1"
+    cat >"$1/bench.json" <<JSON
+{"api_id": "bench", "name": "bench", "active": true, $mtls
  "proxy": {"listen_path": "/", "target_url": "http://127.0.0.1:$port_up"}}
 JSON
+}
+write_api "$work/apps"
+write_api "$work/apps-mtls" "$work/pki-ecdsa/client.pem"
+write_api "$work/apps-mtls-ca" "$work/pki-ecdsa/ca.pem"
 declare -A sut_pid
-for kind in ecdsa rsa; do
-    cat >"$work/gateway-$kind.conf" <<JSON
+start_gateway() { # name kind app-folder
+    cat >"$work/$1.conf" <<JSON
 {
   "listen_address": "127.0.0.1",
-  "listen_port": ${port[gateway-$kind]},
+  "listen_port": ${port[$1]},
   "secret": "bench-secret",
-  "app_path": "$work/apps",
+  "app_path": "$3",
   "http_server_options": {
     "use_ssl": true,
     "min_version": 772,
-    "ssl_certificates": [$(json_string "$work/pki-$kind/bundle.pem")]
+    "ssl_certificates": [$(json_string "$work/pki-$2/bundle.pem")]
   }
 }
 JSON
-    RUST_LOG=warn taskset -c 1 "$gateway_bin" --config "$work/gateway-$kind.conf" \
-        2>"$work/gateway-$kind.log" &
-    sut_pid[gateway-$kind]=$!
+    RUST_LOG=warn taskset -c 1 "$gateway_bin" --config "$work/$1.conf" 2>"$work/$1.log" &
+    sut_pid[$1]=$!
     pids+=($!)
+}
+start_bare() { # name kind [bare_tls options...]
+    local name="$1" kind="$2"
+    shift 2
     taskset -c 1 "$bare_bin" "$work/pki-$kind/leaf.pem" "$work/pki-$kind/leaf.key" \
-        "127.0.0.1:${port[bare-$kind]}" 2>"$work/bare-$kind.log" &
-    sut_pid[bare-$kind]=$!
+        "127.0.0.1:${port[$name]}" "$@" 2>"$work/$name.log" &
+    sut_pid[$name]=$!
     pids+=($!)
+}
+for kind in ecdsa rsa; do
+    start_gateway "gateway-$kind" "$kind" "$work/apps"
+    start_bare "bare-$kind" "$kind"
 done
+start_gateway gateway-mtls ecdsa "$work/apps-mtls"
+start_gateway gateway-ca-mtls ecdsa "$work/apps-mtls-ca"
+start_bare bare-mtls ecdsa --client-ca "$work/pki-ecdsa/ca.pem"
 for p in "$port_up" "${port[@]}"; do wait_port "$p"; done
 for pid in "${pids[@]}"; do
     kill -0 "$pid" 2>/dev/null || {
@@ -244,6 +302,7 @@ done
 nginx_pids() { echo "$nginx_master $(pgrep -P "$nginx_master" | tr '\n' ' ')"; }
 sut_pid[nginx-ecdsa]="$(nginx_pids)"
 sut_pid[nginx-rsa]="${sut_pid[nginx-ecdsa]}"
+sut_pid[nginx-mtls]="${sut_pid[nginx-ecdsa]}"
 
 # --- measurement -------------------------------------------------------------------------------
 ticks="$(getconf CLK_TCK)"
@@ -257,11 +316,29 @@ cpu_ticks() { # pids...: utime+stime summed
     echo "$total"
 }
 
+mtls_servers=(nginx-mtls gateway-mtls gateway-ca-mtls bare-mtls)
+client_cert=(-cert "$work/pki-ecdsa/client.pem" -key "$work/pki-ecdsa/client.key")
 log "negotiated parameters (checked once per server):"
-for name in nginx-ecdsa gateway-ecdsa bare-ecdsa nginx-rsa gateway-rsa bare-rsa; do
-    summary="$(openssl s_client -connect "127.0.0.1:${port[$name]}" </dev/null 2>&1 |
+for name in nginx-ecdsa gateway-ecdsa bare-ecdsa nginx-rsa gateway-rsa bare-rsa "${mtls_servers[@]}"; do
+    cert=(); [[ "$name" == *-mtls ]] && cert=("${client_cert[@]}")
+    summary="$(openssl s_client -connect "127.0.0.1:${port[$name]}" "${cert[@]}" </dev/null 2>&1 |
         grep -E '^New, |Server Temp Key|Peer signature type' | tr '\n' ';' || true)"
     log "  $name: $summary"
+done
+
+# hs_load verifies the server's chain to the bench CA for bench.example; with `--cert/--key`
+# it presents the client certificate.
+hs_load_args=(--sni bench.example --ca "$work/pki-ecdsa/ca.pem")
+log "mutual TLS: every mTLS server must refuse a client without a certificate:"
+for name in "${mtls_servers[@]}"; do
+    out="$(taskset -c 0 "$hs_load_bin" "${hs_load_args[@]}" --connect "127.0.0.1:${port[$name]}" \
+        --tasks 1 --duration 0.2 2>&1 || true)"
+    if ! echo "$out" | grep -q '^successes 0 '; then
+        echo "$out" >&2
+        echo "$name served a client without a certificate (or hs_load failed)" >&2
+        exit 1
+    fi
+    log "  $name: $(echo "$out" | grep -m1 '^hs_load: error:' | sed 's/^hs_load: error: //')"
 done
 
 hs_clients="${BENCH_HS_CLIENTS:-4}"
@@ -273,16 +350,36 @@ wait_clients() {
     done
 }
 
+# CPU seconds (user+sys) of the shell's waited-for children, from `times` saved in a file
+# (`times` must run in this shell, not in a subshell): the load generators' CPU.
+children_cpu() {
+    awk 'NR == 2 { split($0, f, /[ms ]+/); print f[1] * 60 + f[2] + f[3] * 60 + f[4] }' "$1"
+}
+
 results="$work/results.tsv"
 : >"$results"
-# One measurement: scenario server -> appends "scenario server run ops cpu_s eff" to results.
+# One measurement: scenario server -> appends "scenario server run ops cpu_s eff ops/s cpu%
+# client-cpu%" to results.
 measure() {
-    local scenario="$1" server="$2" run="$3" kind out ops before after
+    local scenario="$1" server="$2" run="$3" kind out ops before after started
     kind="${scenario##*-}"; [[ "$scenario" == keepalive ]] && kind=ecdsa
     local name="$server-$kind"
+    times >"$work/times.before"
+    started="$EPOCHREALTIME"
     # shellcheck disable=SC2086
     before="$(cpu_ticks ${sut_pid[$name]})"
     case "$scenario" in
+        hs-mtls)
+            out="$(taskset -c 0 "$hs_load_bin" "${hs_load_args[@]}" \
+                --cert "$work/pki-ecdsa/client.pem" --key "$work/pki-ecdsa/client.key" \
+                --connect "127.0.0.1:${port[$name]}" --tasks "$hs_clients" \
+                --duration "$duration" 2>&1)" || {
+                echo "$out" >&2
+                echo "invalid run: $name: hs_load reported errors" >&2
+                exit 1
+            }
+            ops="$(echo "$out" | awk '/^successes / { print $2 }')"
+            ;;
         hs-*)
             # Several sequential clients side by side: one s_time leaves the server idle
             # while it waits on the network.
@@ -307,23 +404,31 @@ measure() {
     esac
     # shellcheck disable=SC2086
     after="$(cpu_ticks ${sut_pid[$name]})"
+    times >"$work/times.after"
+    # Rates and CPU shares are over the wall time the step took (`s_time -time N` runs up to
+    # N + 1 s).
     if [[ -z "$ops" || "$ops" -eq 0 ]]; then
         echo "$out" >&2
         echo "no operations completed against $name" >&2
         exit 1
     fi
     awk -v s="$scenario" -v v="$server" -v r="$run" -v o="$ops" -v t="$((after - before))" \
-        -v hz="$ticks" -v d="$duration" 'BEGIN {
+        -v hz="$ticks" -v d="$(awk -v a="$started" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')" \
+        -v c0="$(children_cpu "$work/times.before")" -v c1="$(children_cpu "$work/times.after")" '
+        BEGIN {
             cpu = t / hz; if (cpu <= 0) cpu = 1 / hz
-            printf "%s\t%s\t%s\t%d\t%.2f\t%.0f\t%.0f\t%.0f\n", s, v, r, o, cpu, o / cpu, o / d, 100 * cpu / d
+            printf "%s\t%s\t%s\t%d\t%.2f\t%.0f\t%.0f\t%.0f\t%.0f\n", s, v, r, o, cpu, o / cpu, o / d,
+                100 * cpu / d, 100 * (c1 - c0) / d
         }' | tee -a "$results" >&2
 }
 
-log "runs: $runs x ${duration}s per step; columns: scenario server run ops server-cpu-s ops/cpu-s ops/s server-cpu%"
+log "runs: $runs x ${duration}s per step; columns: scenario server run ops server-cpu-s ops/cpu-s ops/s server-cpu% client-cpu%"
 for run in $(seq "$runs"); do
-    if ((run % 2)); then order=(nginx gateway bare); else order=(bare gateway nginx); fi
-    for scenario in hs-ecdsa hs-rsa keepalive; do
-        for server in "${order[@]}"; do
+    for scenario in "${scenarios[@]}"; do
+        servers=(nginx gateway bare)
+        [[ "$scenario" == hs-mtls ]] && servers=(nginx gateway gateway-ca bare)
+        ((run % 2)) || mapfile -t servers < <(printf '%s\n' "${servers[@]}" | tac)
+        for server in "${servers[@]}"; do
             measure "$scenario" "$server" "$run"
         done
     done
@@ -337,7 +442,7 @@ ratio() { # scenario numerator denominator label
         END {
             n = 0
             for (r in num) if (r in den && den[r] > 0) v[++n] = num[r] / den[r]
-            if (n == 0) { printf "%-44s n/a\n", label; exit }
+            if (n == 0) exit
             for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
             med = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
             printf "%-44s %.2f [%.2f-%.2f] (n=%d)\n", label, med, v[1], v[n], n
@@ -345,7 +450,7 @@ ratio() { # scenario numerator denominator label
 }
 echo
 echo "== per-run figures ($results)"
-printf 'scenario\tserver\trun\tops\tcpu_s\tops/cpu_s\tops/s\tcpu%%\n'
+printf 'scenario\tserver\trun\tops\tcpu_s\tops/cpu_s\tops/s\tcpu%%\tclient-cpu%%\n'
 cat "$results"
 echo
 echo "== ratios of ops per server CPU-second: median [min-max] over runs"
@@ -355,4 +460,8 @@ ratio hs-rsa gateway nginx "full handshakes RSA    gateway/nginx"
 ratio hs-rsa gateway bare "full handshakes RSA    gateway/bare_tls"
 ratio keepalive gateway nginx "keep-alive proxied     gateway/nginx"
 ratio keepalive gateway bare "keep-alive (bare answers itself) gw/bare"
+ratio hs-mtls gateway nginx "mTLS full handshakes   gateway/nginx"
+ratio hs-mtls gateway bare "mTLS full handshakes   gateway/bare_tls"
+ratio hs-mtls gateway-ca nginx "mTLS, CA-listed        gateway-ca/nginx"
+ratio hs-mtls gateway-ca bare "mTLS, CA-listed        gateway-ca/bare_tls"
 echo "work folder: $work"
