@@ -11,6 +11,8 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Full};
 use rustls_pki_types::CertificateDer;
 
+use crate::mtls::VerdictCache;
+
 /// Errors carried by response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -82,10 +84,32 @@ mod tests {
 /// What the listener knows about a connection; attached to each request as an extension.
 #[derive(Clone, Debug)]
 pub(crate) struct ClientInfo {
-    /// The peer's address.
-    pub(crate) remote_addr: SocketAddr,
     /// Whether the connection is TLS.
     pub(crate) tls: bool,
     /// The client's certificate chain (leaf first), when it sent one.
     pub(crate) peer_certs: Option<Arc<Vec<CertificateDer<'static>>>>,
+    /// The peer's IP as a header value (IPv4-mapped IPv6 shown as IPv4), formatted once per
+    /// connection for `X-Forwarded-For`.
+    pub(crate) ip_header: HeaderValue,
+    /// Client-certificate checks this connection passed, reused by its later requests.
+    pub(crate) verdicts: VerdictCache,
+}
+
+impl ClientInfo {
+    /// What is known of a connection from `remote_addr`.
+    pub(crate) fn new(
+        remote_addr: SocketAddr,
+        tls: bool,
+        peer_certs: Option<Arc<Vec<CertificateDer<'static>>>>,
+    ) -> Self {
+        let ip = remote_addr.ip().to_canonical().to_string();
+        Self {
+            tls,
+            peer_certs,
+            // An IP address is always a valid header value.
+            ip_header: HeaderValue::from_str(&ip)
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            verdicts: VerdictCache::default(),
+        }
+    }
 }

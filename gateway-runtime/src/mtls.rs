@@ -7,9 +7,12 @@
 //! CRLs); each other certificate is allow-listed by its leaf fingerprint (Tyk allow-lists the
 //! hash of a bundle's last certificate; we use the leaf's). Expired client certificates are
 //! refused.
+//!
+//! A connection's chain cannot change, so [`VerdictCache`] remembers which policies admitted it
+//! and lets the connection's later requests skip the check while the verdict still holds.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use cert_store::LoadedCert;
 use rustls::crypto::CryptoProvider;
@@ -18,7 +21,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DistinguishedName, Error, RootCertStore};
 use time::OffsetDateTime;
-use tls_core::{Fingerprint, Validity};
+use tls_core::{Fingerprint, Metadata, Validity};
 
 use crate::metrics::GatewayMetrics;
 
@@ -165,6 +168,133 @@ impl ClientPolicy {
     }
 }
 
+/// One connection's successful client-certificate checks, so that its later requests skip
+/// the fingerprint lookup or chain verification.
+///
+/// Keyed by policy identity: policies live in the TLS snapshot, which is replaced whole when
+/// the store or the APIs change, so a changed allow-list or CRL is a new policy and misses. A
+/// verdict is reused only from the instant it was reached until the earliest `not_after` of the
+/// admitting entry and the presented chain; in between every certificate involved is valid.
+/// Refusals are not remembered. Built for one presented chain: pass the same chain every time.
+#[derive(Debug, Default)]
+pub(crate) struct VerdictCache {
+    /// Recent admissions, oldest first; at most [`VerdictCache::CAPACITY`].
+    admissions: Mutex<Vec<Admission>>,
+    /// The earliest `not_after` of the presented chain, parsed at the first CA admission;
+    /// `None` inside when a certificate does not parse (then CA verdicts are not reused).
+    chain_not_after: OnceLock<Option<OffsetDateTime>>,
+}
+
+/// A policy that admitted the connection's chain, and for how long that holds.
+#[derive(Clone, Debug)]
+struct Admission {
+    /// The policy; holding the `Weak` keeps its allocation, so no other policy can take its
+    /// address while this is compared with `Weak::as_ptr`.
+    policy: Weak<ClientPolicy>,
+    /// The entry that admitted the chain.
+    entry: Arc<LoadedCert>,
+    /// When the check ran; the chain was valid then.
+    checked_at: OffsetDateTime,
+    /// The earliest `not_after` of the entry and the chain; reuse stops there.
+    valid_until: OffsetDateTime,
+}
+
+impl Clone for VerdictCache {
+    /// A copy with the same admissions (they hold for any user of the same chain).
+    fn clone(&self) -> Self {
+        Self {
+            admissions: Mutex::new(self.lock().clone()),
+            chain_not_after: self.chain_not_after.clone(),
+        }
+    }
+}
+
+impl VerdictCache {
+    /// Admissions kept per connection. A connection is bound to one domain: its mutual-TLS
+    /// APIs and the control API rarely exceed a few policies, and a single slot would throw
+    /// away the verdict whenever a client alternates between two of them.
+    const CAPACITY: usize = 4;
+
+    /// [`ClientPolicy::check`] of `chain` at `now`, reusing an earlier admission by the same
+    /// `policy` while it holds.
+    pub(crate) fn check(
+        &self,
+        policy: &Arc<ClientPolicy>,
+        chain: &[CertificateDer<'static>],
+        now: OffsetDateTime,
+    ) -> Result<Arc<LoadedCert>, Refusal> {
+        if let Some(entry) = self.reusable(policy, now) {
+            return Ok(entry);
+        }
+        let entry = Arc::clone(policy.check(chain, now)?);
+        if let Some(valid_until) = self.valid_until(&entry, chain) {
+            self.remember(Admission {
+                policy: Arc::downgrade(policy),
+                entry: Arc::clone(&entry),
+                checked_at: now,
+                valid_until,
+            });
+        }
+        Ok(entry)
+    }
+
+    /// The entry of a still-valid admission by `policy`.
+    fn reusable(&self, policy: &Arc<ClientPolicy>, now: OffsetDateTime) -> Option<Arc<LoadedCert>> {
+        self.lock()
+            .iter()
+            .find(|a| Weak::as_ptr(&a.policy) == Arc::as_ptr(policy))
+            .filter(|a| a.checked_at <= now && now < a.valid_until)
+            .map(|a| Arc::clone(&a.entry))
+    }
+
+    /// Until when an admission by `entry` holds: its `not_after`, and for a CA entry also the
+    /// presented chain's (an allow-listed entry is the presented leaf, and intermediates play
+    /// no part in its check). `None` when a date is unknown.
+    fn valid_until(
+        &self,
+        entry: &LoadedCert,
+        chain: &[CertificateDer<'static>],
+    ) -> Option<OffsetDateTime> {
+        let entry_not_after = entry.metadata().not_after?;
+        if !entry.metadata().is_ca {
+            return Some(entry_not_after);
+        }
+        let chain_not_after = *self
+            .chain_not_after
+            .get_or_init(|| earliest_not_after(chain));
+        Some(entry_not_after.min(chain_not_after?))
+    }
+
+    /// Records `admission`, replacing any of the same policy and dropping those of policies
+    /// no longer in use; the oldest goes when full.
+    fn remember(&self, admission: Admission) {
+        let mut admissions = self.lock();
+        admissions
+            .retain(|a| a.policy.strong_count() > 0 && !Weak::ptr_eq(&a.policy, &admission.policy));
+        if admissions.len() >= Self::CAPACITY {
+            admissions.remove(0);
+        }
+        admissions.push(admission);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Admission>> {
+        // Every update leaves the list consistent, so a panic elsewhere cannot corrupt it.
+        self.admissions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The earliest `not_after` in `chain`; `None` if it is empty or a certificate does not parse.
+fn earliest_not_after(chain: &[CertificateDer<'_>]) -> Option<OffsetDateTime> {
+    let mut earliest: Option<OffsetDateTime> = None;
+    for cert in chain {
+        let not_after = Metadata::of_certificate_der(cert)?.not_after?;
+        earliest = Some(earliest.map_or(not_after, |e| e.min(not_after)));
+    }
+    earliest
+}
+
 /// How a domain's handshakes treat client certificates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ClientAuth {
@@ -257,4 +387,209 @@ impl ClientCertVerifier for HandshakeVerifier {
     }
 
     crate::tls::verify_signatures_with!(provider.signature_verification_algorithms);
+}
+
+#[cfg(test)]
+mod tests {
+    use cert_store::{CertStore, Clock as _, MemoryStorage, SystemClock};
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    use time::Duration;
+    use tls_core::{EncodingSecret, OrgId};
+
+    use super::*;
+
+    /// A certificate with what it takes to issue others.
+    struct Issued {
+        params: CertificateParams,
+        key: KeyPair,
+        der: CertificateDer<'static>,
+        pem: String,
+    }
+
+    /// A CA (`ca`) or client certificate valid from yesterday until `not_after`, self-signed
+    /// or issued by `issuer`.
+    fn issue(cn: &str, ca: bool, not_after: OffsetDateTime, issuer: Option<&Issued>) -> Issued {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.not_before = SystemClock.now() - Duration::days(1);
+        params.not_after = not_after;
+        if ca {
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        } else {
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        }
+        let cert = match issuer {
+            Some(issuer) => params
+                .signed_by(&key, &Issuer::from_params(&issuer.params, &issuer.key))
+                .unwrap(),
+            None => params.self_signed(&key).unwrap(),
+        };
+        Issued {
+            der: cert.der().clone(),
+            pem: cert.pem(),
+            params,
+            key,
+        }
+    }
+
+    async fn load(pem: &str) -> Arc<LoadedCert> {
+        let store = CertStore::builder(Arc::new(MemoryStorage::new()))
+            .encoding_secret(EncodingSecret::new("test secret"))
+            .build();
+        let id = store.add(pem, &OrgId::EMPTY).await.unwrap();
+        store.get(&id).await.unwrap()
+    }
+
+    fn policy(entries: &[Arc<LoadedCert>]) -> Arc<ClientPolicy> {
+        Arc::new(ClientPolicy::new(entries, Vec::new(), &tls_core::default_provider()).unwrap())
+    }
+
+    fn not_after(cert: &Issued) -> OffsetDateTime {
+        Metadata::of_certificate_der(&cert.der)
+            .unwrap()
+            .not_after
+            .unwrap()
+    }
+
+    /// A root entry, and a client chain under it through an intermediate that expires first.
+    struct CaChain {
+        root: Arc<LoadedCert>,
+        intermediate: Issued,
+        chain: Vec<CertificateDer<'static>>,
+    }
+
+    async fn ca_chain() -> CaChain {
+        let now = SystemClock.now();
+        let root = issue("root", true, now + Duration::days(365), None);
+        let intermediate = issue("intermediate", true, now + Duration::days(5), Some(&root));
+        let leaf = issue(
+            "client",
+            false,
+            now + Duration::days(10),
+            Some(&intermediate),
+        );
+        CaChain {
+            root: load(&root.pem).await,
+            chain: vec![leaf.der.clone(), intermediate.der.clone()],
+            intermediate,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_admission_is_reused_by_the_same_policy_only() {
+        let ca = ca_chain().await;
+        let now = SystemClock.now();
+        let cache = VerdictCache::default();
+        let admitting = policy(std::slice::from_ref(&ca.root));
+        let entry = cache.check(&admitting, &ca.chain, now).unwrap();
+        assert!(Arc::ptr_eq(&entry, &ca.root));
+        // An empty chain would be refused; the cached verdict answers without a check.
+        let reused = cache.check(&admitting, &[], now).unwrap();
+        assert!(Arc::ptr_eq(&reused, &ca.root));
+
+        // A rebuilt policy over other entries is another policy, even while the first lives.
+        let stranger = load(&issue("other", true, now + Duration::days(9), None).pem).await;
+        let rebuilt = policy(&[stranger]);
+        assert!(matches!(
+            cache.check(&rebuilt, &ca.chain, now),
+            Err(Refusal::NotAllowed(_))
+        ));
+        assert!(
+            cache.check(&rebuilt, &ca.chain, now).is_err(),
+            "refusals are not remembered"
+        );
+        // A rebuilt policy over the same entries misses too, and is then remembered itself.
+        let same_entries = policy(std::slice::from_ref(&ca.root));
+        assert_eq!(
+            cache.check(&same_entries, &[], now).err(),
+            Some(Refusal::Missing)
+        );
+        assert!(cache.check(&same_entries, &ca.chain, now).is_ok());
+        assert!(cache.check(&same_entries, &[], now).is_ok());
+        assert!(cache.check(&admitting, &[], now).is_ok(), "both are kept");
+    }
+
+    #[tokio::test]
+    async fn an_admission_holds_from_the_check_until_the_earliest_not_after() {
+        let ca = ca_chain().await;
+        let now = SystemClock.now();
+        let cache = VerdictCache::default();
+        let admitting = policy(std::slice::from_ref(&ca.root));
+        cache.check(&admitting, &ca.chain, now).unwrap();
+        let until = not_after(&ca.intermediate);
+        assert_eq!(
+            cache.valid_until(&ca.root, &ca.chain),
+            Some(until),
+            "the intermediate expires before the leaf and the root"
+        );
+        let second = Duration::SECOND;
+        assert!(cache.check(&admitting, &[], until - second).is_ok());
+        assert_eq!(
+            cache.check(&admitting, &[], until).err(),
+            Some(Refusal::Missing),
+            "not reused once a certificate has expired"
+        );
+        assert!(
+            matches!(
+                cache.check(&admitting, &ca.chain, until + second),
+                Err(Refusal::NotAllowed(_))
+            ),
+            "and the full check refuses the expired chain (webpki counts `not_after` as valid)"
+        );
+        assert_eq!(
+            cache.check(&admitting, &[], now - second).err(),
+            Some(Refusal::Missing),
+            "not reused before the instant of the check"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_allow_listed_admission_holds_until_the_leaf_expires() {
+        let now = SystemClock.now();
+        let leaf = issue("listed", false, now + Duration::days(3), None);
+        let entry = load(&leaf.pem).await;
+        let cache = VerdictCache::default();
+        let listing = policy(std::slice::from_ref(&entry));
+        let chain = [leaf.der.clone()];
+        assert!(Arc::ptr_eq(
+            &cache.check(&listing, &chain, now).unwrap(),
+            &entry
+        ));
+        let until = not_after(&leaf);
+        assert_eq!(cache.valid_until(&entry, &chain), Some(until));
+        assert!(cache.check(&listing, &[], until - Duration::SECOND).is_ok());
+        assert_eq!(
+            cache.check(&listing, &chain, until).err(),
+            Some(Refusal::Expired)
+        );
+    }
+
+    #[tokio::test]
+    async fn admissions_of_dropped_policies_go_and_the_oldest_goes_when_full() {
+        let ca = ca_chain().await;
+        let now = SystemClock.now();
+        let cache = VerdictCache::default();
+        let policies: Vec<_> = (0..=VerdictCache::CAPACITY)
+            .map(|_| policy(std::slice::from_ref(&ca.root)))
+            .collect();
+        for admitting in &policies {
+            cache.check(admitting, &ca.chain, now).unwrap();
+        }
+        assert_eq!(cache.lock().len(), VerdictCache::CAPACITY);
+        assert!(
+            cache.check(&policies[0], &[], now).is_err(),
+            "the oldest went"
+        );
+        assert!(cache.check(&policies[1], &[], now).is_ok());
+
+        drop(policies);
+        let current = policy(std::slice::from_ref(&ca.root));
+        cache.check(&current, &ca.chain, now).unwrap();
+        assert_eq!(cache.lock().len(), 1, "only the live policy is kept");
+    }
 }

@@ -1,6 +1,7 @@
 //! Listeners: accept, TLS handshake (with a timeout and SNI-based config), HTTP/1.1 and HTTP/2
 //! serving, request dispatch to the control API or an API, graceful draining.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -101,12 +102,8 @@ async fn serve_connection(
     stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let client = ClientInfo {
-        remote_addr,
-        tls: false,
-        peer_certs: None,
-    };
     if !shared.config.http_server_options.use_ssl {
+        let client = ClientInfo::new(remote_addr, false, None);
         serve_http(TokioIo::new(stream), client, role, shared, stop).await;
         return;
     }
@@ -122,11 +119,7 @@ async fn serve_connection(
             if let Some(served) = shared.tls.load().certs.select(sni.as_deref()) {
                 shared.observer.observe(&served.cert, UseRole::Server, "");
             }
-            let client = ClientInfo {
-                tls: true,
-                peer_certs,
-                ..client
-            };
+            let client = ClientInfo::new(remote_addr, true, peer_certs);
             serve_http(TokioIo::new(tls), client, role, shared, stop).await;
         }
         Ok(Err(e)) => {
@@ -204,23 +197,26 @@ async fn serve_http<I>(
 }
 
 /// The host a request is for: the Host header (HTTP/1.1) or the URI authority (HTTP/2),
-/// lowercased, without the port.
-fn request_host<B>(req: &Request<B>) -> Option<String> {
+/// lowercased, without the port; borrowed when already lowercase.
+fn request_host<B>(req: &Request<B>) -> Option<Cow<'_, str>> {
     let raw = req
         .headers()
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))?;
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
     let host = if let Some(bracketed) = raw.strip_prefix('[') {
-        bracketed.split(']').next().unwrap_or_default().to_owned()
+        bracketed.split(']').next().unwrap_or_default()
     } else {
         match raw.rsplit_once(':') {
-            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host.to_owned(),
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
             _ => raw,
         }
     };
-    Some(host.to_ascii_lowercase())
+    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    })
 }
 
 async fn dispatch(
@@ -275,10 +271,12 @@ async fn dispatch(
     shared.proxy.forward(route, req, client).await
 }
 
-/// The per-request client certificate check; the entry that admitted the client.
+/// The per-request client certificate check; the entry that admitted the client. A success
+/// is reused by the connection's later requests while the policy and the certificates last
+/// (see [`VerdictCache`](crate::mtls::VerdictCache)); refusals are judged afresh every time.
 fn check_client(
     shared: &Shared,
-    policy: &crate::mtls::ClientPolicy,
+    policy: &Arc<crate::mtls::ClientPolicy>,
     client: &ClientInfo,
 ) -> Result<Arc<cert_store::LoadedCert>, String> {
     use crate::mtls::Refusal;
@@ -287,9 +285,9 @@ fn check_client(
     } else {
         match &client.peer_certs {
             None => Err(Refusal::Missing),
-            Some(chain) => policy
-                .check(chain, shared.store.clock().now())
-                .map(Arc::clone),
+            Some(chain) => client
+                .verdicts
+                .check(policy, chain, shared.store.clock().now()),
         }
     };
     outcome.map_err(|refusal| {

@@ -39,6 +39,7 @@ pub(crate) mod upstream_tls;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -560,69 +561,78 @@ fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), besides those
 /// that `Connection` names and every `Proxy-*`.
-const HOP_BY_HOP: [HeaderName; 6] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
+const HOP_BY_HOP: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
 ];
 
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+    let named: Vec<&str> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .map(str::trim_ascii)
         .collect();
-    for name in named.iter().chain(&HOP_BY_HOP) {
-        headers.remove(name);
-    }
-    let proxy_headers: Vec<HeaderName> = headers
+    // One pass over the (few) names present: most messages have nothing to remove, and then
+    // nothing more is allocated.
+    let doomed: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| name.as_str().starts_with("proxy-"))
+        .filter(|name| {
+            let name = name.as_str();
+            HOP_BY_HOP.contains(&name)
+                || name.starts_with("proxy-")
+                || named.iter().any(|token| token.eq_ignore_ascii_case(name))
+        })
         .cloned()
         .collect();
-    for name in proxy_headers {
+    for name in doomed {
         headers.remove(name);
     }
 }
 
-/// Removes the API's listen path from `path`, keeping a leading `/`.
-fn strip_listen_path(path: &str, listen_path: &str) -> String {
+/// Removes the API's listen path from `path`, keeping a leading `/`; borrows unless a `/` must
+/// be added.
+fn strip_listen_path<'a>(path: &'a str, listen_path: &str) -> Cow<'a, str> {
     match path.strip_prefix(listen_path) {
-        Some(rest) if rest.starts_with('/') => rest.to_owned(),
-        Some(rest) => format!("/{rest}"),
-        None => path.to_owned(),
+        Some(rest) if rest.starts_with('/') => Cow::Borrowed(rest),
+        // The listen path's own trailing `/` leads the rest.
+        Some(_) if listen_path.ends_with('/') => Cow::Borrowed(&path[listen_path.len() - 1..]),
+        Some(rest) => Cow::Owned(format!("/{rest}")),
+        None => Cow::Borrowed(path),
     }
 }
 
 /// Appends a request path to the target's path with exactly one `/` between them (Go's
-/// `singleJoiningSlash`).
+/// `singleJoiningSlash`), into one buffer with room for a query.
 fn join_paths(base: &str, path: &str) -> String {
-    let joined = match (base.ends_with('/'), path.starts_with('/')) {
-        (true, true) => format!("{base}{}", &path[1..]),
-        (false, false) => format!("{base}/{path}"),
-        _ => format!("{base}{path}"),
-    };
-    if joined.starts_with('/') {
-        joined
-    } else {
-        format!("/{joined}")
+    let mut joined = String::with_capacity(base.len() + path.len() + 2);
+    joined.push_str(base);
+    match (base.ends_with('/'), path.starts_with('/')) {
+        (true, true) => joined.push_str(&path[1..]),
+        (false, false) => joined.extend(["/", path]),
+        _ => joined.push_str(path),
     }
+    if !joined.starts_with('/') {
+        joined.insert(0, '/');
+    }
+    joined
 }
 
-/// The target's query followed by the request's.
-fn merge_queries(target: Option<&str>, request: Option<&str>) -> Option<String> {
+/// Appends `?`, the target's query and the request's (joined by `&`), when either is not
+/// empty.
+fn append_queries(path: &mut String, target: Option<&str>, request: Option<&str>) {
     match (
         target.filter(|q| !q.is_empty()),
         request.filter(|q| !q.is_empty()),
     ) {
-        (Some(t), Some(r)) => Some(format!("{t}&{r}")),
-        (Some(q), None) | (None, Some(q)) => Some(q.to_owned()),
-        (None, None) => None,
+        (Some(t), Some(r)) => path.extend(["?", t, "&", r]),
+        (Some(q), None) | (None, Some(q)) => path.extend(["?", q]),
+        (None, None) => {}
     }
 }
 
@@ -648,13 +658,10 @@ where
     let path = if proxy.strip_listen_path {
         strip_listen_path(parts.uri.path(), &proxy.listen_path)
     } else {
-        parts.uri.path().to_owned()
+        Cow::Borrowed(parts.uri.path())
     };
     let mut path_and_query = join_paths(target.path(), &path);
-    if let Some(query) = merge_queries(target.query(), parts.uri.query()) {
-        path_and_query.push('?');
-        path_and_query.push_str(&query);
-    }
+    append_queries(&mut path_and_query, target.query(), parts.uri.query());
     let mut uri = Uri::builder();
     if let Some(scheme) = target.scheme() {
         uri = uri.scheme(scheme.clone());
@@ -672,19 +679,18 @@ where
     let headers = &mut parts.headers;
     remove_hop_by_hop(headers);
     headers.remove(header::HOST);
-    let client_ip = client.remote_addr.ip().to_canonical().to_string();
     let prior: Vec<&str> = headers
         .get_all(X_FORWARDED_FOR)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .collect();
     let forwarded_for = if prior.is_empty() {
-        client_ip
+        client.ip_header.clone()
     } else {
-        format!("{}, {client_ip}", prior.join(", "))
+        let ip = client.ip_header.to_str().unwrap_or_default();
+        HeaderValue::from_str(&format!("{}, {ip}", prior.join(", ")))
+            .map_err(|_| "X-Forwarded-For is not a valid header value".to_owned())?
     };
-    let forwarded_for = HeaderValue::from_str(&forwarded_for)
-        .map_err(|_| "X-Forwarded-For is not a valid header value".to_owned())?;
     headers.insert(X_FORWARDED_FOR, forwarded_for);
     headers.insert(
         X_FORWARDED_PROTO,

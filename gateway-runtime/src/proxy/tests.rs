@@ -111,11 +111,7 @@ fn route(def: &Value) -> ApiRoute {
 }
 
 fn client_info(tls: bool) -> ClientInfo {
-    ClientInfo {
-        remote_addr: "203.0.113.7:50000".parse().unwrap(),
-        tls,
-        peer_certs: None,
-    }
+    ClientInfo::new("203.0.113.7:50000".parse().unwrap(), tls, None)
 }
 
 fn get(path: &str) -> Request<Full<Bytes>> {
@@ -233,13 +229,20 @@ fn paths_join_with_one_slash_and_queries_merge() {
     assert_eq!(join_paths("", "/users"), "/users");
     assert_eq!(join_paths("/base", "/"), "/base/");
     assert_eq!(join_paths("", ""), "/");
-    assert_eq!(
-        merge_queries(Some("a=1"), Some("b=2")).as_deref(),
-        Some("a=1&b=2")
-    );
-    assert_eq!(merge_queries(None, Some("b=2")).as_deref(), Some("b=2"));
-    assert_eq!(merge_queries(Some("a=1"), Some("")).as_deref(), Some("a=1"));
-    assert_eq!(merge_queries(None, None), None);
+    let queries = |target, request| {
+        let mut path = String::from("/p");
+        append_queries(&mut path, target, request);
+        path
+    };
+    assert_eq!(queries(Some("a=1"), Some("b=2")), "/p?a=1&b=2");
+    assert_eq!(queries(None, Some("b=2")), "/p?b=2");
+    assert_eq!(queries(Some("a=1"), Some("")), "/p?a=1");
+    assert_eq!(queries(None, None), "/p");
+    assert_eq!(strip_listen_path("/apix", "/api"), "/x");
+    assert_eq!(strip_listen_path("/api", "/api/"), "/api");
+    assert_eq!(join_paths("base", "users"), "/base/users");
+    assert_eq!(join_paths("/base", "users"), "/base/users");
+    assert_eq!(join_paths("", "users"), "/users");
 }
 
 #[tokio::test]
