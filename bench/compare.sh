@@ -28,6 +28,8 @@
 #   --smoke     one run of every step for ~2 s (keeps the script from rotting)
 #   --only      run only these scenarios (hs-ecdsa, hs-rsa, keepalive, hs-mtls)
 #   --no-build  use the existing target/release/{gateway,bare_tls,hs_load}
+#   --debug     use (and build) the debug binaries instead: for CI, which has them from its test
+#               step; checks that every step works, the figures mean nothing
 # Environment: BENCH_HS_CLIENTS (parallel s_time clients and hs_load tasks, default 4), BENCH_DIR (work folder; default a fresh temp folder), BENCH_PORT_BASE (default 18400)
 set -euo pipefail
 
@@ -35,6 +37,7 @@ runs=3
 duration=10
 smoke=0
 build=1
+profile=release
 scenarios=(hs-ecdsa hs-rsa keepalive hs-mtls)
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -43,6 +46,7 @@ while [[ $# -gt 0 ]]; do
         --duration) duration="$2"; shift ;;
         --only) IFS=, read -r -a scenarios <<<"$2"; shift ;;
         --no-build) build=0 ;;
+        --debug) profile=debug ;;
         -h|--help) sed -n '2,/^set /{/^#/p}' "$0"; exit 0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
@@ -89,13 +93,15 @@ fi
 ulimit -n 65536 2>/dev/null || true
 
 if ((build)); then
-    log "building the gateway, bare_tls and hs_load (release)"
-    (cd "$repo" && cargo build --release -q -p gateway-runtime --bin gateway \
+    log "building the gateway, bare_tls and hs_load ($profile)"
+    profile_args=(--release)
+    [[ $profile == debug ]] && profile_args=()
+    (cd "$repo" && cargo build "${profile_args[@]}" --locked -q -p gateway-runtime --bin gateway \
         -p certgate-examples --bin bare_tls --bin hs_load)
 fi
-gateway_bin="$repo/target/release/gateway"
-bare_bin="$repo/target/release/bare_tls"
-hs_load_bin="$repo/target/release/hs_load"
+gateway_bin="$repo/target/$profile/gateway"
+bare_bin="$repo/target/$profile/bare_tls"
+hs_load_bin="$repo/target/$profile/hs_load"
 
 # --- certificates (openssl CLI): a CA and a leaf for bench.example, per key type --------------
 make_pki() { # kind keyargs...
@@ -454,6 +460,7 @@ printf 'scenario\tserver\trun\tops\tcpu_s\tops/cpu_s\tops/s\tcpu%%\tclient-cpu%%
 cat "$results"
 echo
 echo "== ratios of ops per server CPU-second: median [min-max] over runs"
+[[ $profile == debug ]] && echo "   (debug binaries: the steps ran; these figures mean nothing)"
 ratio hs-ecdsa gateway nginx "full handshakes ECDSA  gateway/nginx"
 ratio hs-ecdsa gateway bare "full handshakes ECDSA  gateway/bare_tls"
 ratio hs-rsa gateway nginx "full handshakes RSA    gateway/nginx"
