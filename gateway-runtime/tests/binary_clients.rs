@@ -19,8 +19,19 @@ impl Drop for Demo {
 }
 
 fn start_demo() -> Demo {
+    start_demo_on(Command::new(env!("CARGO_BIN_EXE_gateway")))
+}
+
+/// The demo pinned to one CPU, where the gateway runs every task on its main thread.
+fn start_demo_on_one_cpu() -> Demo {
+    let mut command = Command::new("taskset");
+    command.args(["-c", "0", env!("CARGO_BIN_EXE_gateway")]);
+    start_demo_on(command)
+}
+
+fn start_demo_on(mut command: Command) -> Demo {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+    let mut child = command
         .args(["--port", "0", "--demo-dir"])
         .arg(dir.path().join("demo-certs"))
         .current_dir(dir.path())
@@ -67,26 +78,34 @@ fn run_curl(demo: &Demo, command: &str) -> (u16, String) {
 
 #[test]
 fn the_demo_serves_what_its_printed_curl_commands_expect() {
-    let demo = start_demo();
+    check_printed_commands(&start_demo());
+}
+
+#[test]
+fn the_demo_on_one_cpu_serves_the_same() {
+    check_printed_commands(&start_demo_on_one_cpu());
+}
+
+fn check_printed_commands(demo: &Demo) {
     assert_eq!(demo.commands.len(), 5, "{:?}", demo.commands);
-    let (status, body) = run_curl(&demo, &demo.commands[0]);
+    let (status, body) = run_curl(demo, &demo.commands[0]);
     assert_eq!(
         (status, body.contains("certgate demo echo")),
         (200, true),
         "open API: {body}"
     );
-    let (status, body) = run_curl(&demo, &demo.commands[1]);
+    let (status, body) = run_curl(demo, &demo.commands[1]);
     assert_eq!(
         (status, body.contains("\"path\":\"/hello\"")),
         (200, true),
         "mTLS API with a certificate: {body}"
     );
-    let (status, body) = run_curl(&demo, &demo.commands[2]);
+    let (status, body) = run_curl(demo, &demo.commands[2]);
     assert_eq!(status, 403, "mTLS API without a certificate: {body}");
-    let (status, body) = run_curl(&demo, &demo.commands[3]);
+    let (status, body) = run_curl(demo, &demo.commands[3]);
     assert_eq!(status, 200, "certificate list: {body}");
     assert!(body.contains("\"certs\""), "{body}");
-    let (status, body) = run_curl(&demo, &demo.commands[4]);
+    let (status, body) = run_curl(demo, &demo.commands[4]);
     assert_eq!(status, 200, "one certificate: {body}");
     assert!(body.contains("\"fingerprint\""), "{body}");
 }
