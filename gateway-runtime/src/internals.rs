@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use cert_store::{CertStore, LoadedCert};
 use http::{Request, Response};
-use rustls::server::ServerConfig;
+use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig};
 use rustls::sign::CertifiedKey;
 
 use crate::api::ApiTable;
@@ -34,6 +34,13 @@ impl Resolver {
     /// The key served for `sni`.
     pub fn select(&self, sni: Option<&str>) -> Option<&Arc<CertifiedKey>> {
         self.0.select(sni).map(|served| &served.key)
+    }
+}
+
+/// Resolves as the gateway's listener does, so a bench can put the resolver in a rustls config.
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.0.resolve(hello)
     }
 }
 
