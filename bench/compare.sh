@@ -28,6 +28,9 @@
 #   --smoke     one run of every step for ~2 s (keeps the script from rotting)
 #   --only      run only these scenarios (hs-ecdsa, hs-rsa, keepalive, hs-mtls)
 #   --no-build  use the existing target/release/{gateway,bare_tls,hs_load}
+#   --icount    run every server under valgrind's callgrind and count instructions per operation
+#               instead of CPU time: repeatable whatever else the machine does; uses (and builds)
+#               the `profiling` profile; user-space only (the kernel's share is not counted)
 #   --debug     use (and build) the debug binaries instead: for CI, which has them from its test
 #               step; checks that every step works, the figures mean nothing
 # Environment: BENCH_HS_CLIENTS (parallel s_time clients and hs_load tasks, default 4), BENCH_DIR (work folder; default a fresh temp folder), BENCH_PORT_BASE (default 18400)
@@ -38,6 +41,7 @@ duration=10
 smoke=0
 build=1
 profile=release
+icount=0
 scenarios=(hs-ecdsa hs-rsa keepalive hs-mtls)
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -47,6 +51,7 @@ while [[ $# -gt 0 ]]; do
         --only) IFS=, read -r -a scenarios <<<"$2"; shift ;;
         --no-build) build=0 ;;
         --debug) profile=debug ;;
+        --icount) icount=1; profile=profiling ;;
         -h|--help) sed -n '2,/^set /{/^#/p}' "$0"; exit 0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
@@ -81,6 +86,7 @@ missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v taskset >/dev/null || missing+=(util-linux)
+((icount)) && ! command -v valgrind >/dev/null && missing+=(valgrind)
 if [[ ${#missing[@]} -gt 0 ]]; then
     log "installing ${missing[*]}"
     as_root=(); [[ $(id -u) -ne 0 ]] && as_root=(sudo)
@@ -94,7 +100,7 @@ ulimit -n 65536 2>/dev/null || true
 
 if ((build)); then
     log "building the gateway, bare_tls and hs_load ($profile)"
-    profile_args=(--release)
+    profile_args=(--profile "$profile")
     [[ $profile == debug ]] && profile_args=()
     (cd "$repo" && cargo build "${profile_args[@]}" --locked -q -p gateway-runtime --bin gateway \
         -p certgate-examples --bin bare_tls --bin hs_load)
@@ -143,6 +149,10 @@ CNF
 export OPENSSL_CONF="$work/client-openssl.cnf"
 
 # --- servers -----------------------------------------------------------------------------------
+# Each server under test runs on CPU 1; with --icount, under callgrind (which follows nginx's
+# fork of its worker); a step zeroes the counters, then dumps them.
+sut=(taskset -c 1)
+((icount)) && sut+=(valgrind -q --tool=callgrind "--callgrind-out-file=$work/cg-%p")
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -151,7 +161,7 @@ cleanup() {
 trap cleanup EXIT
 
 wait_port() { # port
-    for _ in $(seq 100); do
+    for _ in $(seq $((icount ? 1200 : 100))); do
         (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
         sleep 0.1
     done
@@ -161,7 +171,7 @@ wait_port() { # port
 
 nginx_common="
 daemon off;
-master_process on;
+master_process %s;
 worker_processes 1;
 user root root;
 error_log $work/%s-error.log warn;
@@ -180,7 +190,7 @@ mkdir -p "$work/tmp-upstream" "$work/tmp-sut"
 
 # The upstream both proxies use: a fixed 200 with a 2-byte body, on CPU 0.
 {
-    printf "$nginx_common" upstream upstream
+    printf "$nginx_common" on upstream upstream
     printf 'http {\n'
     printf "$nginx_temp" upstream upstream upstream upstream upstream
     cat <<CONF
@@ -197,7 +207,8 @@ pids+=($!)
 
 # nginx under test: one worker on CPU 1, tickets on (as the gateway), no session cache.
 {
-    printf "$nginx_common" sut sut
+    # Under callgrind, one process (no master) so that one PID has every instruction.
+    printf "$nginx_common" "$( ((icount)) && echo off || echo on)" sut sut
     printf 'http {\n'
     printf "$nginx_temp" sut sut sut sut sut
     cat <<CONF
@@ -243,7 +254,7 @@ pids+=($!)
 }
 CONF
 } >"$work/nginx.conf"
-taskset -c 1 "$nginx_bin" -c "$work/nginx.conf" -p "$work" &
+"${sut[@]}" "$nginx_bin" -c "$work/nginx.conf" -p "$work" &
 nginx_master=$!
 pids+=("$nginx_master")
 
@@ -279,14 +290,14 @@ start_gateway() { # name kind app-folder
   }
 }
 JSON
-    RUST_LOG=warn taskset -c 1 "$gateway_bin" --config "$work/$1.conf" 2>"$work/$1.log" &
+    RUST_LOG=warn "${sut[@]}" "$gateway_bin" --config "$work/$1.conf" 2>"$work/$1.log" &
     sut_pid[$1]=$!
     pids+=($!)
 }
 start_bare() { # name kind [bare_tls options...]
     local name="$1" kind="$2"
     shift 2
-    taskset -c 1 "$bare_bin" "$work/pki-$kind/leaf.pem" "$work/pki-$kind/leaf.key" \
+    "${sut[@]}" "$bare_bin" "$work/pki-$kind/leaf.pem" "$work/pki-$kind/leaf.key" \
         "127.0.0.1:${port[$name]}" "$@" 2>"$work/$name.log" &
     sut_pid[$name]=$!
     pids+=($!)
@@ -312,6 +323,21 @@ sut_pid[nginx-mtls]="${sut_pid[nginx-ecdsa]}"
 
 # --- measurement -------------------------------------------------------------------------------
 ticks="$(getconf CLK_TCK)"
+# With --icount, instructions instead of CPU: reported in units of 1e6 / CLK_TCK instructions,
+# so that the "cpu" columns read as millions of instructions (MIr).
+icount_start() { # pids...
+    local pid
+    for pid in "$@"; do callgrind_control -z "$pid" >/dev/null; done
+}
+icount_stop() { # pids...: instructions since icount_start, summed
+    local total=0 pid dump
+    for pid in "$@"; do
+        callgrind_control -d "$pid" >/dev/null
+        dump="$(ls -t "$work/cg-$pid".* | head -1)"
+        total=$((total + $(awk '/^summary:/ { print $2 }' "$dump")))
+    done
+    echo $((total * ticks / 1000000))
+}
 cpu_ticks() { # pids...: utime+stime summed
     local total=0 pid fields
     for pid in "$@"; do
@@ -373,7 +399,7 @@ measure() {
     times >"$work/times.before"
     started="$EPOCHREALTIME"
     # shellcheck disable=SC2086
-    before="$(cpu_ticks ${sut_pid[$name]})"
+    if ((icount)); then before=0; icount_start ${sut_pid[$name]}; else before="$(cpu_ticks ${sut_pid[$name]})"; fi
     case "$scenario" in
         hs-mtls)
             out="$(taskset -c 0 "$hs_load_bin" "${hs_load_args[@]}" \
@@ -409,7 +435,7 @@ measure() {
             ;;
     esac
     # shellcheck disable=SC2086
-    after="$(cpu_ticks ${sut_pid[$name]})"
+    if ((icount)); then after="$(icount_stop ${sut_pid[$name]})"; else after="$(cpu_ticks ${sut_pid[$name]})"; fi
     times >"$work/times.after"
     # Rates and CPU shares are over the wall time the step took (`s_time -time N` runs up to
     # N + 1 s).
@@ -423,7 +449,7 @@ measure() {
         -v c0="$(children_cpu "$work/times.before")" -v c1="$(children_cpu "$work/times.after")" '
         BEGIN {
             cpu = t / hz; if (cpu <= 0) cpu = 1 / hz
-            printf "%s\t%s\t%s\t%d\t%.2f\t%.0f\t%.0f\t%.0f\t%.0f\n", s, v, r, o, cpu, o / cpu, o / d,
+            printf "%s\t%s\t%s\t%d\t%.2f\t%.6g\t%.0f\t%.0f\t%.0f\n", s, v, r, o, cpu, o / cpu, o / d,
                 100 * cpu / d, 100 * (c1 - c0) / d
         }' | tee -a "$results" >&2
 }
@@ -459,7 +485,11 @@ echo "== per-run figures ($results)"
 printf 'scenario\tserver\trun\tops\tcpu_s\tops/cpu_s\tops/s\tcpu%%\tclient-cpu%%\n'
 cat "$results"
 echo
-echo "== ratios of ops per server CPU-second: median [min-max] over runs"
+if ((icount)); then
+    echo "== ratios of ops per server instruction (callgrind; cpu_s reads as millions of instructions): median [min-max] over runs"
+else
+    echo "== ratios of ops per server CPU-second: median [min-max] over runs"
+fi
 [[ $profile == debug ]] && echo "   (debug binaries: the steps ran; these figures mean nothing)"
 ratio hs-ecdsa gateway nginx "full handshakes ECDSA  gateway/nginx"
 ratio hs-ecdsa gateway bare "full handshakes ECDSA  gateway/bare_tls"
