@@ -13,9 +13,11 @@ here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here"
 seconds="${1:-600}"
 shift || true
-all_targets=(upload_parse record_decode legacy_decrypt cert_id gateway_config api_definition)
+all_targets=(upload_parse record_decode legacy_decrypt cert_id gateway_config api_definition control_api)
 targets=("${@:-${all_targets[@]}}")
 vectors="${CERTGATE_VECTORS:-$here/../../shared/vectors}"
+# control_api reads its certificates and PEM bodies from the vectors while it runs.
+export CERTGATE_VECTORS="$vectors"
 export RUSTC_BOOTSTRAP=1
 
 seed() {
@@ -42,6 +44,10 @@ seed() {
         cert_id)
             grep -o '"expect_id": "[^"]*"' "$vectors/manifest.json" | cut -d'"' -f4 |
                 while read -r id; do printf '%s' "$id" > "$dir/id-$id"; done ;;
+        control_api)
+            # Structured input: the target takes stored IDs and PEM bodies from the vectors
+            # itself, so raw files would be no better a start than an empty corpus.
+            ;;
     esac
 }
 
