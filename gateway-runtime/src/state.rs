@@ -48,6 +48,7 @@ impl TlsState {
         store: &CertStore,
         shared: &TlsShared,
     ) -> Result<Self, String> {
+        prefetch(config, apis, store).await;
         let mut certs = ServerCerts::default();
         for reference in &config.http_server_options.ssl_certificates {
             if let Some(served) =
@@ -211,6 +212,51 @@ fn server_config(
     server.session_storage = Arc::clone(&shared.sessions);
     server.ignore_client_order = true;
     Ok(Arc::new(server))
+}
+
+/// How many references are resolved at once while prefetching.
+const PREFETCH_LANES: usize = 32;
+
+/// Resolves every certificate reference of `config` and `apis` into the store's cache, up to
+/// [`PREFETCH_LANES`] at a time, and loads the server certificates' keys: with Redis a cold start
+/// then waits for about 1/32 of the round trips, and on several CPUs the keys load in parallel.
+/// Failures are left to the sequential pass that follows, which logs them.
+async fn prefetch(config: &GatewayConfig, apis: &ApiTable, store: &CertStore) {
+    let security = &config.security.certificates;
+    let mut server: Vec<&String> = config.http_server_options.ssl_certificates.iter().collect();
+    let mut others: Vec<&String> = security.apis.iter().chain(&security.control_api).collect();
+    for route in apis.iter() {
+        server.extend(&route.def.certificates);
+        others.extend(&route.def.client_certificates);
+    }
+    let references: Vec<(String, bool)> = server
+        .into_iter()
+        .map(|r| (r.clone(), true))
+        .chain(others.into_iter().map(|r| (r.clone(), false)))
+        .collect();
+    if references.len() < 2 {
+        return;
+    }
+    let mut lanes = tokio::task::JoinSet::new();
+    for lane in 0..PREFETCH_LANES.min(references.len()) {
+        let mine: Vec<(String, bool)> = references
+            .iter()
+            .skip(lane)
+            .step_by(PREFETCH_LANES)
+            .cloned()
+            .collect();
+        let store = store.clone();
+        lanes.spawn(async move {
+            for (reference, is_server) in mine {
+                if let Ok(cert) = store.resolve(&reference).await
+                    && is_server
+                {
+                    let _ = store.tls_key(&cert);
+                }
+            }
+        });
+    }
+    while lanes.join_next().await.is_some() {}
 }
 
 async fn server_cert(store: &CertStore, reference: &str, owner: &str) -> Option<Served> {
