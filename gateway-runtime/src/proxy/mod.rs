@@ -22,8 +22,11 @@
 //!   suites, verification. Store references are resolved there, never per request or per
 //!   handshake.
 //! - APIs whose TLS settings are equal share one hyper-util pooled client (keep-alive, HTTP/2
-//!   multiplexing when the upstream agrees to ALPN `h2`); plain-HTTP upstreams share one
-//!   client. Clients survive reloads while some API still uses their settings.
+//!   multiplexing when the upstream agrees to ALPN `h2`). Clients survive reloads while some
+//!   API still uses their settings.
+//! - An API with a plain-HTTP target owns a lean pool of HTTP/1.1 connections
+//!   ([`pool::Http1Pool`]): no pool key to hash per request. It survives reloads that keep
+//!   the API's target.
 //! - Pins add to chain and host-name verification ([`pins::PinningVerifier`]); skipping
 //!   verification, and pins as the only check, live in [`danger`].
 //! - Bodies stream both ways. Hop-by-hop headers are removed both ways; `X-Forwarded-For`,
@@ -33,6 +36,7 @@
 pub(crate) mod connector;
 pub(crate) mod danger;
 mod pins;
+mod pool;
 mod select;
 pub(crate) mod upstream_tls;
 
@@ -51,7 +55,6 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Extensions, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt as _;
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::CertificateDer;
@@ -60,6 +63,7 @@ use tls_core::SpkiPin;
 
 use self::connector::{ConnectError, UpstreamConnector};
 use self::pins::{PinList, PinMismatch, PinSet, resolve_pins};
+use self::pool::Http1Pool;
 use self::select::{UpstreamHost, select};
 use self::upstream_tls::{TlsSettings, Trust, client_config};
 use crate::api::{ApiRoute, ApiTable};
@@ -113,14 +117,23 @@ struct GlobalUpstream {
     min_version: u16,
 }
 
+/// How requests reach an API's upstream.
+#[derive(Clone)]
+enum UpstreamClient {
+    /// hyper-util's pooled client, shared by APIs with equal TLS settings (`https`).
+    Tls(Box<HttpClient>),
+    /// The API's own pool of HTTP/1.1 connections (`http`).
+    Plain(Http1Pool),
+}
+
 /// What an API's upstream needs per request, prepared by [`Proxy::reload`].
 struct Upstream {
     /// The target URL this was prepared for.
     target: Uri,
     /// Its host, for logs.
     host: UpstreamHost,
-    /// The pooled client, or why the API's upstream TLS settings are unusable.
-    client: Result<HttpClient, String>,
+    /// The client, or the 502 message saying why the API's upstream settings are unusable.
+    client: Result<UpstreamClient, String>,
     /// The client certificate presented to the upstream, reported to the observer per request.
     client_cert: Option<Arc<LoadedCert>>,
 }
@@ -133,8 +146,6 @@ pub(crate) struct Proxy {
     global: GlobalUpstream,
     trust: Trust,
     options: ProxyOptions,
-    /// The client for every plain-HTTP upstream.
-    plain: HttpClient,
     /// API ID → prepared upstream; swapped whole by `reload`.
     upstreams: ArcSwap<HashMap<String, Arc<Upstream>>>,
     /// Clients by TLS settings, shared by APIs with equal settings.
@@ -184,7 +195,6 @@ impl Proxy {
                 min_version,
             },
             trust: Trust::new(options.extra_roots.clone(), options.system_roots),
-            plain: http_client(UpstreamConnector::new(None, options.connect_timeout)),
             store,
             observer,
             metrics,
@@ -226,14 +236,10 @@ impl Proxy {
         GatewayMetrics::inc(&self.metrics.proxied_requests);
         let upstream = self.upstream_for(route).await;
         let api_id = route.def.api_id.as_str();
-        let http = match &upstream.client {
-            Ok(http) => http,
-            Err(reason) => {
-                return self.fail(
-                    api_id,
-                    &upstream.host,
-                    Failure::plain(format!("upstream TLS configuration error: {reason}")),
-                );
+        let via = match &upstream.client {
+            Ok(via) => via,
+            Err(message) => {
+                return self.fail(api_id, &upstream.host, Failure::plain(message.clone()));
             }
         };
         let request = match upstream_request(route, request, client) {
@@ -249,9 +255,21 @@ impl Proxy {
         if let Some(cert) = &upstream.client_cert {
             self.observer.observe(cert, UseRole::Upstream, api_id);
         }
-        match tokio::time::timeout(self.options.response_timeout, http.request(request)).await {
-            Ok(Ok(response)) => downstream_response(response),
-            Ok(Err(error)) => self.fail(api_id, &upstream.host, Failure::classify(&error)),
+        let sent = async {
+            match via {
+                UpstreamClient::Tls(http) => match http.request(request).await {
+                    Ok(response) => Ok(downstream_response(response)),
+                    Err(error) => Err(Failure::classify(&error)),
+                },
+                UpstreamClient::Plain(pool) => match pool.send(request).await {
+                    Ok(response) => Ok(downstream_response(response)),
+                    Err(error) => Err(Failure::classify(&*error)),
+                },
+            }
+        };
+        match tokio::time::timeout(self.options.response_timeout, sent).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(failure)) => self.fail(api_id, &upstream.host, failure),
             Err(_) => self.fail(
                 api_id,
                 &upstream.host,
@@ -289,7 +307,7 @@ impl Proxy {
             let upstream = Upstream {
                 target: route.target.clone(),
                 host,
-                client: Ok(self.plain.clone()),
+                client: self.plain_client(route),
                 client_cert: None,
             };
             return (upstream, None);
@@ -330,10 +348,27 @@ impl Proxy {
         let upstream = Upstream {
             target: route.target.clone(),
             host,
-            client,
+            client: client
+                .map(|client| UpstreamClient::Tls(Box::new(client)))
+                .map_err(|reason| format!("upstream TLS configuration error: {reason}")),
             client_cert: client_cert.map(|(cert, _)| cert),
         };
         (upstream, settings.ok())
+    }
+
+    /// The plain-HTTP pool of `route`'s API: the one prepared before for the same target, or
+    /// a new one.
+    fn plain_client(&self, route: &ApiRoute) -> Result<UpstreamClient, String> {
+        if let Some(upstream) = self.upstreams.load().get(&route.def.api_id)
+            && upstream.target == route.target
+            && let Ok(client @ UpstreamClient::Plain(_)) = &upstream.client
+        {
+            return Ok(client.clone());
+        }
+        let connector = UpstreamConnector::new(None, self.options.connect_timeout);
+        Http1Pool::new(connector, &route.target, POOL_IDLE_TIMEOUT)
+            .map(UpstreamClient::Plain)
+            .map_err(|reason| format!("upstream request error: {reason}"))
     }
 
     /// The pooled client for `settings`, built if no API uses these settings yet.
@@ -482,8 +517,9 @@ impl Failure {
         }
     }
 
-    /// Finds the class of an upstream client error in its source chain.
-    fn classify(error: &hyper_util::client::legacy::Error) -> Self {
+    /// Finds the class of an upstream client error (legacy client, [`ConnectError`] or
+    /// [`hyper::Error`]) in its source chain.
+    fn classify(error: &(dyn std::error::Error + 'static)) -> Self {
         let detail = error_chain(error);
         let mut message = None;
         let mut pins = None;
@@ -711,7 +747,10 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// The upstream's response for the client: hop-by-hop headers removed, body streamed.
-fn downstream_response(response: Response<Incoming>) -> Response<Body> {
+fn downstream_response<B>(response: Response<B>) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes, Error = hyper::Error> + Send + Sync + 'static,
+{
     let (mut parts, body) = response.into_parts();
     remove_hop_by_hop(&mut parts.headers);
     parts.version = Version::HTTP_11;

@@ -813,3 +813,212 @@ async fn tls13_minimum_and_cipher_names_apply_to_upstreams() {
         "TLS 1.1 is refused"
     );
 }
+
+/// The plain-HTTP pool that `h` prepared for API `api1`.
+fn plain_pool(h: &Harness) -> Http1Pool {
+    match h.proxy.upstreams.load().get("api1").map(|u| &u.client) {
+        Some(Ok(UpstreamClient::Plain(pool))) => pool.clone(),
+        _ => panic!("api1 has no plain-HTTP pool"),
+    }
+}
+
+#[tokio::test]
+async fn plain_http_connections_are_reused_across_sequential_requests() {
+    let upstream = TestUpstream::start(UpstreamOptions::default()).await;
+    let store = memory_store();
+    let h = harness(&GatewayConfig::default(), &store, &[]);
+    let r = route(&api(&upstream.url("http", "127.0.0.1")));
+    for i in 0..5 {
+        let reply = h.send(&r, get(&format!("/api/get/{i}"))).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        assert_eq!(reply.seen()["path"], format!("/get/{i}"));
+        let body = Bytes::from(vec![b'x'; 10_000 + i]);
+        let request = Request::builder()
+            .method("POST")
+            .uri("/api/post")
+            .body(Full::new(body.clone()))
+            .unwrap();
+        let reply = h.send(&r, request).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        assert_eq!(reply.body, body);
+    }
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(plain_pool(&h).idle_count(), 1);
+
+    let table = ApiTable::new(vec![r.def.clone()]);
+    h.proxy.reload(&table).await;
+    let reply = h.send(&r, get("/api/after-reload")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(
+        upstream.connections.load(Ordering::SeqCst),
+        1,
+        "a reload keeping the target keeps the pool"
+    );
+}
+
+#[tokio::test]
+async fn a_plain_connection_whose_response_body_is_dropped_is_not_reused() {
+    let upstream = TestUpstream::start(UpstreamOptions::default()).await;
+    let store = memory_store();
+    let h = harness(&GatewayConfig::default(), &store, &[]);
+    let r = route(&api(&upstream.url("http", "127.0.0.1")));
+    let request = Request::builder()
+        .method("POST")
+        .uri("/api/big")
+        .body(Full::new(Bytes::from(vec![1u8; 1024 * 1024])))
+        .unwrap();
+    let response = h.proxy.forward(&r, request, &client_info(false)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert!(first.is_data());
+    drop(body);
+    assert_eq!(plain_pool(&h).idle_count(), 0);
+
+    let reply = h.send(&r, get("/api/next")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 2);
+    assert_eq!(h.failures(), 0);
+}
+
+/// A plain HTTP/1.1 upstream that answers each connection's first request with `200` and
+/// closes the connection, saying so with `Connection: close` when `announce` is set.
+struct ClosingUpstream {
+    addr: std::net::SocketAddr,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ClosingUpstream {
+    async fn start(announce: bool) -> Self {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&connections);
+        let response: &[u8] = if announce {
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+        } else {
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+        };
+        let task = tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tcp.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = tcp.write_all(response).await;
+                    let _ = tcp.shutdown().await;
+                });
+            }
+        });
+        Self {
+            addr,
+            connections,
+            task,
+        }
+    }
+}
+
+impl Drop for ClosingUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_plain_upstream_closing_between_requests_is_not_a_502() {
+    let store = memory_store();
+    let h = harness(&GatewayConfig::default(), &store, &[]);
+    for announce in [true, false] {
+        let upstream = ClosingUpstream::start(announce).await;
+        let r = route(&api(&format!("http://{}", upstream.addr)));
+        for _ in 0..3 {
+            let reply = h.send(&r, get("/api/")).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.error());
+            assert_eq!(reply.body, "ok");
+            // Time for the connection's task to see the close.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(upstream.connections.load(Ordering::SeqCst), 3);
+    }
+    assert_eq!(h.failures(), 0);
+}
+
+#[tokio::test]
+async fn concurrent_plain_requests_open_more_connections_and_all_succeed() {
+    let upstream = TestUpstream::start(UpstreamOptions::default()).await;
+    let store = memory_store();
+    let h = harness(&GatewayConfig::default(), &store, &[]);
+    let r = route(&api(&upstream.url("http", "127.0.0.1")));
+    let info = client_info(false);
+    let start = || {
+        let (tx, body) = channel_body();
+        let request = Request::builder()
+            .method("PUT")
+            .uri("/api/echo")
+            .body(body)
+            .unwrap();
+        (tx, h.proxy.forward(&r, request, &info))
+    };
+    let (tx1, one) = start();
+    let (tx2, two) = start();
+    let (tx3, three) = start();
+    // All three responses are open (their request bodies still streaming) at once.
+    let (one, two, three) = tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::join!(one, two, three)
+    })
+    .await
+    .unwrap();
+    for (i, tx) in [tx1, tx2, tx3].into_iter().enumerate() {
+        tx.send(Bytes::from(format!("body {i}"))).await.unwrap();
+    }
+    for (i, response) in [one, two, three].into_iter().enumerate() {
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, format!("body {i}"));
+    }
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 3);
+
+    let reply = h.send(&r, get("/api/again")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 3, "reused");
+    assert_eq!(h.failures(), 0);
+}
+
+#[tokio::test]
+async fn idle_plain_connections_expire() {
+    let upstream = TestUpstream::start(UpstreamOptions::default()).await;
+    let target: Uri = upstream.url("http", "127.0.0.1").parse().unwrap();
+    let connector = UpstreamConnector::new(None, Duration::from_secs(10));
+    let pool = Http1Pool::new(connector, &target, Duration::from_millis(100)).unwrap();
+    let send = || async {
+        let request = Request::builder()
+            .uri(format!("{target}idle"))
+            .body(Full::new(Bytes::new()).map_err(Into::into).boxed_unsync())
+            .unwrap();
+        let response = pool.send(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let seen = seen(response.headers());
+        response.into_body().collect().await.unwrap();
+        seen
+    };
+    let seen = send().await;
+    assert_eq!(seen["path"], "/idle");
+    assert_eq!(
+        seen["headers"]["host"],
+        format!("127.0.0.1:{}", upstream.addr.port())
+    );
+    send().await;
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    send().await;
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 2);
+    assert_eq!(pool.idle_count(), 1, "the expired connection was dropped");
+}
