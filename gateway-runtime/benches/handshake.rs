@@ -47,6 +47,9 @@
 //! valgrind, ring does not see ADX and BMI2 and takes its generic X25519 and P-256 code, so the
 //! counts compare cases with each other, not with native runs.
 
+mod common;
+use common::probes;
+
 use std::fmt::Display;
 use std::hint::black_box;
 use std::ops::DerefMut;
@@ -185,19 +188,6 @@ fn vector(name: &str) -> String {
     let path = dir.join(name);
     std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read test vector {}: {e}", path.display()))
-}
-
-/// `count` indices in `0..n`, in a scrambled order (a fixed linear congruential sequence).
-fn probes(n: usize, count: usize) -> Vec<usize> {
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..count)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (state >> 33) as usize % n
-        })
-        .collect()
 }
 
 /// A resumption-less TLS 1.3 client offering only TLS_AES_128_GCM_SHA256 and X25519, trusting

@@ -17,6 +17,9 @@
 //! Run: `cargo bench -p gateway-runtime --features internals --bench resolver -- --warm-up-time 1
 //! --measurement-time 3`
 
+mod common;
+use common::probes;
+
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -40,19 +43,6 @@ fn bundle() -> String {
         CertificateParams::new(vec!["bench.example".to_owned()]).expect("certificate params");
     let cert = params.self_signed(&key).expect("a certificate");
     format!("{}{}", cert.pem(), key.serialize_pem())
-}
-
-/// `count` indices in `0..n`, in a scrambled order (a fixed linear congruential sequence).
-fn probes(n: usize, count: usize) -> Vec<usize> {
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..count)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (state >> 33) as usize % n
-        })
-        .collect()
 }
 
 /// Probe names of one length packed in one buffer, as an SNI arrives in a receive buffer:

@@ -82,7 +82,7 @@ mod tests {
 }
 
 /// What the listener knows about a connection; attached to each request as an extension.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct ClientInfo {
     /// Whether the connection is TLS.
     pub(crate) tls: bool,

@@ -186,7 +186,7 @@ pub(crate) struct VerdictCache {
 }
 
 /// A policy that admitted the connection's chain, and for how long that holds.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Admission {
     /// The policy; holding the `Weak` keeps its allocation, so no other policy can take its
     /// address while this is compared with `Weak::as_ptr`.
@@ -197,16 +197,6 @@ struct Admission {
     checked_at: OffsetDateTime,
     /// The earliest `not_after` of the entry and the chain; reuse stops there.
     valid_until: OffsetDateTime,
-}
-
-impl Clone for VerdictCache {
-    /// A copy with the same admissions (they hold for any user of the same chain).
-    fn clone(&self) -> Self {
-        Self {
-            admissions: Mutex::new(self.lock().clone()),
-            chain_not_after: self.chain_not_after.clone(),
-        }
-    }
 }
 
 impl VerdictCache {
