@@ -6,7 +6,7 @@
 #
 # Needs cargo-fuzz (`cargo install cargo-fuzz`). On a stable toolchain RUSTC_BOOTSTRAP=1 lets
 # cargo-fuzz pass its nightly-only flags. Seeds come from the shared test vectors
-# ($CERTGATE_VECTORS, or ../shared/vectors beside the repository) and from fuzz/seeds/.
+# ($CERTGATE_VECTORS, or testdata/vectors in the repository) and from fuzz/seeds/.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -15,7 +15,7 @@ seconds="${1:-600}"
 shift || true
 all_targets=(upload_parse record_decode legacy_decrypt cert_id gateway_config api_definition control_api)
 targets=("${@:-${all_targets[@]}}")
-vectors="${CERTGATE_VECTORS:-$here/../../shared/vectors}"
+vectors="${CERTGATE_VECTORS:-$here/../testdata/vectors}"
 # control_api reads its certificates and PEM bodies from the vectors while it runs.
 export CERTGATE_VECTORS="$vectors"
 export RUSTC_BOOTSTRAP=1

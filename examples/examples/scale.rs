@@ -10,7 +10,7 @@
 //!   from Redis (the gateway's store starts with an empty cache; it loads every configured
 //!   certificate before it listens, so "listening" is also "all warm").
 //!
-//! Records are the shared vectors' P-256 bundle (`../shared/vectors`, or `$CERTGATE_VECTORS`):
+//! Records are the shared vectors' P-256 bundle (`testdata/vectors`, or `$CERTGATE_VECTORS`):
 //! the store is content-addressed, so distinct IDs are made by storing one certificate under many
 //! org IDs (import, cold start, propagation) or by indexing one record under synthetic
 //! fingerprints (listing). Sizes can be lowered with `SCALE_LIST`, `SCALE_IMPORT`, `SCALE_COLD`,
@@ -44,7 +44,7 @@ const SERVER_NAME: &str = "p256-traditional.vectors.test";
 
 fn vector(name: &str) -> Result<String, Error> {
     let dir = std::env::var_os("CERTGATE_VECTORS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors")),
+        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors")),
         PathBuf::from,
     );
     let path = dir.join(name);

@@ -1,4 +1,4 @@
-//! Runs the built `certctl` against the shared test vectors (`../shared/vectors` beside the
+//! Runs the built `certctl` against the shared test vectors (`testdata/vectors` in the
 //! workspace, or `$CERTGATE_VECTORS`) and checks its answers against `manifest.json`.
 //!
 //! Every time-dependent check passes the manifest's `generated_at` as `--at`, never the wall
@@ -55,14 +55,14 @@ struct Vectors {
 impl Vectors {
     fn load() -> Self {
         let dir = std::env::var_os("CERTGATE_VECTORS").map_or_else(
-            || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors")),
+            || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors")),
             PathBuf::from,
         );
         let manifest_path = dir.join("manifest.json");
         let text = std::fs::read_to_string(&manifest_path).unwrap_or_else(|e| {
             panic!(
                 "the shared test vectors are missing: cannot read {}: {e}. They live in \
-                 ../shared/vectors beside the workspace; set CERTGATE_VECTORS to their folder",
+                 testdata/vectors in the repository; set CERTGATE_VECTORS to their folder",
                 manifest_path.display()
             )
         });

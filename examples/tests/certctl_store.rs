@@ -1,6 +1,6 @@
 //! Runs the built `certctl` store commands against a private `redis-server` (`--redis`) and
 //! against an in-process gateway's control API (`--url`), with the shared test vectors
-//! (`../shared/vectors` beside the workspace, or `$CERTGATE_VECTORS`).
+//! (`testdata/vectors` in the repository, or `$CERTGATE_VECTORS`).
 //!
 //! Uploads are judged at the manifest's `generated_at` (`--at`), never at the wall clock. The
 //! Redis tests skip when `redis-server` is not installed, unless `CI=true`.
@@ -21,7 +21,7 @@ const CONTROL_SECRET: &str = "control-secret-for-certctl";
 
 fn vectors_dir() -> PathBuf {
     std::env::var_os("CERTGATE_VECTORS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors")),
+        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors")),
         PathBuf::from,
     )
 }

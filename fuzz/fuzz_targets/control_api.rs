@@ -2,7 +2,7 @@
 //! short sessions of structured requests.
 //!
 //! Each input is up to four requests against a memory store that holds a few certificates from
-//! the shared vectors (`$CERTGATE_VECTORS`, or `../shared/vectors` beside the repository): one
+//! the shared vectors (`$CERTGATE_VECTORS`, or `testdata/vectors` in the repository): one
 //! per kind, one whose key was sealed under another secret, one in Tyk's legacy key format and a
 //! corrupted record. The gateway is kept from one input to the next (building one costs more
 //! than most inputs) and rebuilt after any input that changed its store, so every input starts
@@ -101,7 +101,7 @@ struct Fixtures {
 
 fn vectors_dir() -> PathBuf {
     std::env::var_os("CERTGATE_VECTORS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors")),
+        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors")),
         PathBuf::from,
     )
 }

@@ -34,7 +34,7 @@
 //!
 //! Certificates are made by rcgen at start-up (ECDSA P-256, rcgen's default validity, which
 //! covers the clock rustls reads); the RSA-2048 key is the shared test vectors' (rcgen cannot
-//! make RSA keys with ring), from `../shared/vectors` beside the repository or `$CERTGATE_VECTORS`.
+//! make RSA keys with ring), from `testdata/vectors` in the repository or `$CERTGATE_VECTORS`.
 //! Servers send their leaf only, as in `bench/compare.sh`.
 //!
 //! Run (pinned to one core): `taskset -c 1 cargo bench -p gateway-runtime --features internals
@@ -182,7 +182,7 @@ impl Pki {
 /// A file of the shared test vectors.
 fn vector(name: &str) -> String {
     let dir = std::env::var_os("CERTGATE_VECTORS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors")),
+        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors")),
         PathBuf::from,
     );
     let path = dir.join(name);

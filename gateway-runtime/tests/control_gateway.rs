@@ -1,6 +1,6 @@
 //! The control API through a running gateway (plain HTTP, memory store): routing by path, by
 //! `control_api_hostname` and by `control_api_port`, with the shared vectors
-//! (`../shared/vectors` beside the workspace, or `$CERTGATE_VECTORS`).
+//! (`testdata/vectors` in the repository, or `$CERTGATE_VECTORS`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,7 +20,7 @@ const SECRET: &str = "control-secret-gateway";
 
 fn vectors_dir() -> PathBuf {
     std::env::var_os("CERTGATE_VECTORS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors")),
+        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors")),
         PathBuf::from,
     )
 }

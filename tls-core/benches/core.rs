@@ -2,7 +2,7 @@
 //! upload, decoding a stored record and decrypting its key (modern and legacy formats), and
 //! loading a chain and key into rustls.
 //!
-//! Inputs are the shared test vectors (`../shared/vectors` beside the repository, or the folder
+//! Inputs are the shared test vectors (`testdata/vectors` in the repository, or the folder
 //! named by `$CERTGATE_VECTORS`), read at the vectors' clock, 2026-11-29T04:57:32Z.
 //!
 //! Run: `cargo bench -p tls-core --bench core -- --warm-up-time 1 --measurement-time 3`
@@ -23,7 +23,7 @@ const ORG: &str = "5e9d9544a1dcd60001d0ed20";
 
 fn vector(name: &str) -> String {
     let dir = std::env::var_os("CERTGATE_VECTORS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors")),
+        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors")),
         PathBuf::from,
     );
     let path = dir.join(name);

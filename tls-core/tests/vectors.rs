@@ -1,9 +1,9 @@
-//! Every case of the shared test vectors (`shared/vectors/manifest.json`), made by an
+//! Every case of the shared test vectors (`testdata/vectors/manifest.json`), made by an
 //! implementation independent of this crate: IDs, fingerprints, pins and metadata of uploads,
 //! refused uploads with the error for their defect, and records stored in Tyk's legacy format.
 //!
 //! Time-dependent expectations are evaluated at the manifest's `generated_at`, never at the wall
-//! clock. The folder is `shared/vectors` next to the workspace, or `CERTGATE_VECTORS`; the tests
+//! clock. The folder is `testdata/vectors` in the repository, or `CERTGATE_VECTORS`; the tests
 //! fail when it is missing.
 
 mod common;

@@ -18,7 +18,7 @@ fn vectors_dir() -> PathBuf {
     std::env::var_os("CERTGATE_VECTORS")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors"))
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors"))
         })
 }
 

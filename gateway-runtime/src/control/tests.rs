@@ -2,7 +2,7 @@
 //! defects we fix, the OpenAPI document kept true, a real HTTP/1.1 round trip, and a property
 //! run over random requests.
 //!
-//! Certificates come from the shared vectors (`../shared/vectors` beside the workspace, or
+//! Certificates come from the shared vectors (`testdata/vectors` in the repository, or
 //! `$CERTGATE_VECTORS`) with the store's clock at the manifest's `generated_at`.
 
 mod contract;
@@ -34,7 +34,7 @@ pub(super) const SECRET: &str = "control-secret-1234";
 
 pub(super) fn vectors_dir() -> PathBuf {
     std::env::var_os("CERTGATE_VECTORS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors")),
+        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors")),
         PathBuf::from,
     )
 }

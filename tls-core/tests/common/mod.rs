@@ -19,7 +19,7 @@ use time::format_description::well_known::Rfc3339;
 use tls_core::{KeyEncoding, OrgId, Upload};
 
 /// Where the shared vectors live unless `CERTGATE_VECTORS` says otherwise.
-const DEFAULT_VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors");
+const DEFAULT_VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors");
 
 /// The vectors' manifest (`manifest.json`).
 #[derive(Debug, Deserialize)]
