@@ -10,7 +10,8 @@
 //!
 //! ```text
 //! certctl id [--org ORG] [--at RFC3339] FILE
-//!     the certificate ID alone: the org ID followed by the SHA-256 of the leaf's DER
+//!     the certificate ID alone: the org ID followed by the SHA-256 of the leaf's DER; an
+//!     expired certificate has an ID too (printed, with a note on standard error)
 //! certctl inspect [--org ORG] [--secret S] [--json] [--at RFC3339] [--warn-days N] FILE
 //!     ID, fingerprint, names, dates, validity, key type, SPKI pin, chain length, and with
 //!     --secret, whether a stored record's key decrypts; --json prints one JSON object
@@ -114,7 +115,14 @@ fn run(command: Command) -> Result<String, String> {
     match command {
         Command::Id(args) => {
             let now = args.at.unwrap_or_else(clock::now);
-            let entry = input::load(&args.file, now)?;
+            let (entry, refusal) = input::load_for_id(&args.file, now)?;
+            if let Some(refusal) = refusal {
+                eprintln!(
+                    "certctl: note: {}: {}; `add` would refuse it, the ID is printed so it can be found and removed",
+                    report::printable(&args.file.display().to_string()),
+                    report::printable(&refusal)
+                );
+            }
             Ok(format!("{}\n", entry.id(&args.org.unwrap_or_default())))
         }
         Command::Inspect(args) => {
