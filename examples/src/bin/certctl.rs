@@ -25,11 +25,17 @@
 //!     a table by days remaining, soonest first; red/yellow/green on a terminal
 //! certctl rekey --new-secret S TARGET                     (--redis only)
 //!
-//! TARGET is a gateway:  --url http://HOST:PORT --secret S      (or $CERTCTL_SECRET)
+//! TARGET is a gateway:  --url https://HOST:PORT (or http://) --secret S
+//!                       [--cacert FILE | --insecure] [--cert FILE --key FILE]
 //!        or Redis:      --redis redis://HOST:PORT/DB --encoding-secret S
-//!                       (or $CERTCTL_ENCODING_SECRET) [--redis-prefix cert-]
-//!                       [--key-format modern|legacy]
+//!                       [--redis-prefix cert-] [--key-format modern|legacy]
 //! ```
+//!
+//! The environment can stand in for the flags: `CERTCTL_URL` or `CERTCTL_REDIS` (used when
+//! neither --url nor --redis is given), `CERTCTL_SECRET`, `CERTCTL_CACERT`, `CERTCTL_CERT`,
+//! `CERTCTL_KEY`, `CERTCTL_ENCODING_SECRET`, `CERTCTL_NEW_SECRET`. An https:// gateway is
+//! verified against the system's roots, or only against `--cacert`; `--cert`/`--key` answer a
+//! control API that requires mutual TLS (`security.control_api_use_mutual_tls`).
 //!
 //! FILE may be `-` for standard input. A file holding an `ENCRYPTED PRIVATE KEY` (Tyk's format)
 //! or `CERTGATE ENCRYPTED PRIVATE KEY` block is read as a stored record; anything else as an
