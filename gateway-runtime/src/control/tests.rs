@@ -12,6 +12,7 @@ mod openapi;
 mod over_http;
 mod property;
 mod routes;
+mod tyk_messages;
 
 use std::path::PathBuf;
 use std::sync::Arc;
