@@ -13,6 +13,7 @@ mod over_http;
 mod property;
 mod routes;
 mod tyk_messages;
+mod undecryptable;
 
 use std::path::PathBuf;
 use std::sync::Arc;
