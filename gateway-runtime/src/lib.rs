@@ -9,6 +9,7 @@ mod api;
 pub mod config;
 mod control;
 mod http_util;
+mod key_format;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod internals;
