@@ -63,7 +63,9 @@ mod tests {
     const BUNDLE: &str = include_str!("../../tls-core/tests/data/demo.pem");
 
     async fn store_with(format: KeyFormat, storage: &Arc<MemoryStorage>) -> CertStore {
-        let clock = Arc::new(ManualClock::new(time::macros::datetime!(2030-01-01 0:00 UTC)));
+        let clock = Arc::new(ManualClock::new(
+            time::macros::datetime!(2030-01-01 0:00 UTC),
+        ));
         CertStore::builder(storage.clone())
             .encoding_secret(EncodingSecret::new("s"))
             .key_format(format)
@@ -79,18 +81,27 @@ mod tests {
         ] {
             let storage = Arc::new(MemoryStorage::new());
             let writer = store_with(written, &storage).await;
-            writer.add(BUNDLE, &OrgId::new("o1").unwrap()).await.unwrap();
+            writer
+                .add(BUNDLE, &OrgId::new("o1").unwrap())
+                .await
+                .unwrap();
             let reader = store_with(configured, &storage).await;
             let warning = foreign_format_warning(&reader, configured).await;
             let warning = warning.expect("a warning");
-            assert!(warning.contains("security.private_certificate_key_format"), "{warning}");
+            assert!(
+                warning.contains("security.private_certificate_key_format"),
+                "{warning}"
+            );
             assert!(warning.contains("1 of 1 sampled"), "{warning}");
             assert!(warning.contains(says), "{warning}");
             // The same format: nothing to say.
             assert_eq!(foreign_format_warning(&reader, written).await, None);
         }
         let empty = store_with(KeyFormat::Modern, &Arc::new(MemoryStorage::new())).await;
-        assert_eq!(foreign_format_warning(&empty, KeyFormat::Legacy).await, None);
+        assert_eq!(
+            foreign_format_warning(&empty, KeyFormat::Legacy).await,
+            None
+        );
     }
 
     #[test]

@@ -9,10 +9,10 @@ mod api;
 pub mod config;
 mod control;
 mod http_util;
-mod key_format;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod internals;
+mod key_format;
 mod metrics;
 mod monitor;
 mod mtls;
