@@ -190,6 +190,9 @@ pub struct HttpServerOptions {
 pub struct SecurityConfig {
     /// Encrypts private keys at rest; falls back to `secret` when empty (as in Tyk).
     pub private_certificate_encoding_secret: String,
+    /// How private keys are written: `"modern"` (default) or `"legacy"` (Tyk's, for a Redis
+    /// shared with Tyk nodes). See [`GatewayConfig::key_format`].
+    pub private_certificate_key_format: String,
     /// Expiry monitor settings (`warning_threshold_days`, ...).
     pub certificate_expiry_monitor: expiry_monitor::ExpiryMonitorConfig,
     /// Upstream pins for every API: host pattern → comma-separated pins or public-key IDs.
@@ -436,6 +439,9 @@ impl GatewayConfig {
                 "SECURITY_PRIVATECERTIFICATEENCODINGSECRET" => {
                     self.security.private_certificate_encoding_secret = value
                 }
+                "SECURITY_PRIVATECERTIFICATEKEYFORMAT" => {
+                    self.security.private_certificate_key_format = value
+                }
                 "SECURITY_CONTROLAPIUSEMUTUALTLS" => {
                     self.security.control_api_use_mutual_tls = parse_env(&name, &value)?
                 }
@@ -509,6 +515,8 @@ impl GatewayConfig {
                 ));
             }
         }
+        parse_key_format(&self.security.private_certificate_key_format)
+            .map_err(|reason| invalid("security.private_certificate_key_format", reason))?;
         let options = &self.http_server_options;
         let min = tls_version(
             "http_server_options.min_version",
@@ -569,6 +577,12 @@ impl GatewayConfig {
         Ok(())
     }
 
+    /// The format private keys are written in: `security.private_certificate_key_format`
+    /// (`"modern"`, the default, or `"legacy"`, Tyk's); validated at load.
+    pub fn key_format(&self) -> tls_core::KeyFormat {
+        parse_key_format(&self.security.private_certificate_key_format).unwrap_or_default()
+    }
+
     /// The secret that encrypts private keys: the dedicated one, else `secret` (as in Tyk).
     pub fn encoding_secret(&self) -> &str {
         if self.security.private_certificate_encoding_secret.is_empty() {
@@ -593,6 +607,17 @@ pub fn tls_version(field: &str, value: u16, default: u16) -> Result<u16, ConfigE
         _ => Err(invalid(
             field,
             format!("{value} is not a TLS version; use 771 (TLS 1.2) or 772 (TLS 1.3)"),
+        )),
+    }
+}
+
+/// `security.private_certificate_key_format`: empty or `modern`, or `legacy`.
+pub fn parse_key_format(text: &str) -> Result<tls_core::KeyFormat, String> {
+    match text {
+        "" | "modern" => Ok(tls_core::KeyFormat::Modern),
+        "legacy" => Ok(tls_core::KeyFormat::Legacy),
+        other => Err(format!(
+            "{other:?} is not a key format: use \"modern\" (AES-256-GCM, the default) or \"legacy\" (Tyk's format, which Tyk nodes sharing the Redis can read)"
         )),
     }
 }

@@ -302,10 +302,15 @@ pub async fn store_from_config(config: &GatewayConfig) -> Result<CertStore, Gate
             "no private_certificate_encoding_secret nor secret: private keys are stored with an empty secret"
         );
     }
-    Ok(CertStore::builder(storage)
+    let store = CertStore::builder(storage)
         .encoding_secret(EncodingSecret::new(config.encoding_secret()))
+        .key_format(config.key_format())
         .allow_file_references(config.allow_certificate_files)
-        .build())
+        .build();
+    if config.storage.kind == "redis" {
+        crate::key_format::warn_on_foreign_format(&store, config.key_format()).await;
+    }
+    Ok(store)
 }
 
 /// Registers which API uses which stored certificate (Tyk's usage tracker; inline PEM skipped).

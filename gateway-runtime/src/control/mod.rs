@@ -273,6 +273,12 @@ impl ControlApi {
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }
+        let undecryptable = "certgate_undecryptable_private_keys";
+        let _ = writeln!(
+            text,
+            "# HELP {undecryptable} Certificates seen since start whose private key does not decrypt with this node's encoding secret.\n# TYPE {undecryptable} gauge\n{undecryptable} {}",
+            self.store.undecryptable_keys()
+        );
         let name = "certgate_control_api_requests_total";
         let _ = writeln!(
             text,
