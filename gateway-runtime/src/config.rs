@@ -179,8 +179,32 @@ pub struct HttpServerOptions {
     pub enable_http2: bool,
     /// Do not send the list of acceptable client CAs in the CertificateRequest.
     pub skip_client_ca_announcement: bool,
+    /// Tyk's: route and forward request paths exactly as sent, without cleaning (dot segments,
+    /// repeated slashes, unreserved percent-escapes) or refusing encoded slashes and NULs.
+    /// Dangerous: an upstream that resolves `/open/../admin` itself serves what the gateway
+    /// routed as `/open/`, past any mutual TLS of the API at `/admin/` (see SECURITY.md).
+    pub skip_url_cleaning: bool,
+    /// Seconds a client connection may stay open with no request in flight (after the
+    /// handshake, between keep-alive requests, idle HTTP/2 with GOAWAY); 0 = 20 seconds.
+    pub idle_timeout: u64,
+    /// Ours: most client connections open at once; more are closed at accept. 0 = half the
+    /// process's open-file limit (the rest is left for upstreams and storage).
+    pub max_connections: usize,
+    /// Ours: most client connections open at once from one IP address; 0 = no per-IP limit
+    /// (clients behind one NAT or load balancer share an address).
+    pub max_connections_per_ip: usize,
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
+}
+
+impl HttpServerOptions {
+    /// `idle_timeout` with its default applied.
+    pub fn idle_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(match self.idle_timeout {
+            0 => 20,
+            seconds => seconds,
+        })
+    }
 }
 
 /// `security`.
@@ -450,6 +474,18 @@ impl GatewayConfig {
                 }
                 "HTTPSERVEROPTIONS_MAXVERSION" => {
                     self.http_server_options.max_version = parse_env(&name, &value)?
+                }
+                "HTTPSERVEROPTIONS_SKIPURLCLEANING" => {
+                    self.http_server_options.skip_url_cleaning = parse_env(&name, &value)?
+                }
+                "HTTPSERVEROPTIONS_IDLETIMEOUT" => {
+                    self.http_server_options.idle_timeout = parse_env(&name, &value)?
+                }
+                "HTTPSERVEROPTIONS_MAXCONNECTIONS" => {
+                    self.http_server_options.max_connections = parse_env(&name, &value)?
+                }
+                "HTTPSERVEROPTIONS_MAXCONNECTIONSPERIP" => {
+                    self.http_server_options.max_connections_per_ip = parse_env(&name, &value)?
                 }
                 "STORAGE_TYPE" => self.storage.kind = value,
                 "STORAGE_HOST" => self.storage.host = value,

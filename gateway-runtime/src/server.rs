@@ -204,14 +204,7 @@ fn request_host<B>(req: &Request<B>) -> Option<Cow<'_, str>> {
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
-    let host = if let Some(bracketed) = raw.strip_prefix('[') {
-        bracketed.split(']').next().unwrap_or_default()
-    } else {
-        match raw.rsplit_once(':') {
-            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-            _ => raw,
-        }
-    };
+    let host = bare_host(raw);
     Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(host.to_ascii_lowercase())
     } else {
@@ -219,12 +212,76 @@ fn request_host<B>(req: &Request<B>) -> Option<Cow<'_, str>> {
     })
 }
 
+/// What every request goes through before routing: a request with an ambiguous host (two
+/// `Host` headers, or a `Host` that names another host than the URI's authority or HTTP/2's
+/// `:authority`) is refused, and the path is cleaned ([`request_path`](crate::request_path))
+/// unless `skip_url_cleaning` is set. The control API, the API table and the proxy then all see
+/// the same path. The answer is the 400 to send, when refused.
+pub(crate) fn prepare<B>(
+    req: &mut Request<B>,
+    skip_url_cleaning: bool,
+) -> Result<(), Response<Body>> {
+    let refuse = |message: &str| {
+        json_response(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({ "error": message }),
+        )
+    };
+    if ambiguous_host(req) {
+        return Err(refuse("ambiguous request: more than one host given"));
+    }
+    if !skip_url_cleaning {
+        crate::request_path::clean_uri(req.uri_mut())
+            .map_err(|refusal| refuse(refusal.message()))?;
+    }
+    Ok(())
+}
+
+/// Two `Host` headers, or a `Host` header and a URI authority (absolute form, or HTTP/2's
+/// `:authority`) that name different hosts.
+fn ambiguous_host<B>(req: &Request<B>) -> bool {
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return true;
+    }
+    let (Some(header), Some(authority)) = (first, req.uri().authority()) else {
+        return false;
+    };
+    let Ok(header) = header.to_str() else {
+        return true;
+    };
+    let authority = authority.as_str();
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    !bare_host(header).eq_ignore_ascii_case(bare_host(authority))
+}
+
+/// `host` without its port (and IPv6 brackets).
+fn bare_host(raw: &str) -> &str {
+    if let Some(bracketed) = raw.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or_default()
+    } else {
+        match raw.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            _ => raw,
+        }
+    }
+}
+
 async fn dispatch(
     shared: &Shared,
     role: ListenerRole,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     client: &ClientInfo,
 ) -> Response<Body> {
+    if let Err(refusal) = prepare(
+        &mut req,
+        shared.config.http_server_options.skip_url_cleaning,
+    ) {
+        return refusal;
+    }
     let host = request_host(&req);
     let control_here = match role {
         ListenerRole::Control => true,
