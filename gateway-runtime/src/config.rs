@@ -587,6 +587,12 @@ impl GatewayConfig {
                 "must be at least 1",
             ));
         }
+        if self.http_server_options.idle_timeout > 86_400 {
+            return Err(invalid(
+                "http_server_options.idle_timeout",
+                "must be at most 86400 seconds (0 = 20 seconds)",
+            ));
+        }
         if self.tls_handshake_timeout_seconds == 0 {
             return Err(invalid(
                 "tls_handshake_timeout_seconds",
@@ -744,6 +750,8 @@ impl ApiDefinition {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn parse(text: &str) -> Result<GatewayConfig, ConfigError> {
@@ -788,6 +796,37 @@ mod tests {
             config.storage.redis_url(),
             "redis://:p%40ss%20word@127.0.0.1:6379/0"
         );
+        assert_eq!(
+            config.http_server_options.idle_timeout(),
+            Duration::from_secs(20)
+        );
+        config
+            .apply_env([
+                (
+                    "TYK_GW_HTTPSERVEROPTIONS_IDLETIMEOUT".to_owned(),
+                    "7".to_owned(),
+                ),
+                (
+                    "TYK_GW_HTTPSERVEROPTIONS_SKIPURLCLEANING".to_owned(),
+                    "true".to_owned(),
+                ),
+                (
+                    "TYK_GW_HTTPSERVEROPTIONS_MAXCONNECTIONS".to_owned(),
+                    "100".to_owned(),
+                ),
+                (
+                    "TYK_GW_HTTPSERVEROPTIONS_MAXCONNECTIONSPERIP".to_owned(),
+                    "5".to_owned(),
+                ),
+            ])
+            .unwrap();
+        let options = &config.http_server_options;
+        assert_eq!(options.idle_timeout(), Duration::from_secs(7));
+        assert!(options.skip_url_cleaning);
+        assert_eq!(
+            (options.max_connections, options.max_connections_per_ip),
+            (100, 5)
+        );
         let err = config
             .apply_env([("TYK_GW_LISTENPORT".to_owned(), "eighty".to_owned())])
             .unwrap_err();
@@ -820,6 +859,10 @@ mod tests {
                 "ssl_ciphers",
             ),
             (r#"{"storage": {"type": "mongo"}}"#, "storage.type"),
+            (
+                r#"{"http_server_options": {"idle_timeout": 100000}}"#,
+                "idle_timeout",
+            ),
             (
                 r#"{"listen_port": "80"}"#,
                 "expected u16 at line 1 column 20",

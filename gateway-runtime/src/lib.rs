@@ -7,6 +7,7 @@
 
 mod api;
 pub mod config;
+mod connections;
 mod control;
 mod http_util;
 #[cfg(feature = "internals")]
