@@ -7,6 +7,7 @@
 
 mod api;
 pub mod config;
+mod connections;
 mod control;
 mod http_util;
 #[cfg(feature = "internals")]
@@ -18,6 +19,7 @@ mod monitor;
 mod mtls;
 mod observe;
 mod proxy;
+mod request_path;
 mod runtime;
 mod server;
 mod sni;

@@ -61,6 +61,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<GatewayMetrics>,
     pub(crate) observer: Arc<dyn CertObserver>,
     pub(crate) fallback: Option<crate::http_util::Fallback>,
+    /// Open client connections against their caps.
+    pub(crate) admission: Arc<crate::connections::Admission>,
     /// The gateway listener's port (the real one when configured as 0).
     gateway_port: u16,
 }
@@ -222,6 +224,14 @@ impl GatewayBuilder {
         };
         let control_addr = control_listener.as_ref().and_then(|l| l.local_addr().ok());
 
+        let admission = Arc::new(crate::connections::Admission::new(
+            &config.http_server_options,
+            crate::connections::open_file_limit(),
+        ));
+        tracing::debug!(
+            max_connections = admission.max_total(),
+            "client connection cap"
+        );
         let shared = Arc::new(Shared {
             config: Arc::clone(&config),
             store: store.clone(),
@@ -233,6 +243,7 @@ impl GatewayBuilder {
             metrics,
             observer,
             fallback: self.fallback,
+            admission,
             gateway_port: local_addr.port(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
