@@ -27,7 +27,7 @@ mod state;
 mod tls;
 
 pub use config::{ApiDefinition, ConfigError, GatewayConfig, WebhookConfig};
-pub use http_util::{Body, BoxError, Fallback};
+pub use http_util::{Body, BoxError};
 pub use metrics::GatewayMetrics;
 pub use runtime::{Gateway, GatewayBuilder, GatewayError, store_from_config};
 pub use tls::cipher_suites;

@@ -758,6 +758,6 @@ where
     Response::from_parts(
         parts,
         body.map_err(|error| -> BoxError { Box::new(error) })
-            .boxed(),
+            .boxed_unsync(),
     )
 }
