@@ -156,8 +156,10 @@ impl GatewayBuilder {
     /// A service error is logged and answered with a plain 500.
     pub fn fallback<S, B>(mut self, service: S) -> Self
     where
-        S: tower_service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
-            + Clone
+        S: tower_service::Service<
+                http::Request<hyper::body::Incoming>,
+                Response = http::Response<B>,
+            > + Clone
             + Send
             + Sync
             + 'static,
