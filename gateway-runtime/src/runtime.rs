@@ -328,6 +328,12 @@ pub async fn store_from_config(config: &GatewayConfig) -> Result<CertStore, Gate
             .map_err(|e| GatewayError::Storage(e.to_string()))?;
             Arc::new(redis)
         }
+        #[cfg(not(feature = "redis"))]
+        "redis" => {
+            return Err(GatewayError::Storage(
+                "storage.type is \"redis\", but this build has no Redis support: enable the `redis` feature of certgate-gateway-runtime (or certgate)".to_owned(),
+            ));
+        }
         _ => Arc::new(MemoryStorage::new()),
     };
     if config.encoding_secret().is_empty() {
