@@ -17,6 +17,7 @@ mod monitor;
 mod mtls;
 mod observe;
 mod proxy;
+mod retain;
 mod runtime;
 mod server;
 mod sni;

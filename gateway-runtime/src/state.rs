@@ -13,6 +13,7 @@ use crate::api::ApiTable;
 use crate::config::{GatewayConfig, TLS12, TLS13};
 use crate::metrics::GatewayMetrics;
 use crate::mtls::{ClientAuth, ClientPolicy, HandshakeVerifier};
+use crate::retain::Retained;
 use crate::sni::{Served, ServerCerts};
 use crate::tls;
 
@@ -22,6 +23,8 @@ pub(crate) struct TlsShared {
     pub(crate) ticketer: Arc<dyn ProducesTickets>,
     pub(crate) sessions: Arc<dyn StoresServerSessions>,
     pub(crate) metrics: Arc<GatewayMetrics>,
+    /// Last good copies of referenced certificates, for when the store loses them.
+    pub(crate) retained: Arc<Retained>,
 }
 
 /// One immutable snapshot.
@@ -41,7 +44,8 @@ pub(crate) struct TlsState {
 
 impl TlsState {
     /// Builds a snapshot. References that cannot be resolved now (not yet added, wrong secret)
-    /// are logged and left out; a later store change rebuilds the snapshot.
+    /// are logged and left out, unless a good copy was seen before ([`Retained`]), which is
+    /// used instead; a later store change rebuilds the snapshot.
     pub(crate) async fn build(
         config: &GatewayConfig,
         apis: &ApiTable,
@@ -49,17 +53,26 @@ impl TlsState {
         shared: &TlsShared,
     ) -> Result<Self, String> {
         prefetch(config, apis, store).await;
+        let retained = &*shared.retained;
+        retained.retain_only(config, apis);
         let mut certs = ServerCerts::default();
         for reference in &config.http_server_options.ssl_certificates {
-            if let Some(served) =
-                server_cert(store, reference, "http_server_options.ssl_certificates").await
+            if let Some(served) = server_cert(
+                store,
+                retained,
+                reference,
+                "http_server_options.ssl_certificates",
+            )
+            .await
             {
                 certs.add(served, &[]);
             }
         }
         for route in apis.iter() {
             for reference in &route.def.certificates {
-                if let Some(served) = server_cert(store, reference, &route.def.api_id).await {
+                if let Some(served) =
+                    server_cert(store, retained, reference, &route.def.api_id).await
+                {
                     certs.add(served, std::slice::from_ref(&route.def.domain));
                 }
             }
@@ -68,14 +81,20 @@ impl TlsState {
 
         let global_clients = resolve_all(
             store,
+            retained,
             &config.security.certificates.apis,
             "security.certificates.apis",
         )
         .await;
         let mut api_policies = HashMap::new();
         for route in apis.iter().filter(|r| r.def.use_mutual_tls_auth) {
-            let mut entries =
-                resolve_all(store, &route.def.client_certificates, &route.def.api_id).await;
+            let mut entries = resolve_all(
+                store,
+                retained,
+                &route.def.client_certificates,
+                &route.def.api_id,
+            )
+            .await;
             entries.extend(global_clients.iter().cloned());
             let policy = ClientPolicy::new(&entries, route.def.crls()?, &shared.provider)
                 .map_err(|e| format!("API {}: client_certificates: {e}", route.def.api_id))?;
@@ -126,6 +145,7 @@ impl TlsState {
         let (control_policy, control) = if config.security.control_api_use_mutual_tls {
             let entries = resolve_all(
                 store,
+                retained,
                 &config.security.certificates.control_api,
                 "security.certificates.control_api",
             )
@@ -259,8 +279,13 @@ async fn prefetch(config: &GatewayConfig, apis: &ApiTable, store: &CertStore) {
     while lanes.join_next().await.is_some() {}
 }
 
-async fn server_cert(store: &CertStore, reference: &str, owner: &str) -> Option<Served> {
-    let cert = match store.resolve(reference).await {
+async fn server_cert(
+    store: &CertStore,
+    retained: &Retained,
+    reference: &str,
+    owner: &str,
+) -> Option<Served> {
+    let cert = match retained.resolve(store, reference, owner).await {
         Ok(cert) => cert,
         Err(e) => {
             log_unresolved(owner, &e);
@@ -278,12 +303,13 @@ async fn server_cert(store: &CertStore, reference: &str, owner: &str) -> Option<
 
 async fn resolve_all(
     store: &CertStore,
+    retained: &Retained,
     references: &[String],
     owner: &str,
 ) -> Vec<Arc<LoadedCert>> {
     let mut out = Vec::with_capacity(references.len());
     for reference in references {
-        match store.resolve(reference).await {
+        match retained.resolve(store, reference, owner).await {
             Ok(cert) => out.push(cert),
             Err(e) => log_unresolved(owner, &e),
         }
