@@ -58,6 +58,7 @@ pub async fn server_config(
         ticketer: rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?,
         sessions: rustls::server::ServerSessionMemoryCache::new(8192),
         retained: Arc::new(crate::retain::Retained::new(Arc::clone(&metrics))),
+        crls_past: std::sync::Mutex::default(),
         metrics,
     };
     let state = TlsState::build(config, &ApiTable::new(apis), store, &shared).await?;

@@ -180,6 +180,7 @@ impl GatewayBuilder {
             sessions: rustls::server::ServerSessionMemoryCache::new(8192),
             metrics: Arc::clone(&metrics),
             retained: Arc::clone(&retained),
+            crls_past: std::sync::Mutex::default(),
         };
         let monitor = Arc::new(
             start_monitor(&config, &store, self.sinks, &self.upstream_roots)

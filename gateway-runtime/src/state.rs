@@ -12,7 +12,7 @@ use rustls::server::{ProducesTickets, ServerConfig, StoresServerSessions};
 use crate::api::ApiTable;
 use crate::config::{GatewayConfig, TLS12, TLS13};
 use crate::metrics::GatewayMetrics;
-use crate::mtls::{ClientAuth, ClientPolicy, HandshakeVerifier};
+use crate::mtls::{ClientAuth, ClientPolicy, CrlOptions, HandshakeVerifier, check_crls};
 use crate::retain::Retained;
 use crate::sni::{Served, ServerCerts};
 use crate::tls;
@@ -25,6 +25,30 @@ pub(crate) struct TlsShared {
     pub(crate) metrics: Arc<GatewayMetrics>,
     /// Last good copies of referenced certificates, for when the store loses them.
     pub(crate) retained: Arc<Retained>,
+    /// CRLs reported past their `nextUpdate` (API ID, CRL), so each is logged once.
+    pub(crate) crls_past: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+impl TlsShared {
+    /// Logs the CRLs newly past their `nextUpdate` and sets the gauge.
+    fn report_crls_past(&self, now: Vec<(String, String)>) {
+        let mut reported = self
+            .crls_past
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (api_id, crl) in now.iter().filter(|c| !reported.contains(c)) {
+            tracing::warn!(
+                api_id,
+                crl,
+                "a client certificate CRL is past its nextUpdate: revocations published since are not known; replace it (client_certificate_crls_strict refuses such CRLs)"
+            );
+        }
+        self.metrics.crls_past_next_update.store(
+            u64::try_from(now.len()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        *reported = now;
+    }
 }
 
 /// One immutable snapshot.
@@ -87,6 +111,7 @@ impl TlsState {
         )
         .await;
         let mut api_policies = HashMap::new();
+        let mut crls_past = Vec::new();
         for route in apis.iter().filter(|r| r.def.use_mutual_tls_auth) {
             let mut entries = resolve_all(
                 store,
@@ -96,10 +121,20 @@ impl TlsState {
             )
             .await;
             entries.extend(global_clients.iter().cloned());
-            let policy = ClientPolicy::new(&entries, route.def.crls()?, &shared.provider)
+            let crls = route.def.crls()?;
+            let crl_options = route.def.crl_options().map_err(|(field, reason)| {
+                format!("API {}: {field}: {reason}", route.def.api_id)
+            })?;
+            let now = store.clock().now();
+            let past = check_crls(&crls, &entries, crl_options, now, &shared.provider)
+                .map_err(|e| format!("API {}: {e}", route.def.api_id))?;
+            crls_past.extend(past.into_iter().map(|crl| (route.def.api_id.clone(), crl)));
+            let policy = ClientPolicy::new(&entries, crls, crl_options, &shared.provider)
                 .map_err(|e| format!("API {}: client_certificates: {e}", route.def.api_id))?;
             api_policies.insert(route.def.api_id.clone(), Arc::new(policy));
         }
+
+        shared.report_crls_past(crls_past);
 
         // Per domain: every API requires a client certificate, or only some do.
         let mut domains: HashMap<String, (usize, usize)> = HashMap::new();
@@ -150,7 +185,12 @@ impl TlsState {
                 "security.certificates.control_api",
             )
             .await;
-            let policy = Arc::new(ClientPolicy::new(&entries, Vec::new(), &shared.provider)?);
+            let policy = Arc::new(ClientPolicy::new(
+                &entries,
+                Vec::new(),
+                CrlOptions::default(),
+                &shared.provider,
+            )?);
             let verifier = HandshakeVerifier::new(
                 Arc::clone(&policy),
                 ClientAuth::Required,
