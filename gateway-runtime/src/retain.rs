@@ -175,6 +175,7 @@ fn references<'a>(config: &'a GatewayConfig, apis: &'a ApiTable) -> HashSet<&'a 
         .chain(security.upstream.values())
         .map(|r| r.trim())
         .collect();
+    out.extend(pin_entries(&config.security.pinned_public_keys));
     for route in apis.iter() {
         let def = &route.def;
         out.extend(
@@ -184,6 +185,15 @@ fn references<'a>(config: &'a GatewayConfig, apis: &'a ApiTable) -> HashSet<&'a 
                 .chain(def.upstream_certificates.values())
                 .map(|r| r.trim()),
         );
+        out.extend(pin_entries(&def.pinned_public_keys));
     }
     out
+}
+
+/// The entries of `pinned_public_keys` values (comma-separated).
+fn pin_entries(pins: &HashMap<String, String>) -> impl Iterator<Item = &str> {
+    pins.values()
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
 }

@@ -62,7 +62,7 @@ use rustls::sign::CertifiedKey;
 use tls_core::SpkiPin;
 
 use self::connector::{ConnectError, UpstreamConnector};
-use self::pins::{PinList, PinMismatch, PinSet, resolve_pins};
+use self::pins::{PinList, PinMismatch, PinSet, resolve_pins_keeping};
 use self::pool::Http1Pool;
 use self::select::{UpstreamHost, select};
 use self::upstream_tls::{TlsSettings, Trust, client_config};
@@ -473,7 +473,14 @@ impl Proxy {
         if value.trim().is_empty() {
             return None;
         }
-        let pins = resolve_pins(&self.store, value, &def.api_id, &host.authority()).await;
+        let pins = resolve_pins_keeping(
+            &self.store,
+            &self.retained,
+            value,
+            &def.api_id,
+            &host.authority(),
+        )
+        .await;
         Some(Arc::new(pins))
     }
 
