@@ -62,6 +62,8 @@ use rustls::sign::CertifiedKey;
 use tls_core::SpkiPin;
 
 use self::connector::{ConnectError, UpstreamConnector};
+#[cfg(test)]
+use self::pins::resolve_pins;
 use self::pins::{PinList, PinMismatch, PinSet, resolve_pins_keeping};
 use self::pool::Http1Pool;
 use self::select::{UpstreamHost, select};

@@ -65,7 +65,7 @@ pub(crate) async fn resolve_pins(
     api_id: &str,
     host: &str,
 ) -> PinSet {
-    let retained = Retained::new(std::sync::Arc::default());
+    let retained = Retained::new(Arc::default());
     resolve_pins_keeping(store, &retained, value, api_id, host).await
 }
 
