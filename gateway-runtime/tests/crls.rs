@@ -205,7 +205,7 @@ async fn a_root_only_crl_admits_good_clients_under_an_intermediate_and_refuses_w
         later,
     );
     let gateway = pki
-        .gateway(&[root_crl.clone()], serde_json::json!({}))
+        .gateway(std::slice::from_ref(&root_crl), serde_json::json!({}))
         .await
         .unwrap();
     assert!(
@@ -272,7 +272,7 @@ async fn a_revoked_intermediate_refuses_its_clients_unless_only_leaves_are_check
     );
     // Default depth "chain": the intermediate is checked against the root's CRL.
     let gateway = pki
-        .gateway(&[root_crl.clone()], serde_json::json!({}))
+        .gateway(std::slice::from_ref(&root_crl), serde_json::json!({}))
         .await
         .unwrap();
     assert!(!pki.admitted(&gateway, &pki.under, true).await);
@@ -300,7 +300,7 @@ async fn a_crl_past_its_next_update_warns_with_a_gauge_or_is_refused_when_strict
         now() - Duration::days(1),
     );
     let gateway = pki
-        .gateway(&[expired.clone()], serde_json::json!({}))
+        .gateway(std::slice::from_ref(&expired), serde_json::json!({}))
         .await
         .unwrap();
     assert_eq!(gauge(&gateway), "certgate_crls_past_next_update 1");
