@@ -905,7 +905,7 @@ impl Exchange<'_> {
             if before.contains_key(&id) {
                 // An identical upload again (a retry): answered with its ID, nothing changes.
                 assert!(
-                    before == *after,
+                    *before == *after,
                     "a repeated identical POST changes nothing\n{context}"
                 );
                 return;
