@@ -351,8 +351,24 @@ pub struct ApiDefinition {
     /// Ignore pins (this API's and the global ones).
     pub certificate_pinning_disabled: bool,
     /// Ours: certificate revocation lists (inline PEM `X509 CRL`) checked for client
-    /// certificates issued by the CAs in `client_certificates`.
+    /// certificates issued by the CAs in `client_certificates`. Each CRL covers the
+    /// certificates its issuer signed, nothing more: a root's CRL can revoke the root's
+    /// intermediates (and leaves it signed itself), not the leaves an intermediate signed. Each
+    /// must be signed by a CA this API trusts (a certificate in one of its CA entries),
+    /// otherwise the definition is refused, naming it.
     pub client_certificate_crls: Vec<String>,
+    /// Ours: which certificates of a client's chain are checked against the CRLs: `"chain"`
+    /// (default: the leaf and every intermediate, each against its issuer's CRL when one is
+    /// configured) or `"leaf"` (the leaf only, against its issuer's CRL).
+    pub client_certificate_crl_depth: String,
+    /// Ours: a checked certificate whose issuer has no configured CRL: `"allow"` (default: the
+    /// CRLs configured are applied, nothing is refused for lack of one) or `"deny"` (every
+    /// checked certificate's issuer needs a CRL, as OpenSSL's `crl_check_all`).
+    pub client_certificate_crl_unknown_status: String,
+    /// Ours: refuse a CRL past its `nextUpdate` (the API definition is refused at load, and a
+    /// CRL that expires later fails the checks that need it). Off: such a CRL is still used,
+    /// with a warning in the log and the `certgate_crls_past_next_update` gauge.
+    pub client_certificate_crls_strict: bool,
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
 }
@@ -374,6 +390,9 @@ impl Default for ApiDefinition {
             pinned_public_keys: HashMap::new(),
             certificate_pinning_disabled: false,
             client_certificate_crls: Vec::new(),
+            client_certificate_crl_depth: String::new(),
+            client_certificate_crl_unknown_status: String::new(),
+            client_certificate_crls_strict: false,
             unknown: BTreeMap::new(),
         }
     }
@@ -714,7 +733,39 @@ impl ApiDefinition {
         )?;
         self.crls()
             .map_err(|reason| invalid(at("client_certificate_crls"), reason))?;
+        self.crl_options()
+            .map_err(|(field, reason)| invalid(at(field), reason))?;
         Ok(())
+    }
+
+    /// How the CRLs are applied (`client_certificate_crl_depth`, `..._unknown_status`,
+    /// `client_certificate_crls_strict`); the field and the reason when a value is unknown.
+    pub(crate) fn crl_options(&self) -> Result<crate::mtls::CrlOptions, (&'static str, String)> {
+        let chain = match self.client_certificate_crl_depth.trim() {
+            "" | "chain" => true,
+            "leaf" => false,
+            other => {
+                return Err((
+                    "client_certificate_crl_depth",
+                    format!("{other:?} is not \"chain\" or \"leaf\""),
+                ));
+            }
+        };
+        let deny_unknown = match self.client_certificate_crl_unknown_status.trim() {
+            "" | "allow" => false,
+            "deny" => true,
+            other => {
+                return Err((
+                    "client_certificate_crl_unknown_status",
+                    format!("{other:?} is not \"allow\" or \"deny\""),
+                ));
+            }
+        };
+        Ok(crate::mtls::CrlOptions {
+            chain,
+            deny_unknown,
+            strict: self.client_certificate_crls_strict,
+        })
     }
 
     /// The parsed `client_certificate_crls`.

@@ -20,6 +20,7 @@ mod mtls;
 mod observe;
 mod proxy;
 mod request_path;
+mod retain;
 mod runtime;
 mod server;
 mod sni;

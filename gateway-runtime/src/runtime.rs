@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use cert_store::{CertStore, MemoryStorage};
+use cert_store::{CertStore, Change, MemoryStorage};
 use rustls_pki_types::CertificateDer;
 use tls_core::EncodingSecret;
 use tokio::net::TcpListener;
@@ -20,6 +20,7 @@ use crate::metrics::GatewayMetrics;
 use crate::monitor::start_monitor;
 use crate::observe::CertObserver;
 use crate::proxy::Proxy;
+use crate::retain::Retained;
 use crate::server::{ListenerRole, Tracker, accept_loop};
 use crate::state::{TlsShared, TlsState};
 
@@ -195,12 +196,15 @@ impl GatewayBuilder {
         };
         register_usage(&store, &config, &apis);
         let metrics = Arc::new(GatewayMetrics::default());
+        let retained = Arc::new(Retained::new(Arc::clone(&metrics)));
         let tls_shared = TlsShared {
             provider: tls_core::default_provider(),
             ticketer: rustls::crypto::ring::Ticketer::new()
                 .map_err(|e| GatewayError::Tls(e.to_string()))?,
             sessions: rustls::server::ServerSessionMemoryCache::new(8192),
             metrics: Arc::clone(&metrics),
+            retained: Arc::clone(&retained),
+            crls_past: std::sync::Mutex::default(),
         };
         let monitor = Arc::new(
             start_monitor(&config, &store, self.sinks, &self.upstream_roots)
@@ -219,7 +223,8 @@ impl GatewayBuilder {
             Arc::clone(&metrics),
             self.upstream_roots,
         )
-        .map_err(|e| GatewayError::Tls(e.to_string()))?;
+        .map_err(|e| GatewayError::Tls(e.to_string()))?
+        .with_retained(retained);
         proxy.reload(&table).await;
         let extra_metrics: Arc<dyn Fn() -> String + Send + Sync> =
             Arc::new(move || monitor.prometheus());
@@ -383,21 +388,48 @@ fn register_usage(store: &CertStore, config: &GatewayConfig, apis: &[ApiDefiniti
     store.usage().replace_all(uses);
 }
 
-/// Rebuilds TLS and upstream settings when the store changes; several notices arriving together
-/// give one rebuild.
+/// How often TLS is rebuilt without a change notice, to notice certificates the store lost
+/// without saying so (a `FLUSHALL`): they are then reported missing (see `retain`).
+const RECHECK: Duration = Duration::from_secs(60);
+/// The same while some certificate is served from its last good copy.
+const RECHECK_DEGRADED: Duration = Duration::from_secs(5);
+
+/// Rebuilds TLS and upstream settings when the store changes (several notices arriving
+/// together give one rebuild), and every [`RECHECK`].
 async fn follow_store(shared: std::sync::Weak<Shared>, mut stop: watch::Receiver<bool>) {
     let Some(mut changes) = shared.upgrade().map(|s| s.store.subscribe()) else {
         return;
     };
     loop {
+        let recheck = match shared.upgrade() {
+            Some(shared) if shared.tls_shared.retained.degraded() => RECHECK_DEGRADED,
+            Some(_) => RECHECK,
+            None => return,
+        };
         tokio::select! {
-            change = changes.next() => {
-                if change.is_none() {
-                    return;
-                }
-                // Coalesce a burst (a bulk import) into one rebuild.
-                while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(5), changes.next()).await {}
+            () = tokio::time::sleep(recheck) => {
                 let Some(shared) = shared.upgrade() else { return };
+                if let Err(e) = shared.rebuild().await {
+                    tracing::error!(error = %e, "cannot rebuild TLS; keeping the previous settings");
+                }
+            }
+            change = changes.next() => {
+                let Some(change) = change else {
+                    return;
+                };
+                let Some(shared) = shared.upgrade() else { return };
+                // A delete through a store API (here or on another gateway) ends the last good
+                // copy; data loss sends no such notice (a Redis restart only a `Resync`).
+                let forget = |change: &Change| {
+                    if let Change::Removed(id) = change {
+                        shared.tls_shared.retained.forget(id);
+                    }
+                };
+                forget(&change);
+                // Coalesce a burst (a bulk import) into one rebuild.
+                while let Ok(Some(change)) = tokio::time::timeout(Duration::from_millis(5), changes.next()).await {
+                    forget(&change);
+                }
                 if let Err(e) = shared.rebuild().await {
                     tracing::error!(error = %e, "cannot rebuild TLS after a certificate change; keeping the previous settings");
                 }
