@@ -317,3 +317,18 @@ async fn no_refusal_of_a_shared_bad_vector_shows_debug_text() {
     }
     assert!(checked >= 8, "only {checked} bad vectors found");
 }
+
+#[test]
+fn mutual_tls_refusals_use_tyks_texts() {
+    use crate::mtls::Refusal;
+    let fingerprint: tls_core::Fingerprint = "ab".repeat(32).parse().unwrap();
+    assert_eq!(
+        Refusal::Missing.to_string(),
+        "Client TLS certificate is required"
+    );
+    assert_eq!(Refusal::Expired.to_string(), "Certificate has expired");
+    assert_eq!(
+        Refusal::NotAllowed(fingerprint).to_string(),
+        format!("Certificate with SHA256 {} not allowed", "ab".repeat(32))
+    );
+}
