@@ -144,6 +144,27 @@ fn classes() -> Vec<Class> {
             tyk: not_pem.clone(),
         },
         Class {
+            what: "a truncated block with a 100,000-character label",
+            body: format!("-----BEGIN {}-----\nAAAA\n", "A".repeat(100_000)),
+            tyk: not_pem.clone(),
+        },
+        Class {
+            what: "a block whose END label differs and is huge",
+            body: format!(
+                "-----BEGIN CERTIFICATE-----\nAAAA\n-----END {}-----\n",
+                "B".repeat(100_000)
+            ),
+            tyk: not_pem.clone(),
+        },
+        Class {
+            what: "a key with a huge label",
+            body: format!(
+                "{ec_cert}{}",
+                pem(&format!("{} PRIVATE KEY", "K".repeat(100_000)), &[0x30, 0])
+            ),
+            tyk: tls_core::TYK_BAD_KEY.into(),
+        },
+        Class {
             what: "a key after a public key",
             body: format!("{}{}", vector("pubkey-p256.pem"), ec_key),
             tyk: tls_core::TYK_NO_CERTIFICATE_BLOCK.into(),
