@@ -179,8 +179,32 @@ pub struct HttpServerOptions {
     pub enable_http2: bool,
     /// Do not send the list of acceptable client CAs in the CertificateRequest.
     pub skip_client_ca_announcement: bool,
+    /// Tyk's: route and forward request paths exactly as sent, without cleaning (dot segments,
+    /// repeated slashes, unreserved percent-escapes) or refusing encoded slashes and NULs.
+    /// Dangerous: an upstream that resolves `/open/../admin` itself serves what the gateway
+    /// routed as `/open/`, past any mutual TLS of the API at `/admin/` (see SECURITY.md).
+    pub skip_url_cleaning: bool,
+    /// Seconds a client connection may stay open with no request in flight (after the
+    /// handshake, between keep-alive requests, idle HTTP/2 with GOAWAY); 0 = 20 seconds.
+    pub idle_timeout: u64,
+    /// Ours: most client connections open at once; more are closed at accept. 0 = half the
+    /// process's open-file limit (the rest is left for upstreams and storage).
+    pub max_connections: usize,
+    /// Ours: most client connections open at once from one IP address; 0 = no per-IP limit
+    /// (clients behind one NAT or load balancer share an address).
+    pub max_connections_per_ip: usize,
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
+}
+
+impl HttpServerOptions {
+    /// `idle_timeout` with its default applied.
+    pub fn idle_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(match self.idle_timeout {
+            0 => 20,
+            seconds => seconds,
+        })
+    }
 }
 
 /// `security`.
@@ -457,6 +481,18 @@ impl GatewayConfig {
                 "HTTPSERVEROPTIONS_MAXVERSION" => {
                     self.http_server_options.max_version = parse_env(&name, &value)?
                 }
+                "HTTPSERVEROPTIONS_SKIPURLCLEANING" => {
+                    self.http_server_options.skip_url_cleaning = parse_env(&name, &value)?
+                }
+                "HTTPSERVEROPTIONS_IDLETIMEOUT" => {
+                    self.http_server_options.idle_timeout = parse_env(&name, &value)?
+                }
+                "HTTPSERVEROPTIONS_MAXCONNECTIONS" => {
+                    self.http_server_options.max_connections = parse_env(&name, &value)?
+                }
+                "HTTPSERVEROPTIONS_MAXCONNECTIONSPERIP" => {
+                    self.http_server_options.max_connections_per_ip = parse_env(&name, &value)?
+                }
                 "STORAGE_TYPE" => self.storage.kind = value,
                 "STORAGE_HOST" => self.storage.host = value,
                 "STORAGE_PORT" => self.storage.port = parse_env(&name, &value)?,
@@ -557,6 +593,12 @@ impl GatewayConfig {
             return Err(invalid(
                 "request_read_timeout_seconds",
                 "must be at least 1",
+            ));
+        }
+        if self.http_server_options.idle_timeout > 86_400 {
+            return Err(invalid(
+                "http_server_options.idle_timeout",
+                "must be at most 86400 seconds (0 = 20 seconds)",
             ));
         }
         if self.tls_handshake_timeout_seconds == 0 {
@@ -733,6 +775,8 @@ impl ApiDefinition {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn parse(text: &str) -> Result<GatewayConfig, ConfigError> {
@@ -777,6 +821,37 @@ mod tests {
             config.storage.redis_url(),
             "redis://:p%40ss%20word@127.0.0.1:6379/0"
         );
+        assert_eq!(
+            config.http_server_options.idle_timeout(),
+            Duration::from_secs(20)
+        );
+        config
+            .apply_env([
+                (
+                    "TYK_GW_HTTPSERVEROPTIONS_IDLETIMEOUT".to_owned(),
+                    "7".to_owned(),
+                ),
+                (
+                    "TYK_GW_HTTPSERVEROPTIONS_SKIPURLCLEANING".to_owned(),
+                    "true".to_owned(),
+                ),
+                (
+                    "TYK_GW_HTTPSERVEROPTIONS_MAXCONNECTIONS".to_owned(),
+                    "100".to_owned(),
+                ),
+                (
+                    "TYK_GW_HTTPSERVEROPTIONS_MAXCONNECTIONSPERIP".to_owned(),
+                    "5".to_owned(),
+                ),
+            ])
+            .unwrap();
+        let options = &config.http_server_options;
+        assert_eq!(options.idle_timeout(), Duration::from_secs(7));
+        assert!(options.skip_url_cleaning);
+        assert_eq!(
+            (options.max_connections, options.max_connections_per_ip),
+            (100, 5)
+        );
         let err = config
             .apply_env([("TYK_GW_LISTENPORT".to_owned(), "eighty".to_owned())])
             .unwrap_err();
@@ -809,6 +884,10 @@ mod tests {
                 "ssl_ciphers",
             ),
             (r#"{"storage": {"type": "mongo"}}"#, "storage.type"),
+            (
+                r#"{"http_server_options": {"idle_timeout": 100000}}"#,
+                "idle_timeout",
+            ),
             (
                 r#"{"listen_port": "80"}"#,
                 "expected u16 at line 1 column 20",

@@ -7,6 +7,7 @@
 
 mod api;
 pub mod config;
+mod connections;
 mod control;
 mod http_util;
 #[cfg(feature = "internals")]
@@ -19,6 +20,7 @@ mod monitor;
 mod mtls;
 mod observe;
 mod proxy;
+mod request_path;
 mod runtime;
 mod server;
 mod sni;
@@ -26,7 +28,7 @@ mod state;
 mod tls;
 
 pub use config::{ApiDefinition, ConfigError, GatewayConfig, WebhookConfig};
-pub use http_util::{Body, BoxError, Fallback};
+pub use http_util::{Body, BoxError};
 pub use metrics::GatewayMetrics;
 pub use runtime::{Gateway, GatewayBuilder, GatewayError, store_from_config};
 pub use tls::cipher_suites;

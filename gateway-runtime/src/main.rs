@@ -6,8 +6,8 @@
 //! commands that work. `gateway --config FILE` runs a real configuration.
 //!
 //! ```sh
-//! cargo run -p gateway-runtime                      # the demo
-//! cargo run -p gateway-runtime -- --config tyk.conf # a configuration
+//! cargo run -p certgate-gateway-runtime                      # the demo
+//! cargo run -p certgate-gateway-runtime -- --config tyk.conf # a configuration
 //! ```
 //!
 //! SIGINT/SIGTERM drain connections and stop; SIGHUP reloads the API definitions.

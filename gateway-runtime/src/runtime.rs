@@ -61,6 +61,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<GatewayMetrics>,
     pub(crate) observer: Arc<dyn CertObserver>,
     pub(crate) fallback: Option<crate::http_util::Fallback>,
+    /// Open client connections against their caps.
+    pub(crate) admission: Arc<crate::connections::Admission>,
     /// The gateway listener's port (the real one when configured as 0).
     gateway_port: u16,
 }
@@ -141,10 +143,32 @@ impl GatewayBuilder {
         self
     }
 
-    /// Sends requests that match no API to `handler` (the embedding service's own router)
-    /// instead of answering 404. They pass through the same TLS termination.
-    pub fn fallback(mut self, handler: crate::http_util::Fallback) -> Self {
-        self.fallback = Some(handler);
+    /// Sends requests that match no API to `service`, the embedding service's own router (any
+    /// `tower::Service`: an `axum::Router` plugs in as it is), instead of answering 404. They
+    /// pass through the same TLS termination (and mutual TLS policy of the domain); the
+    /// request's path has been cleaned (see `http_server_options.skip_url_cleaning`).
+    ///
+    /// Reserved paths: on the gateway's port the control API answers `/tyk/...`, `/hello` and
+    /// `/metrics` before any API or the fallback. Give the control API a port of its own
+    /// (`control_api_port`) and the gateway port has no reserved path; or a host name of its
+    /// own (`control_api_hostname`) and only requests for that host are the control API's.
+    ///
+    /// A service error is logged and answered with a plain 500.
+    pub fn fallback<S, B>(mut self, service: S) -> Self
+    where
+        S: tower_service::Service<
+                http::Request<hyper::body::Incoming>,
+                Response = http::Response<B>,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<crate::BoxError>,
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<crate::BoxError>,
+    {
+        self.fallback = Some(crate::http_util::fallback_from_service(service));
         self
     }
 
@@ -222,6 +246,14 @@ impl GatewayBuilder {
         };
         let control_addr = control_listener.as_ref().and_then(|l| l.local_addr().ok());
 
+        let admission = Arc::new(crate::connections::Admission::new(
+            &config.http_server_options,
+            crate::connections::open_file_limit(),
+        ));
+        tracing::debug!(
+            max_connections = admission.max_total(),
+            "client connection cap"
+        );
         let shared = Arc::new(Shared {
             config: Arc::clone(&config),
             store: store.clone(),
@@ -233,6 +265,7 @@ impl GatewayBuilder {
             metrics,
             observer,
             fallback: self.fallback,
+            admission,
             gateway_port: local_addr.port(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);

@@ -15,7 +15,7 @@ use time::format_description::well_known::Rfc3339;
 use tls_core::{CertId, Duration, EncodingSecret, KeyFormat, Metadata, OffsetDateTime, OrgId};
 
 use crate::cli::{Command, Target};
-use crate::gateway::{Gateway, encode, failure};
+use crate::gateway::{Gateway, TlsOptions, encode, failure};
 use crate::report::printable;
 
 /// What a store command prints, and whether it succeeded.
@@ -270,10 +270,25 @@ fn redacted(url: &str) -> String {
     }
 }
 
+/// A default target from the environment; set but empty counts as unset.
+fn env_target(name: &str) -> Result<Option<String>, String> {
+    match std::env::var(name) {
+        Ok(value) if value.trim().is_empty() => Ok(None),
+        Ok(value) => Ok(Some(value)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(format!("{name} is not valid UTF-8")),
+    }
+}
+
 impl Backend {
     /// Connects to what `target` names; `at` fixes the clock that judges uploads (Redis only).
     async fn open(target: &Target, at: Option<OffsetDateTime>) -> Result<Self, String> {
-        match (&target.url, &target.redis) {
+        // An explicit --url or --redis wins over the environment's default target.
+        let (url, redis) = match (&target.url, &target.redis) {
+            (None, None) => (env_target("CERTCTL_URL")?, env_target("CERTCTL_REDIS")?),
+            (url, redis) => (url.clone(), redis.clone()),
+        };
+        match (&url, &redis) {
             (Some(url), None) => {
                 if at.is_some() {
                     return Err(
@@ -287,7 +302,13 @@ impl Backend {
                             .to_owned(),
                     );
                 };
-                Gateway::new(url, secret).map(|g| Self::Gateway(Box::new(g)))
+                let tls = TlsOptions {
+                    cacert: target.cacert.clone(),
+                    insecure: target.insecure,
+                    cert: target.cert.clone(),
+                    key: target.key.clone(),
+                };
+                Gateway::new(url, secret, &tls).map(|g| Self::Gateway(Box::new(g)))
             }
             (None, Some(url)) => {
                 let clock: Arc<dyn Clock> = match at {
@@ -296,7 +317,10 @@ impl Backend {
                 };
                 redis_store(url, target, clock, None).await.map(Self::Redis)
             }
-            (Some(_), Some(_)) => Err("give either --url or --redis, not both".to_owned()),
+            (Some(_), Some(_)) => Err(
+                "give either --url or --redis, not both (CERTCTL_URL and CERTCTL_REDIS are both set)"
+                    .to_owned(),
+            ),
             (None, None) => Err(
                 "say where the certificates are: --url URL --secret S (a gateway), or --redis URL --encoding-secret S"
                     .to_owned(),
