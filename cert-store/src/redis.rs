@@ -229,6 +229,12 @@ impl RedisStorage {
         crate::redis_migrate::reindex(&self.connection, &self.keys.prefix).await
     }
 
+    /// A sample of up to `limit` stored record texts, whoever wrote them (Tyk or certgate),
+    /// found by at most five SCAN calls: never a scan of the whole keyspace.
+    pub async fn sample_records(&self, limit: usize) -> Result<Vec<String>, StorageError> {
+        crate::redis_migrate::sample_records(&self.connection, &self.keys.prefix, limit, 5).await
+    }
+
     fn insert_invocation<'a>(&'a self, id: &CertId, record: &str) -> redis::ScriptInvocation<'a> {
         let mut invocation = self.scripts.insert.prepare_invoke();
         invocation

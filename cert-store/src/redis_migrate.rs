@@ -323,6 +323,44 @@ async fn move_orgless(
     Ok(moved)
 }
 
+/// Up to `limit` record texts, found by at most `steps` SCAN calls over `<prefix>raw-*` (a
+/// sample: never the whole keyspace).
+pub(crate) async fn sample_records(
+    connection: &ConnectionManager,
+    prefix: &str,
+    limit: usize,
+    steps: usize,
+) -> Result<Vec<String>, StorageError> {
+    let mut connection = connection.clone();
+    let pattern = format!("{}*", glob_escape(&format!("{prefix}raw-")));
+    let mut keys: Vec<String> = Vec::new();
+    let mut cursor: u64 = 0;
+    for _ in 0..steps {
+        let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(SCAN_COUNT)
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        keys.extend(found);
+        if next == 0 || keys.len() >= limit {
+            break;
+        }
+        cursor = next;
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    keys.truncate(limit);
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let texts: Vec<Option<String>> = connection.mget(&keys).await.map_err(redis_error)?;
+    Ok(texts.into_iter().flatten().collect())
+}
+
 /// What [`reindex`] found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]

@@ -254,3 +254,18 @@ async fn org_less_ids_older_certgate_kept_in_cert_dash_dash_index_move_to_certga
     let marker: bool = redis.exists("cert--index-migrated").await.unwrap();
     assert!(!marker, "Tyk's org-less marker is Tyk's");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sample_of_records_finds_those_tyk_wrote_without_scanning_everything() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let mut redis = raw(&server).await;
+    let ids: Vec<CertId> = (0..30).map(|n| fake_id("tykorg", n)).collect();
+    plant(&mut redis, &ids).await;
+    let _: () = redis.set("unrelated", "x").await.unwrap();
+    let sample = storage(&server).await.sample_records(20).await.unwrap();
+    assert_eq!(sample.len(), 20);
+    let planted = vector("leaf-p256-traditional.tyk-stored.pem");
+    assert!(sample.iter().all(|text| *text == planted));
+}

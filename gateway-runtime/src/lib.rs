@@ -13,6 +13,7 @@ mod http_util;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod internals;
+#[cfg(feature = "redis")]
 mod key_format;
 mod metrics;
 mod monitor;

@@ -331,6 +331,7 @@ pub async fn store_from_config(config: &GatewayConfig) -> Result<CertStore, Gate
             ))
             .await
             .map_err(|e| GatewayError::Storage(e.to_string()))?;
+            crate::key_format::warn_on_foreign_format(&redis, config.key_format()).await;
             Arc::new(redis)
         }
         #[cfg(not(feature = "redis"))]
@@ -346,15 +347,11 @@ pub async fn store_from_config(config: &GatewayConfig) -> Result<CertStore, Gate
             "no private_certificate_encoding_secret nor secret: private keys are stored with an empty secret"
         );
     }
-    let store = CertStore::builder(storage)
+    Ok(CertStore::builder(storage)
         .encoding_secret(EncodingSecret::new(config.encoding_secret()))
         .key_format(config.key_format())
         .allow_file_references(config.allow_certificate_files)
-        .build();
-    if config.storage.kind == "redis" {
-        crate::key_format::warn_on_foreign_format(&store, config.key_format()).await;
-    }
-    Ok(store)
+        .build())
 }
 
 /// Registers which API uses which stored certificate (Tyk's usage tracker; inline PEM skipped).

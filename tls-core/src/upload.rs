@@ -71,8 +71,8 @@ impl Parts {
     fn add(&mut self, block: Block, now: OffsetDateTime) -> Result<(), UploadError> {
         let position = block.position;
         if self.seen.len() < MAX_LISTED_BLOCKS {
-            let label: String = block.label.chars().take(64).collect();
-            self.seen.push(format!("{label} at {position}"));
+            self.seen
+                .push(format!("{} at {position}", pem::shown(&block.label)));
         } else {
             self.unlisted += 1;
         }
@@ -118,7 +118,7 @@ impl Parts {
                 }
                 let encoding = KeyEncoding::from_pem_label(label).ok_or_else(|| UploadError::UnsupportedKey {
                     block: position,
-                    reason: format!("{label} is not supported; use PKCS#8 (PRIVATE KEY), PKCS#1 (RSA PRIVATE KEY) or SEC1 (EC PRIVATE KEY)"),
+                    reason: format!("{} is not supported; use PKCS#8 (PRIVATE KEY), PKCS#1 (RSA PRIVATE KEY) or SEC1 (EC PRIVATE KEY)", pem::shown(label)),
                 })?;
                 self.key = Some((position, PrivateKey::new(encoding, block.der)));
             }

@@ -144,6 +144,27 @@ fn classes() -> Vec<Class> {
             tyk: not_pem.clone(),
         },
         Class {
+            what: "a truncated block with a 100,000-character label",
+            body: format!("-----BEGIN {}-----\nAAAA\n", "A".repeat(100_000)),
+            tyk: not_pem.clone(),
+        },
+        Class {
+            what: "a block whose END label differs and is huge",
+            body: format!(
+                "-----BEGIN CERTIFICATE-----\nAAAA\n-----END {}-----\n",
+                "B".repeat(100_000)
+            ),
+            tyk: not_pem.clone(),
+        },
+        Class {
+            what: "a key with a huge label",
+            body: format!(
+                "{ec_cert}{}",
+                pem(&format!("{} PRIVATE KEY", "K".repeat(100_000)), &[0x30, 0])
+            ),
+            tyk: tls_core::TYK_BAD_KEY.into(),
+        },
+        Class {
             what: "a key after a public key",
             body: format!("{}{}", vector("pubkey-p256.pem"), ec_key),
             tyk: tls_core::TYK_NO_CERTIFICATE_BLOCK.into(),
@@ -316,4 +337,19 @@ async fn no_refusal_of_a_shared_bad_vector_shows_debug_text() {
         checked += 1;
     }
     assert!(checked >= 8, "only {checked} bad vectors found");
+}
+
+#[test]
+fn mutual_tls_refusals_use_tyks_texts() {
+    use crate::mtls::Refusal;
+    let fingerprint: tls_core::Fingerprint = "ab".repeat(32).parse().unwrap();
+    assert_eq!(
+        Refusal::Missing.to_string(),
+        "Client TLS certificate is required"
+    );
+    assert_eq!(Refusal::Expired.to_string(), "Certificate has expired");
+    assert_eq!(
+        Refusal::NotAllowed(fingerprint).to_string(),
+        format!("Certificate with SHA256 {} not allowed", "ab".repeat(32))
+    );
 }
