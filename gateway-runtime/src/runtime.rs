@@ -144,7 +144,8 @@ impl GatewayBuilder {
     }
 
     /// Sends requests that match no API to `handler` (the embedding service's own router)
-    /// instead of answering 404. They pass through the same TLS termination.
+    /// instead of answering 404. They pass through the same TLS termination and path cleaning
+    /// (`http_server_options.skip_url_cleaning`).
     pub fn fallback(mut self, handler: crate::http_util::Fallback) -> Self {
         self.fallback = Some(handler);
         self
@@ -157,6 +158,9 @@ impl GatewayBuilder {
     }
 
     /// Connects the store, loads APIs, builds TLS, binds the listeners and starts serving.
+    ///
+    /// The first gateway of a process raises the process's soft open-file limit
+    /// (`RLIMIT_NOFILE`) to its hard limit, as Go programs do at start-up.
     pub async fn start(self) -> Result<Gateway, GatewayError> {
         let config = Arc::new(self.config);
         config.validate()?;
