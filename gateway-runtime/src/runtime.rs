@@ -180,6 +180,9 @@ impl GatewayBuilder {
     }
 
     /// Connects the store, loads APIs, builds TLS, binds the listeners and starts serving.
+    ///
+    /// The first gateway of a process raises the process's soft open-file limit
+    /// (`RLIMIT_NOFILE`) to its hard limit, as Go programs do at start-up.
     pub async fn start(self) -> Result<Gateway, GatewayError> {
         let config = Arc::new(self.config);
         config.validate()?;
