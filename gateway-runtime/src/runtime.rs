@@ -58,6 +58,7 @@ pub(crate) struct Shared {
     tls_shared: TlsShared,
     pub(crate) proxy: Proxy,
     pub(crate) control: ControlApi,
+    pub(crate) ui: Option<crate::ui::CertificateUi>,
     pub(crate) metrics: Arc<GatewayMetrics>,
     pub(crate) observer: Arc<dyn CertObserver>,
     pub(crate) fallback: Option<crate::http_util::Fallback>,
@@ -222,6 +223,8 @@ impl GatewayBuilder {
         };
         let control_addr = control_listener.as_ref().and_then(|l| l.local_addr().ok());
 
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let ui = crate::ui::CertificateUi::new(&config, &store, stop_rx.clone());
         let shared = Arc::new(Shared {
             config: Arc::clone(&config),
             store: store.clone(),
@@ -230,12 +233,12 @@ impl GatewayBuilder {
             tls_shared,
             proxy,
             control,
+            ui,
             metrics,
             observer,
             fallback: self.fallback,
             gateway_port: local_addr.port(),
         });
-        let (stop_tx, stop_rx) = watch::channel(false);
         let tracker = Arc::new(Tracker::default());
         let mut tasks = vec![tokio::spawn(accept_loop(
             listener,
