@@ -233,7 +233,7 @@ async fn an_upload_with_its_key_is_listed_with_the_right_id_and_its_details_show
             assert_eq!(list.status, StatusCode::OK);
             if list.body.contains(&format!("data-copy=\"{id}\"")) {
                 found = true;
-                assert!(list.body.contains(">yes</td>"), "private key shown as yes");
+                assert!(list.body.contains("<div>yes</div>"), "private key shown as yes");
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -150,7 +150,8 @@ async fn screenshots(client: &Client, name: &str) {
             .unwrap()
             .as_u64()
             .unwrap_or(900)
-            .clamp(600, 3000);
+            .clamp(600, 3000)
+            + 120;
         client
             .set_window_size(width, u32::try_from(height).unwrap())
             .await

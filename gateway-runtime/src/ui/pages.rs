@@ -24,6 +24,18 @@ use crate::runtime::Shared;
 const PAGE_SIZE: usize = 50;
 /// Certificates on the overview's attention list.
 const ATTENTION: usize = 10;
+/// The details API's fields in its own order (Tyk's `CertificateMeta`); others follow.
+const DETAIL_ORDER: &[&str] = &[
+    "id",
+    "fingerprint",
+    "has_private",
+    "issuer",
+    "subject",
+    "not_before",
+    "not_after",
+    "dns_names",
+    "is_ca",
+];
 /// SANs shown in a row before "+N more".
 const ROW_SANS: usize = 3;
 
@@ -95,7 +107,7 @@ struct OverviewPage {
     expiring: usize,
     warning_days: i64,
     chart_svg: String,
-    chart_total: u32,
+    chart_text: String,
     attention: Vec<Row>,
 }
 
@@ -503,7 +515,10 @@ impl CertificateUi {
                 expiring,
                 warning_days,
                 chart_svg: chart.svg(warning_days),
-                chart_total: chart.total(),
+                chart_text: match chart.total() {
+                    1 => "1 certificate expires".to_owned(),
+                    n => format!("{n} certificates expire"),
+                },
                 attention,
             },
         )
@@ -762,8 +777,15 @@ impl CertificateUi {
             .body
             .as_object()
             .map(|object| {
-                object
-                    .iter()
+                let mut entries: Vec<_> = object.iter().collect();
+                entries.sort_by_key(|(key, _)| {
+                    DETAIL_ORDER
+                        .iter()
+                        .position(|k| k == key)
+                        .unwrap_or(DETAIL_ORDER.len())
+                });
+                entries
+                    .into_iter()
                     .map(|(key, value)| {
                         let shown = match key.as_str() {
                             "issuer" | "subject" => dn(value),
