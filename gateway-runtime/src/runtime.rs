@@ -179,8 +179,19 @@ impl GatewayBuilder {
             sessions: rustls::server::ServerSessionMemoryCache::new(8192),
             metrics: Arc::clone(&metrics),
         };
+        // The certificate page shows each certificate's recent expiry events.
+        let recent_events = config
+            .certificate_ui
+            .enabled
+            .then(|| crate::ui::RecentEvents::new(Arc::clone(store.clock())));
+        let mut sinks = self.sinks;
+        sinks.extend(
+            recent_events
+                .clone()
+                .map(|r| r as Arc<dyn expiry_monitor::EventSink>),
+        );
         let monitor = Arc::new(
-            start_monitor(&config, &store, self.sinks, &self.upstream_roots)
+            start_monitor(&config, &store, sinks, &self.upstream_roots)
                 .await
                 .map_err(GatewayError::Monitor)?,
         );
@@ -224,7 +235,7 @@ impl GatewayBuilder {
         let control_addr = control_listener.as_ref().and_then(|l| l.local_addr().ok());
 
         let (stop_tx, stop_rx) = watch::channel(false);
-        let ui = crate::ui::CertificateUi::new(&config, &store, stop_rx.clone());
+        let ui = crate::ui::CertificateUi::new(&config, &store, recent_events, stop_rx.clone());
         let shared = Arc::new(Shared {
             config: Arc::clone(&config),
             store: store.clone(),

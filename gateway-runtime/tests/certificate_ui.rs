@@ -7,7 +7,7 @@ mod ui_support;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt as _;
 use tls_core::OrgId;
-use ui_support::{Browser, SECRET, expected_id, html_escape, start, vector};
+use ui_support::{Browser, SECRET, expected_id, html_escape, start, start_with, vector};
 
 #[tokio::test]
 async fn a_wrong_secret_is_refused_and_sign_in_sets_a_flagged_session_cookie() {
@@ -233,7 +233,10 @@ async fn an_upload_with_its_key_is_listed_with_the_right_id_and_its_details_show
             assert_eq!(list.status, StatusCode::OK);
             if list.body.contains(&format!("data-copy=\"{id}\"")) {
                 found = true;
-                assert!(list.body.contains("<div>yes</div>"), "private key shown as yes");
+                assert!(
+                    list.body.contains("<div>yes</div>"),
+                    "private key shown as yes"
+                );
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -443,4 +446,40 @@ async fn static_assets_are_served_and_the_page_is_off_by_default() {
         .unwrap();
     let answer = Browser::new(off.local_addr()).get("/ui/signin").await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn details_show_the_expiry_monitors_recent_events() {
+    let ui = start_with(
+        r#", "security": {"certificate_expiry_monitor": {"sweep_interval_seconds": 1}}"#,
+    )
+    .await;
+    let mut browser = Browser::new(ui.addr());
+    browser.sign_in(SECRET).await;
+    let path = format!("/ui/certs/{}", expected_id("expiring-10d"));
+    let mut body = String::new();
+    for _ in 0..100 {
+        body = browser.get(&path).await.body;
+        if body.contains("<strong>CertificateExpiringSoon</strong>") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        body.contains("<strong>CertificateExpiringSoon</strong>"),
+        "no event shown: {body}"
+    );
+    let expired = browser
+        .get(&format!("/ui/certs/{}", expected_id("expired")))
+        .await;
+    assert!(expired.body.contains("<strong>CertificateExpired</strong>"));
+    // Without a sweep, nothing has happened yet.
+    let quiet = start().await;
+    let mut other = Browser::new(quiet.addr());
+    other.sign_in(SECRET).await;
+    let none = other.get(&path).await;
+    assert!(
+        none.body
+            .contains("No expiry event for this certificate since the gateway started.")
+    );
 }

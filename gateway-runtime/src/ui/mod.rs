@@ -21,6 +21,7 @@ mod events;
 mod form;
 mod index;
 mod pages;
+mod recent;
 mod session;
 
 use std::sync::Arc;
@@ -36,6 +37,8 @@ use tokio::sync::watch;
 use crate::config::GatewayConfig;
 use crate::http_util::{Body, BoxError, full};
 use crate::runtime::Shared;
+
+pub(crate) use self::recent::RecentEvents;
 
 use self::index::Index;
 use self::session::{Session, Sessions};
@@ -118,6 +121,7 @@ pub(crate) struct CertificateUi {
     auth_key: hmac::Key,
     sessions: Sessions,
     index: Arc<Index>,
+    recent: Option<Arc<RecentEvents>>,
     warning: time::Duration,
     body_limit: usize,
     read_timeout: std::time::Duration,
@@ -140,9 +144,11 @@ struct Signed {
 
 impl CertificateUi {
     /// The page for `config`, when enabled; starts the index that follows `store` until `stop`.
+    /// `recent` holds the expiry monitor's events, when it delivers them there.
     pub(crate) fn new(
         config: &GatewayConfig,
         store: &CertStore,
+        recent: Option<Arc<RecentEvents>>,
         stop: watch::Receiver<bool>,
     ) -> Option<Self> {
         let ui = &config.certificate_ui;
@@ -167,6 +173,7 @@ impl CertificateUi {
             auth_key,
             sessions: Sessions::new(time::Duration::seconds(ttl)),
             index,
+            recent,
             warning: config
                 .security
                 .certificate_expiry_monitor

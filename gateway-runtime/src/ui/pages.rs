@@ -72,6 +72,15 @@ pub(super) struct UseRow {
     pub(super) role: String,
 }
 
+/// A recent expiry event.
+pub(super) struct EventRow {
+    pub(super) at: String,
+    pub(super) name: &'static str,
+    pub(super) message: String,
+    pub(super) api_id: String,
+    pub(super) role: &'static str,
+}
+
 /// One certificate of a chain.
 pub(super) struct ChainRow {
     pub(super) subject: String,
@@ -138,6 +147,8 @@ struct DetailsPage {
     extra: Vec<(String, String)>,
     chain: Vec<ChainRow>,
     uses: Vec<UseRow>,
+    events_kept: bool,
+    events: Vec<EventRow>,
 }
 
 #[derive(Template)]
@@ -844,6 +855,20 @@ impl CertificateUi {
                 }
             }
         }
+        let events = match (&self.recent, &meta) {
+            (Some(recent), Some(meta)) => recent
+                .of(&meta.fingerprint)
+                .into_iter()
+                .map(|e| EventRow {
+                    at: date(e.at),
+                    name: e.name,
+                    message: e.message,
+                    api_id: e.api_id,
+                    role: e.role,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         let notice = query.get("added").map(|_| "Certificate added.".to_owned());
         render(
             StatusCode::OK,
@@ -857,6 +882,8 @@ impl CertificateUi {
                 extra,
                 chain,
                 uses,
+                events_kept: self.recent.is_some(),
+                events,
             },
         )
     }

@@ -96,6 +96,11 @@ impl UiGateway {
 /// Starts the gateway: the expired vector (added while it was valid), the expiring-10d one and
 /// the p256 leaf (used by API `used-api` as its server certificate).
 pub(crate) async fn start() -> UiGateway {
+    start_with("").await
+}
+
+/// [`start`] with more top-level configuration fields (`, "field": ...`).
+pub(crate) async fn start_with(extra: &str) -> UiGateway {
     let now = generated_at();
     let clock = Arc::new(ManualClock::new(now - Duration::days(10)));
     let store = CertStore::builder(Arc::new(MemoryStorage::new()))
@@ -119,7 +124,7 @@ pub(crate) async fn start() -> UiGateway {
     let config = GatewayConfig::from_json(
         &format!(
             r#"{{"listen_address": "127.0.0.1", "listen_port": 0, "secret": "{SECRET}",
-                "certificate_ui": {{"enabled": true}}}}"#
+                "certificate_ui": {{"enabled": true}}{extra}}}"#
         ),
         Path::new("ui-test.json"),
         Vec::new(),
