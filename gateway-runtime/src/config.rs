@@ -106,6 +106,8 @@ pub struct GatewayConfig {
     pub max_request_body_bytes: usize,
     /// Ours: URLs that receive expiry events as JSON (HTTP POST).
     pub certificate_expiry_webhooks: Vec<WebhookConfig>,
+    /// Ours: the certificate page served on the control API's listener.
+    pub certificate_ui: crate::ui::CertificateUiConfig,
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
 }
@@ -129,6 +131,7 @@ impl Default for GatewayConfig {
             request_read_timeout_seconds: 30,
             max_request_body_bytes: 1 << 20,
             certificate_expiry_webhooks: Vec::new(),
+            certificate_ui: crate::ui::CertificateUiConfig::default(),
             unknown: BTreeMap::new(),
         }
     }
@@ -632,6 +635,9 @@ impl GatewayConfig {
                 "needs http_server_options.use_ssl",
             ));
         }
+        self.certificate_ui
+            .validate()
+            .map_err(|reason| invalid("certificate_ui", reason))?;
         if !self.secret.is_empty() && self.secret.len() < 8 {
             tracing::warn!("the control API secret is shorter than 8 characters");
         }

@@ -27,9 +27,11 @@ mod server;
 mod sni;
 mod state;
 mod tls;
+mod ui;
 
 pub use config::{ApiDefinition, ConfigError, GatewayConfig, WebhookConfig};
 pub use http_util::{Body, BoxError};
 pub use metrics::GatewayMetrics;
 pub use runtime::{Gateway, GatewayBuilder, GatewayError, store_from_config};
 pub use tls::cipher_suites;
+pub use ui::CertificateUiConfig;

@@ -59,6 +59,7 @@ pub(crate) struct Shared {
     tls_shared: TlsShared,
     pub(crate) proxy: Proxy,
     pub(crate) control: ControlApi,
+    pub(crate) ui: Option<crate::ui::CertificateUi>,
     pub(crate) metrics: Arc<GatewayMetrics>,
     pub(crate) observer: Arc<dyn CertObserver>,
     pub(crate) fallback: Option<crate::http_util::Fallback>,
@@ -209,8 +210,19 @@ impl GatewayBuilder {
             retained: Arc::clone(&retained),
             crls_past: std::sync::Mutex::default(),
         };
+        // The certificate page shows each certificate's recent expiry events.
+        let recent_events = config
+            .certificate_ui
+            .enabled
+            .then(|| crate::ui::RecentEvents::new(Arc::clone(store.clock())));
+        let mut sinks = self.sinks;
+        sinks.extend(
+            recent_events
+                .clone()
+                .map(|r| r as Arc<dyn expiry_monitor::EventSink>),
+        );
         let monitor = Arc::new(
-            start_monitor(&config, &store, self.sinks, &self.upstream_roots)
+            start_monitor(&config, &store, sinks, &self.upstream_roots)
                 .await
                 .map_err(GatewayError::Monitor)?,
         );
@@ -262,6 +274,8 @@ impl GatewayBuilder {
             max_connections = admission.max_total(),
             "client connection cap"
         );
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let ui = crate::ui::CertificateUi::new(&config, &store, recent_events, stop_rx.clone());
         let shared = Arc::new(Shared {
             config: Arc::clone(&config),
             store: store.clone(),
@@ -270,13 +284,13 @@ impl GatewayBuilder {
             tls_shared,
             proxy,
             control,
+            ui,
             metrics,
             observer,
             fallback: self.fallback,
             admission,
             gateway_port: local_addr.port(),
         });
-        let (stop_tx, stop_rx) = watch::channel(false);
         let tracker = Arc::new(Tracker::default());
         let mut tasks = vec![tokio::spawn(accept_loop(
             listener,
