@@ -460,6 +460,56 @@ pub struct TransportConfig {
     unknown: BTreeMap<String, Value>,
 }
 
+/// Setters for a configuration written in code rather than read from a file; each returns the
+/// configuration, so they chain. [`GatewayConfig::validate`] (run by the builder's `start`)
+/// still checks the result.
+///
+/// ```
+/// use gateway_runtime::GatewayConfig;
+/// let config = GatewayConfig::default()
+///     .listen("127.0.0.1", 8443)
+///     .with_tls()
+///     .control_secret("a long control API secret")
+///     .server_certificate("org1f1c2...: a certificate ID, or inline PEM");
+/// assert!(config.http_server_options.use_ssl);
+/// assert_eq!(config.listen_port, 8443);
+/// ```
+impl GatewayConfig {
+    /// Listens on `address` (`""` for every interface) and `port` (0 picks a free one).
+    #[must_use]
+    pub fn listen(mut self, address: impl Into<String>, port: u16) -> Self {
+        self.listen_address = address.into();
+        self.listen_port = port;
+        self
+    }
+
+    /// Terminates TLS on the gateway port and offers HTTP/2 (`use_ssl`, `enable_http2`).
+    #[must_use]
+    pub fn with_tls(mut self) -> Self {
+        self.http_server_options.use_ssl = true;
+        self.http_server_options.enable_http2 = true;
+        self
+    }
+
+    /// The control API secret (`secret`; `X-Tyk-Authorization`). Also encrypts private keys
+    /// at rest unless `security.private_certificate_encoding_secret` is set, as in Tyk.
+    #[must_use]
+    pub fn control_secret(mut self, secret: impl Into<String>) -> Self {
+        self.secret = secret.into();
+        self
+    }
+
+    /// Adds a server certificate for every domain (`http_server_options.ssl_certificates`):
+    /// a certificate ID, or inline PEM.
+    #[must_use]
+    pub fn server_certificate(mut self, reference: impl ToString) -> Self {
+        self.http_server_options
+            .ssl_certificates
+            .push(reference.to_string());
+        self
+    }
+}
+
 impl GatewayConfig {
     /// Reads a configuration file, applies `env` overrides, warns about unknown fields and
     /// validates.
