@@ -44,6 +44,8 @@ mod manager;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod redis_migrate;
 mod storage;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -58,5 +60,7 @@ pub use manager::{
 pub use memory::MemoryStorage;
 #[cfg(feature = "redis")]
 pub use redis::{RedisConfig, RedisStorage};
+#[cfg(feature = "redis")]
+pub use redis_migrate::ReindexReport;
 pub use storage::{CertStorage, Change, Changes, Cursor, Inserted, Page, PageRequest, Scope};
 pub use usage::{CertRole, CertUse, UsageIndex};

@@ -12,7 +12,7 @@
 //!
 //! Features: `redis` (the Redis backend and shared cooldowns), `gateway`, `testkit` (the
 //! conformance suite for your own [`CertStorage`], and a private `redis-server` for tests).
-//! [`async_trait`] is re-exported: [`CertStorage`] and [`expiry::EventSink`] are implemented
+//! [`macro@async_trait`] is re-exported: [`CertStorage`] and [`expiry::EventSink`] are implemented
 //! with it.
 //!
 //! ```

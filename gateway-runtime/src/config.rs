@@ -182,8 +182,59 @@ pub struct HttpServerOptions {
     pub enable_http2: bool,
     /// Do not send the list of acceptable client CAs in the CertificateRequest.
     pub skip_client_ca_announcement: bool,
+    /// Tyk's: route and forward request paths exactly as sent, without cleaning (dot segments,
+    /// repeated slashes, unreserved percent-escapes) or refusing encoded slashes and NULs.
+    /// Dangerous: an upstream that resolves `/open/../admin` itself serves what the gateway
+    /// routed as `/open/`, past any mutual TLS of the API at `/admin/` (see SECURITY.md).
+    pub skip_url_cleaning: bool,
+    /// Seconds a client connection may stay open with no request in flight (after the
+    /// handshake, between keep-alive requests, idle HTTP/2 with GOAWAY); 0 = 20 seconds.
+    pub idle_timeout: u64,
+    /// Ours: most client connections open at once; more are closed at accept. 0 = half the
+    /// process's open-file limit (the rest is left for upstreams and storage).
+    pub max_connections: usize,
+    /// Ours: most client connections open at once from one IP address; 0 = no per-IP limit
+    /// (clients behind one NAT or load balancer share an address).
+    pub max_connections_per_ip: usize,
+    /// Ours: also serve certificates of the store that nothing names (see
+    /// [`CertificatesFromStore`]); off by default, as in Tyk.
+    pub certificates_from_store: CertificatesFromStore,
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
+}
+
+/// `http_server_options.certificates_from_store`: serve every stored certificate that has a
+/// private key, not only the ones `ssl_certificates` and the APIs' `certificates` name ("store
+/// it, and it is served").
+///
+/// Selection by SNI keeps its order (exact name, then a wildcard for the parent, then the
+/// default) over one snapshot that the store's change notices rebuild; a handshake never reads
+/// storage. A certificate is served for its DNS names (its subject CN when it has none). Named
+/// certificates come first: a stored one never takes a name that a configured one has, and
+/// never becomes the default. Among stored certificates with the same name, the one that
+/// expires last is served (a renewed certificate replaces the old one as soon as it is
+/// stored). CA certificates, certificates without a private key (or whose key does not
+/// decrypt) and expired ones are not served.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct CertificatesFromStore {
+    /// Serve stored certificates.
+    pub enabled: bool,
+    /// Only the certificates of these orgs (`""` is the org-less ones); empty means every org.
+    pub orgs: Vec<String>,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, Value>,
+}
+
+impl HttpServerOptions {
+    /// `idle_timeout` with its default applied.
+    pub fn idle_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(match self.idle_timeout {
+            0 => 20,
+            seconds => seconds,
+        })
+    }
 }
 
 /// `security`.
@@ -193,6 +244,9 @@ pub struct HttpServerOptions {
 pub struct SecurityConfig {
     /// Encrypts private keys at rest; falls back to `secret` when empty (as in Tyk).
     pub private_certificate_encoding_secret: String,
+    /// How private keys are written: `"modern"` (default) or `"legacy"` (Tyk's, for a Redis
+    /// shared with Tyk nodes). See [`GatewayConfig::key_format`].
+    pub private_certificate_key_format: String,
     /// Expiry monitor settings (`warning_threshold_days`, ...).
     pub certificate_expiry_monitor: expiry_monitor::ExpiryMonitorConfig,
     /// Upstream pins for every API: host pattern → comma-separated pins or public-key IDs.
@@ -327,8 +381,24 @@ pub struct ApiDefinition {
     /// Ignore pins (this API's and the global ones).
     pub certificate_pinning_disabled: bool,
     /// Ours: certificate revocation lists (inline PEM `X509 CRL`) checked for client
-    /// certificates issued by the CAs in `client_certificates`.
+    /// certificates issued by the CAs in `client_certificates`. Each CRL covers the
+    /// certificates its issuer signed, nothing more: a root's CRL can revoke the root's
+    /// intermediates (and leaves it signed itself), not the leaves an intermediate signed. Each
+    /// must be signed by a CA this API trusts (a certificate in one of its CA entries),
+    /// otherwise the definition is refused, naming it.
     pub client_certificate_crls: Vec<String>,
+    /// Ours: which certificates of a client's chain are checked against the CRLs: `"chain"`
+    /// (default: the leaf and every intermediate, each against its issuer's CRL when one is
+    /// configured) or `"leaf"` (the leaf only, against its issuer's CRL).
+    pub client_certificate_crl_depth: String,
+    /// Ours: a checked certificate whose issuer has no configured CRL: `"allow"` (default: the
+    /// CRLs configured are applied, nothing is refused for lack of one) or `"deny"` (every
+    /// checked certificate's issuer needs a CRL, as OpenSSL's `crl_check_all`).
+    pub client_certificate_crl_unknown_status: String,
+    /// Ours: refuse a CRL past its `nextUpdate` (the API definition is refused at load, and a
+    /// CRL that expires later fails the checks that need it). Off: such a CRL is still used,
+    /// with a warning in the log and the `certgate_crls_past_next_update` gauge.
+    pub client_certificate_crls_strict: bool,
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
 }
@@ -350,6 +420,9 @@ impl Default for ApiDefinition {
             pinned_public_keys: HashMap::new(),
             certificate_pinning_disabled: false,
             client_certificate_crls: Vec::new(),
+            client_certificate_crl_depth: String::new(),
+            client_certificate_crl_unknown_status: String::new(),
+            client_certificate_crls_strict: false,
             unknown: BTreeMap::new(),
         }
     }
@@ -439,6 +512,9 @@ impl GatewayConfig {
                 "SECURITY_PRIVATECERTIFICATEENCODINGSECRET" => {
                     self.security.private_certificate_encoding_secret = value
                 }
+                "SECURITY_PRIVATECERTIFICATEKEYFORMAT" => {
+                    self.security.private_certificate_key_format = value
+                }
                 "SECURITY_CONTROLAPIUSEMUTUALTLS" => {
                     self.security.control_api_use_mutual_tls = parse_env(&name, &value)?
                 }
@@ -453,6 +529,26 @@ impl GatewayConfig {
                 }
                 "HTTPSERVEROPTIONS_MAXVERSION" => {
                     self.http_server_options.max_version = parse_env(&name, &value)?
+                }
+                "HTTPSERVEROPTIONS_CERTIFICATESFROMSTORE_ENABLED" => {
+                    self.http_server_options.certificates_from_store.enabled =
+                        parse_env(&name, &value)?
+                }
+                "HTTPSERVEROPTIONS_CERTIFICATESFROMSTORE_ORGS" => {
+                    self.http_server_options.certificates_from_store.orgs =
+                        value.split(',').map(|org| org.trim().to_owned()).collect()
+                }
+                "HTTPSERVEROPTIONS_SKIPURLCLEANING" => {
+                    self.http_server_options.skip_url_cleaning = parse_env(&name, &value)?
+                }
+                "HTTPSERVEROPTIONS_IDLETIMEOUT" => {
+                    self.http_server_options.idle_timeout = parse_env(&name, &value)?
+                }
+                "HTTPSERVEROPTIONS_MAXCONNECTIONS" => {
+                    self.http_server_options.max_connections = parse_env(&name, &value)?
+                }
+                "HTTPSERVEROPTIONS_MAXCONNECTIONSPERIP" => {
+                    self.http_server_options.max_connections_per_ip = parse_env(&name, &value)?
                 }
                 "STORAGE_TYPE" => self.storage.kind = value,
                 "STORAGE_HOST" => self.storage.host = value,
@@ -476,9 +572,13 @@ impl GatewayConfig {
     }
 
     fn warn_unknown(&self) {
-        let groups: [(&str, &BTreeMap<String, Value>); 5] = [
+        let groups: [(&str, &BTreeMap<String, Value>); 6] = [
             ("", &self.unknown),
             ("http_server_options.", &self.http_server_options.unknown),
+            (
+                "http_server_options.certificates_from_store.",
+                &self.http_server_options.certificates_from_store.unknown,
+            ),
             ("security.", &self.security.unknown),
             (
                 "security.certificates.",
@@ -512,6 +612,8 @@ impl GatewayConfig {
                 ));
             }
         }
+        parse_key_format(&self.security.private_certificate_key_format)
+            .map_err(|reason| invalid("security.private_certificate_key_format", reason))?;
         let options = &self.http_server_options;
         let min = tls_version(
             "http_server_options.min_version",
@@ -532,6 +634,14 @@ impl GatewayConfig {
         tls_version("proxy_ssl_min_version", self.proxy_ssl_min_version, TLS12)?;
         crate::tls::cipher_suites(&options.ssl_ciphers)
             .map_err(|reason| invalid("http_server_options.ssl_ciphers", reason))?;
+        for (n, org) in options.certificates_from_store.orgs.iter().enumerate() {
+            tls_core::OrgId::new(org.as_str()).map_err(|e| {
+                invalid(
+                    format!("http_server_options.certificates_from_store.orgs[{n}]"),
+                    e.to_string(),
+                )
+            })?;
+        }
         match self.storage.kind.as_str() {
             "memory" | "" => {}
             "redis" if cfg!(feature = "redis") => {}
@@ -554,6 +664,12 @@ impl GatewayConfig {
                 "must be at least 1",
             ));
         }
+        if self.http_server_options.idle_timeout > 86_400 {
+            return Err(invalid(
+                "http_server_options.idle_timeout",
+                "must be at most 86400 seconds (0 = 20 seconds)",
+            ));
+        }
         if self.tls_handshake_timeout_seconds == 0 {
             return Err(invalid(
                 "tls_handshake_timeout_seconds",
@@ -573,6 +689,12 @@ impl GatewayConfig {
             tracing::warn!("the control API secret is shorter than 8 characters");
         }
         Ok(())
+    }
+
+    /// The format private keys are written in: `security.private_certificate_key_format`
+    /// (`"modern"`, the default, or `"legacy"`, Tyk's); validated at load.
+    pub fn key_format(&self) -> tls_core::KeyFormat {
+        parse_key_format(&self.security.private_certificate_key_format).unwrap_or_default()
     }
 
     /// The secret that encrypts private keys: the dedicated one, else `secret` (as in Tyk).
@@ -599,6 +721,17 @@ pub fn tls_version(field: &str, value: u16, default: u16) -> Result<u16, ConfigE
         _ => Err(invalid(
             field,
             format!("{value} is not a TLS version; use 771 (TLS 1.2) or 772 (TLS 1.3)"),
+        )),
+    }
+}
+
+/// `security.private_certificate_key_format`: empty or `modern`, or `legacy`.
+pub fn parse_key_format(text: &str) -> Result<tls_core::KeyFormat, String> {
+    match text {
+        "" | "modern" => Ok(tls_core::KeyFormat::Modern),
+        "legacy" => Ok(tls_core::KeyFormat::Legacy),
+        other => Err(format!(
+            "{other:?} is not a key format: use \"modern\" (AES-256-GCM, the default) or \"legacy\" (Tyk's format, which Tyk nodes sharing the Redis can read)"
         )),
     }
 }
@@ -653,7 +786,39 @@ impl ApiDefinition {
         )?;
         self.crls()
             .map_err(|reason| invalid(at("client_certificate_crls"), reason))?;
+        self.crl_options()
+            .map_err(|(field, reason)| invalid(at(field), reason))?;
         Ok(())
+    }
+
+    /// How the CRLs are applied (`client_certificate_crl_depth`, `..._unknown_status`,
+    /// `client_certificate_crls_strict`); the field and the reason when a value is unknown.
+    pub(crate) fn crl_options(&self) -> Result<crate::mtls::CrlOptions, (&'static str, String)> {
+        let chain = match self.client_certificate_crl_depth.trim() {
+            "" | "chain" => true,
+            "leaf" => false,
+            other => {
+                return Err((
+                    "client_certificate_crl_depth",
+                    format!("{other:?} is not \"chain\" or \"leaf\""),
+                ));
+            }
+        };
+        let deny_unknown = match self.client_certificate_crl_unknown_status.trim() {
+            "" | "allow" => false,
+            "deny" => true,
+            other => {
+                return Err((
+                    "client_certificate_crl_unknown_status",
+                    format!("{other:?} is not \"allow\" or \"deny\""),
+                ));
+            }
+        };
+        Ok(crate::mtls::CrlOptions {
+            chain,
+            deny_unknown,
+            strict: self.client_certificate_crls_strict,
+        })
     }
 
     /// The parsed `client_certificate_crls`.
@@ -714,6 +879,8 @@ impl ApiDefinition {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn parse(text: &str) -> Result<GatewayConfig, ConfigError> {
@@ -758,6 +925,37 @@ mod tests {
             config.storage.redis_url(),
             "redis://:p%40ss%20word@127.0.0.1:6379/0"
         );
+        assert_eq!(
+            config.http_server_options.idle_timeout(),
+            Duration::from_secs(20)
+        );
+        config
+            .apply_env([
+                (
+                    "TYK_GW_HTTPSERVEROPTIONS_IDLETIMEOUT".to_owned(),
+                    "7".to_owned(),
+                ),
+                (
+                    "TYK_GW_HTTPSERVEROPTIONS_SKIPURLCLEANING".to_owned(),
+                    "true".to_owned(),
+                ),
+                (
+                    "TYK_GW_HTTPSERVEROPTIONS_MAXCONNECTIONS".to_owned(),
+                    "100".to_owned(),
+                ),
+                (
+                    "TYK_GW_HTTPSERVEROPTIONS_MAXCONNECTIONSPERIP".to_owned(),
+                    "5".to_owned(),
+                ),
+            ])
+            .unwrap();
+        let options = &config.http_server_options;
+        assert_eq!(options.idle_timeout(), Duration::from_secs(7));
+        assert!(options.skip_url_cleaning);
+        assert_eq!(
+            (options.max_connections, options.max_connections_per_ip),
+            (100, 5)
+        );
         let err = config
             .apply_env([("TYK_GW_LISTENPORT".to_owned(), "eighty".to_owned())])
             .unwrap_err();
@@ -790,6 +988,10 @@ mod tests {
                 "ssl_ciphers",
             ),
             (r#"{"storage": {"type": "mongo"}}"#, "storage.type"),
+            (
+                r#"{"http_server_options": {"idle_timeout": 100000}}"#,
+                "idle_timeout",
+            ),
             (
                 r#"{"listen_port": "80"}"#,
                 "expected u16 at line 1 column 20",

@@ -23,7 +23,12 @@
 //! certctl apis TARGET ID                                  (--url only)
 //! certctl expiry [--org ORG] [--within-days N] [--warn-days N] [--at RFC3339] TARGET
 //!     a table by days remaining, soonest first; red/yellow/green on a terminal
-//! certctl rekey --new-secret S TARGET                     (--redis only)
+//! certctl rekey [--new-secret S] [--key-format F] TARGET  (--redis only)
+//!     re-encrypts every key with the new secret (default: the current one) in the format
+//!     of --key-format: `legacy` makes a certgate store readable by Tyk nodes, `modern` back;
+//!     resumable (records already done are left alone)
+//! certctl reindex TARGET                                  (--redis only)
+//!     Tyk's index migration for every org: indexes records no index lists (SCAN, once)
 //!
 //! TARGET is a gateway:  --url https://HOST:PORT (or http://) --secret S
 //!                       [--cacert FILE | --insecure] [--cert FILE --key FILE]

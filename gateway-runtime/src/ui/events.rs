@@ -70,7 +70,7 @@ pub(super) fn stream(
             }
         }
     });
-    let mut response = Response::new(ChannelBody(rx).boxed());
+    let mut response = Response::new(ChannelBody(rx).boxed_unsync());
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

@@ -33,8 +33,12 @@ pub(crate) enum Command {
     Apis(ApisArgs),
     /// A table of certificates by days remaining, soonest first.
     Expiry(ExpiryArgs),
-    /// Re-encrypt every stored private key with a new secret (needs --redis).
+    /// Re-encrypt every stored private key with a new secret and/or into --key-format (needs
+    /// --redis). Resumable: run it again after an interruption.
     Rekey(RekeyArgs),
+    /// Index every stored record of every org, as Tyk's first listing of an org does (needs
+    /// --redis; SCANs the record keys once).
+    Reindex(ReindexArgs),
 }
 
 impl Command {
@@ -183,17 +187,25 @@ pub(crate) struct ExpiryArgs {
 pub(crate) struct RekeyArgs {
     #[command(flatten)]
     pub(crate) target: Target,
-    /// The new encoding secret; every key readable with --encoding-secret is re-encrypted.
+    /// The new encoding secret; every key readable with --encoding-secret is re-encrypted
+    /// (default: --encoding-secret itself, to change only the format with --key-format).
     #[arg(
         long,
         value_name = "S",
         env = "CERTCTL_NEW_SECRET",
         hide_env_values = true
     )]
-    pub(crate) new_secret: String,
+    pub(crate) new_secret: Option<String>,
     /// An older secret some keys may still use (to finish an interrupted rekey).
     #[arg(long, value_name = "S")]
     pub(crate) previous_secret: Option<String>,
+}
+
+/// Arguments of `reindex`.
+#[derive(Debug, Args)]
+pub(crate) struct ReindexArgs {
+    #[command(flatten)]
+    pub(crate) target: Target,
 }
 
 /// What every command reads.

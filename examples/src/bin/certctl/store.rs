@@ -1,5 +1,5 @@
-//! The store commands: `add`, `list`, `get`, `delete`, `apis`, `expiry` and `rekey`, against a
-//! gateway's control API (`--url`) or straight against Redis (`--redis`).
+//! The store commands: `add`, `list`, `get`, `delete`, `apis`, `expiry`, `rekey` and `reindex`,
+//! against a gateway's control API (`--url`) or straight against Redis (`--redis`).
 
 use std::io::IsTerminal as _;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use http::{Method, StatusCode};
 use serde::Serialize;
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
-use tls_core::{CertId, Duration, EncodingSecret, Metadata, OffsetDateTime, OrgId};
+use tls_core::{CertId, Duration, EncodingSecret, KeyFormat, Metadata, OffsetDateTime, OrgId};
 
 use crate::cli::{Command, Target};
 use crate::gateway::{Gateway, TlsOptions, encode, failure};
@@ -162,8 +162,12 @@ async fn run_async(command: Command) -> Result<Outcome, String> {
                 args.previous_secret.as_deref(),
             )
             .await?;
+            let new_secret = match (&args.new_secret, &args.target.encoding_secret) {
+                (Some(new), _) | (None, Some(new)) => new.clone(),
+                (None, None) => String::new(),
+            };
             let report = store
-                .rekey(EncodingSecret::new(args.new_secret.clone()))
+                .rekey(EncodingSecret::new(new_secret))
                 .await
                 .map_err(|e| format!("rekey stopped: {e}"))?;
             let mut outcome = Outcome::ok(format!(
@@ -178,9 +182,13 @@ async fn run_async(command: Command) -> Result<Outcome, String> {
                     .push(format!("{id}: {}", problem_text(error)));
             }
             if report.failed.is_empty() {
-                outcome.stdout.push_str(
-                    "every key now opens with the new secret: configure gateways with it (security.private_certificate_encoding_secret)\n",
-                );
+                let format = match args.target.key_format {
+                    KeyFormat::Legacy => "legacy",
+                    _ => "modern",
+                };
+                outcome.stdout.push_str(&format!(
+                    "every key is now in the {format} format and opens with the new secret: configure gateways with it (security.private_certificate_encoding_secret) and with security.private_certificate_key_format \"{format}\"\n",
+                ));
             } else {
                 outcome.failed = true;
                 outcome.problems.push(
@@ -189,6 +197,26 @@ async fn run_async(command: Command) -> Result<Outcome, String> {
                 );
             }
             Ok(outcome)
+        }
+        Command::Reindex(args) => {
+            let Some(url) = &args.target.redis else {
+                return Err(
+                    "reindex works only with --redis: it writes Redis index keys, which a gateway's control API does not do"
+                        .to_owned(),
+                );
+            };
+            let config = RedisConfig::new(url).with_key_prefix(args.target.redis_prefix.clone());
+            let storage = RedisStorage::connect(config)
+                .await
+                .map_err(|e| format!("cannot use Redis at {}: {e}", redacted(url)))?;
+            let report = storage
+                .reindex()
+                .await
+                .map_err(|e| format!("reindex stopped: {e}"))?;
+            Ok(Outcome::ok(format!(
+                "orgs {}, records {}, index entries added {}, org-less entries moved from cert--index {}\n",
+                report.orgs, report.records, report.added, report.moved_orgless
+            )))
         }
     }
 }
