@@ -240,6 +240,9 @@ impl GatewayBuilder {
                 None => Vec::new(),
             },
         };
+        // Subscribed before the first TLS build: a change made at any moment from here on,
+        // even before `start` returns, reaches the rebuild loop.
+        let changes = store.subscribe();
         register_usage(&store, &config, &apis);
         let metrics = Arc::new(GatewayMetrics::default());
         let retained = Arc::new(Retained::new(Arc::clone(&metrics)));
@@ -352,7 +355,11 @@ impl GatewayBuilder {
                 stop_rx.clone(),
             )));
         }
-        tasks.push(tokio::spawn(follow_store(Arc::downgrade(&shared), stop_rx)));
+        tasks.push(tokio::spawn(follow_store(
+            Arc::downgrade(&shared),
+            changes,
+            stop_rx,
+        )));
         tracing::info!(address = %local_addr, tls = config.http_server_options.use_ssl, "gateway listening");
         Ok(Gateway {
             shared,
@@ -454,10 +461,11 @@ const RECHECK_DEGRADED: Duration = Duration::from_secs(5);
 
 /// Rebuilds TLS and upstream settings when the store changes (several notices arriving
 /// together give one rebuild), and every [`RECHECK`].
-async fn follow_store(shared: std::sync::Weak<Shared>, mut stop: watch::Receiver<bool>) {
-    let Some(mut changes) = shared.upgrade().map(|s| s.store.subscribe()) else {
-        return;
-    };
+async fn follow_store(
+    shared: std::sync::Weak<Shared>,
+    mut changes: cert_store::Changes,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let recheck = match shared.upgrade() {
             Some(shared) if shared.tls_shared.retained.degraded() => RECHECK_DEGRADED,
