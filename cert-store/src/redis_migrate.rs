@@ -366,7 +366,7 @@ pub(crate) async fn sample_records(
     Ok(texts.into_iter().flatten().collect())
 }
 
-/// What [`reindex`] found and did.
+/// What [`RedisStorage::reindex`](crate::RedisStorage::reindex) found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ReindexReport {
