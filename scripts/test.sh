@@ -5,7 +5,8 @@
 #
 # First it makes sure the programs the tests start are installed: redis-server (single node,
 # Cluster and Sentinel tests; Sentinel runs as `redis-server --sentinel`), openssl and curl (TLS
-# clients the gateway tests drive). What is missing is installed with apt-get when this script may
+# clients the gateway tests drive), chromium and chromedriver (the certificate page's browser test,
+# headless). What is missing is installed with apt-get when this script may
 # (it runs as root, or sudo works without a password); otherwise it says exactly what is missing
 # and how to install it, and stops. Then: `cargo test --workspace --all-features --locked`.
 #
@@ -21,6 +22,8 @@ declare -A package_of=(
     [redis-cli]=redis-tools
     [openssl]=openssl
     [curl]=curl
+    [chromium]=chromium
+    [chromedriver]=chromium-driver
 )
 
 missing=()
@@ -47,7 +50,7 @@ if ((${#missing[@]} > 0)); then
     fi
     if ! command -v apt-get >/dev/null 2>&1; then
         echo "scripts/test.sh: missing ${missing[*]}, and this is not a Debian or Ubuntu machine" \
-            "(no apt-get): install redis-server, redis-cli, openssl and curl with your package manager" >&2
+            "(no apt-get): install redis-server, redis-cli, openssl, curl, chromium and chromedriver with your package manager" >&2
         exit 1
     fi
     echo "==> installing ${missing[*]}"

@@ -258,7 +258,9 @@ async fn apply_notices(inner: Weak<Inner>, mut notices: Changes) {
         let Some(inner) = inner.upgrade() else { return };
         match change.id() {
             Some(id) => inner.cache.invalidate(&CacheKey::Id(id.clone())),
-            None => inner.cache.clear(),
+            // Anything may have changed (or the storage may have lost its data): reload every
+            // entry on next use, but keep serving the old one while the storage is away.
+            None => inner.cache.expire_all(),
         }
         let _ = inner.changes.send(change);
     }
@@ -301,7 +303,13 @@ impl CertStore {
     }
 
     /// Validates `pem` (at the clock's now), encrypts its key and stores it under `org`,
-    /// atomically. Returns the new ID; a duplicate is [`StoreError::AlreadyExists`].
+    /// atomically. Returns the new ID.
+    ///
+    /// Idempotent: when the ID is already stored with the same certificate chain (or public
+    /// key) and the same private key (or none in both), the add succeeds with that ID, so a
+    /// client may retry an add whose outcome it does not know (a timeout). A stored record that
+    /// differs (another key, no key, a key this store cannot decrypt) is
+    /// [`StoreError::AlreadyExists`].
     pub async fn add(&self, pem: &str, org: &OrgId) -> Result<CertId, StoreError> {
         let (id, record) = self.prepare(pem, org)?;
         match self.inner.storage.insert(&id, &record).await? {
@@ -309,11 +317,41 @@ impl CertStore {
                 self.local_notice(Change::Added(id.clone()));
                 Ok(id)
             }
+            Inserted::AlreadyExists if self.stored_as_uploaded(&id, pem).await? => Ok(id),
             Inserted::AlreadyExists => Err(StoreError::AlreadyExists { id }),
         }
     }
 
-    /// Adds many certificates, batching the storage round trips. Results are in input order.
+    /// Whether the record stored under `id` holds what `pem` uploads: the same chain (or
+    /// public key) and the same private key. Keys are compared by their SHA-256 digests,
+    /// without data-dependent early exits.
+    async fn stored_as_uploaded(&self, id: &CertId, pem: &str) -> Result<bool, StoreError> {
+        let Some(text) = self.inner.storage.get(id).await? else {
+            return Ok(false);
+        };
+        let Ok(stored) = Record::decode(&text) else {
+            return Ok(false);
+        };
+        let upload =
+            Upload::parse_with_provider(pem, self.inner.clock.now(), &self.inner.provider)?;
+        if stored.chain() != upload.chain() || stored.public_key() != upload.public_key() {
+            return Ok(false);
+        }
+        Ok(match (stored.key(), upload.key()) {
+            (None, None) => true,
+            (Some(_), Some(uploaded)) => {
+                let cert = LoadedCert::new(id.clone(), stored);
+                self.open_key(&cert).is_ok_and(|opened| {
+                    opened.encoding() == uploaded.encoding()
+                        && same_secret(opened.secret_der(), uploaded.secret_der())
+                })
+            }
+            _ => false,
+        })
+    }
+
+    /// Adds many certificates, batching the storage round trips. Results are in input order;
+    /// each is as [`CertStore::add`] would give (idempotent for identical uploads).
     pub async fn import(&self, uploads: &[(OrgId, String)]) -> Vec<Result<CertId, StoreError>> {
         let mut results: Vec<Result<CertId, StoreError>> = Vec::with_capacity(uploads.len());
         let mut batch = Vec::new();
@@ -335,7 +373,13 @@ impl CertStore {
                     self.local_notice(Change::Added(id.clone()));
                     Ok(id)
                 }
-                Ok(Inserted::AlreadyExists) => Err(StoreError::AlreadyExists { id }),
+                Ok(Inserted::AlreadyExists) => {
+                    match self.stored_as_uploaded(&id, &uploads[slot].1).await {
+                        Ok(true) => Ok(id),
+                        Ok(false) => Err(StoreError::AlreadyExists { id }),
+                        Err(e) => Err(e),
+                    }
+                }
                 Err(e) => Err(e.into()),
             };
         }
@@ -358,11 +402,18 @@ impl CertStore {
 
     /// Deletes `id`; says whether it existed. This process's cache forgets it at once, others'
     /// when the notice reaches them.
+    ///
+    /// This process's subscribers get [`Change::Removed`] even when the record was already
+    /// gone (lost with the storage's data, say): an explicit delete tells them to drop
+    /// whatever copy of it they keep (a gateway keeps the last good copy of each certificate
+    /// its configuration references). Other processes hear of deletes that removed a record.
     pub async fn delete(&self, id: &CertId) -> Result<bool, StoreError> {
         let existed = self.inner.storage.delete(id).await?;
         self.inner.cache.invalidate(&CacheKey::Id(id.clone()));
         if existed {
             self.local_notice(Change::Removed(id.clone()));
+        } else {
+            let _ = self.inner.changes.send(Change::Removed(id.clone()));
         }
         Ok(existed)
     }
@@ -705,6 +756,15 @@ impl CertStore {
             let _ = self.inner.changes.send(change);
         }
     }
+}
+
+/// Compares two secrets through their SHA-256 digests, folding every byte (no early exit).
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    let (a, b) = (Sha256::digest(a), Sha256::digest(b));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |diff, (x, y)| diff | (x ^ y))
+        == 0
 }
 
 fn reference_error(reference: &str, reason: &str) -> StoreError {

@@ -161,7 +161,22 @@ fn store_commands_work_against_redis() {
         args.push(&path);
         assert_eq!(run_ok(&target, &args), format!("{expected}\n"), "{file}");
     }
-    // Refusals exit 1 with the reason.
+    // Adding the same certificate again answers its ID (a retry is safe)...
+    assert_eq!(
+        run_ok(
+            &target,
+            &[
+                "add",
+                "--org",
+                "org1",
+                "--at",
+                &at,
+                &vector_path("root-ca.pem"),
+            ],
+        ),
+        format!("{root}\n")
+    );
+    // ...but refusals exit 1 with the reason: here the stored record has a key, this one not.
     let (_, err) = run_fails(
         &target,
         &[
@@ -170,11 +185,11 @@ fn store_commands_work_against_redis() {
             "org1",
             "--at",
             &at,
-            &vector_path("root-ca.pem"),
+            &vector_path("leaf-p256-traditional.crt.pem"),
         ],
     );
     assert!(
-        err.contains(&format!("Certificate with {root} id already exists")),
+        err.contains(&format!("Certificate with {leaf} id already exists")),
         "{err}"
     );
     let (_, err) = run_fails(
@@ -461,12 +476,25 @@ fn store_commands_work_against_a_gateway() {
         args.push(&path);
         assert_eq!(run_ok(&target, &args), format!("{expected}\n"));
     }
+    assert_eq!(
+        run_ok(
+            &target,
+            &["add", "--org", "org1", &vector_path("root-ca.pem")]
+        ),
+        format!("{root}\n"),
+        "adding the same certificate again answers its ID"
+    );
     let (_, err) = run_fails(
         &target,
-        &["add", "--org", "org1", &vector_path("root-ca.pem")],
+        &[
+            "add",
+            "--org",
+            "org1",
+            &vector_path("leaf-p256-traditional.crt.pem"),
+        ],
     );
     assert!(
-        err.contains("403") && err.contains(&format!("Certificate with {root} id already exists")),
+        err.contains("403") && err.contains(&format!("Certificate with {leaf} id already exists")),
         "{err}"
     );
     let (_, err) = run_fails(

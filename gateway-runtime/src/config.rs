@@ -106,6 +106,8 @@ pub struct GatewayConfig {
     pub max_request_body_bytes: usize,
     /// Ours: URLs that receive expiry events as JSON (HTTP POST).
     pub certificate_expiry_webhooks: Vec<WebhookConfig>,
+    /// Ours: the certificate page served on the control API's listener.
+    pub certificate_ui: crate::ui::CertificateUiConfig,
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
 }
@@ -129,6 +131,7 @@ impl Default for GatewayConfig {
             request_read_timeout_seconds: 30,
             max_request_body_bytes: 1 << 20,
             certificate_expiry_webhooks: Vec::new(),
+            certificate_ui: crate::ui::CertificateUiConfig::default(),
             unknown: BTreeMap::new(),
         }
     }
@@ -193,6 +196,33 @@ pub struct HttpServerOptions {
     /// Ours: most client connections open at once from one IP address; 0 = no per-IP limit
     /// (clients behind one NAT or load balancer share an address).
     pub max_connections_per_ip: usize,
+    /// Ours: also serve certificates of the store that nothing names (see
+    /// [`CertificatesFromStore`]); off by default, as in Tyk.
+    pub certificates_from_store: CertificatesFromStore,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, Value>,
+}
+
+/// `http_server_options.certificates_from_store`: serve every stored certificate that has a
+/// private key, not only the ones `ssl_certificates` and the APIs' `certificates` name ("store
+/// it, and it is served").
+///
+/// Selection by SNI keeps its order (exact name, then a wildcard for the parent, then the
+/// default) over one snapshot that the store's change notices rebuild; a handshake never reads
+/// storage. A certificate is served for its DNS names (its subject CN when it has none). Named
+/// certificates come first: a stored one never takes a name that a configured one has, and
+/// never becomes the default. Among stored certificates with the same name, the one that
+/// expires last is served (a renewed certificate replaces the old one as soon as it is
+/// stored). CA certificates, certificates without a private key (or whose key does not
+/// decrypt) and expired ones are not served.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct CertificatesFromStore {
+    /// Serve stored certificates.
+    pub enabled: bool,
+    /// Only the certificates of these orgs (`""` is the org-less ones); empty means every org.
+    pub orgs: Vec<String>,
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
 }
@@ -351,8 +381,24 @@ pub struct ApiDefinition {
     /// Ignore pins (this API's and the global ones).
     pub certificate_pinning_disabled: bool,
     /// Ours: certificate revocation lists (inline PEM `X509 CRL`) checked for client
-    /// certificates issued by the CAs in `client_certificates`.
+    /// certificates issued by the CAs in `client_certificates`. Each CRL covers the
+    /// certificates its issuer signed, nothing more: a root's CRL can revoke the root's
+    /// intermediates (and leaves it signed itself), not the leaves an intermediate signed. Each
+    /// must be signed by a CA this API trusts (a certificate in one of its CA entries),
+    /// otherwise the definition is refused, naming it.
     pub client_certificate_crls: Vec<String>,
+    /// Ours: which certificates of a client's chain are checked against the CRLs: `"chain"`
+    /// (default: the leaf and every intermediate, each against its issuer's CRL when one is
+    /// configured) or `"leaf"` (the leaf only, against its issuer's CRL).
+    pub client_certificate_crl_depth: String,
+    /// Ours: a checked certificate whose issuer has no configured CRL: `"allow"` (default: the
+    /// CRLs configured are applied, nothing is refused for lack of one) or `"deny"` (every
+    /// checked certificate's issuer needs a CRL, as OpenSSL's `crl_check_all`).
+    pub client_certificate_crl_unknown_status: String,
+    /// Ours: refuse a CRL past its `nextUpdate` (the API definition is refused at load, and a
+    /// CRL that expires later fails the checks that need it). Off: such a CRL is still used,
+    /// with a warning in the log and the `certgate_crls_past_next_update` gauge.
+    pub client_certificate_crls_strict: bool,
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
 }
@@ -374,6 +420,9 @@ impl Default for ApiDefinition {
             pinned_public_keys: HashMap::new(),
             certificate_pinning_disabled: false,
             client_certificate_crls: Vec::new(),
+            client_certificate_crl_depth: String::new(),
+            client_certificate_crl_unknown_status: String::new(),
+            client_certificate_crls_strict: false,
             unknown: BTreeMap::new(),
         }
     }
@@ -409,6 +458,56 @@ pub struct TransportConfig {
     pub ssl_insecure_skip_verify: bool,
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
+}
+
+/// Setters for a configuration written in code rather than read from a file; each returns the
+/// configuration, so they chain. [`GatewayConfig::validate`] (run by the builder's `start`)
+/// still checks the result.
+///
+/// ```
+/// use gateway_runtime::GatewayConfig;
+/// let config = GatewayConfig::default()
+///     .listen("127.0.0.1", 8443)
+///     .with_tls()
+///     .control_secret("a long control API secret")
+///     .server_certificate("org1f1c2...: a certificate ID, or inline PEM");
+/// assert!(config.http_server_options.use_ssl);
+/// assert_eq!(config.listen_port, 8443);
+/// ```
+impl GatewayConfig {
+    /// Listens on `address` (`""` for every interface) and `port` (0 picks a free one).
+    #[must_use]
+    pub fn listen(mut self, address: impl Into<String>, port: u16) -> Self {
+        self.listen_address = address.into();
+        self.listen_port = port;
+        self
+    }
+
+    /// Terminates TLS on the gateway port and offers HTTP/2 (`use_ssl`, `enable_http2`).
+    #[must_use]
+    pub fn with_tls(mut self) -> Self {
+        self.http_server_options.use_ssl = true;
+        self.http_server_options.enable_http2 = true;
+        self
+    }
+
+    /// The control API secret (`secret`; `X-Tyk-Authorization`). Also encrypts private keys
+    /// at rest unless `security.private_certificate_encoding_secret` is set, as in Tyk.
+    #[must_use]
+    pub fn control_secret(mut self, secret: impl Into<String>) -> Self {
+        self.secret = secret.into();
+        self
+    }
+
+    /// Adds a server certificate for every domain (`http_server_options.ssl_certificates`):
+    /// a certificate ID, or inline PEM.
+    #[must_use]
+    pub fn server_certificate(mut self, reference: impl ToString) -> Self {
+        self.http_server_options
+            .ssl_certificates
+            .push(reference.to_string());
+        self
+    }
 }
 
 impl GatewayConfig {
@@ -481,6 +580,14 @@ impl GatewayConfig {
                 "HTTPSERVEROPTIONS_MAXVERSION" => {
                     self.http_server_options.max_version = parse_env(&name, &value)?
                 }
+                "HTTPSERVEROPTIONS_CERTIFICATESFROMSTORE_ENABLED" => {
+                    self.http_server_options.certificates_from_store.enabled =
+                        parse_env(&name, &value)?
+                }
+                "HTTPSERVEROPTIONS_CERTIFICATESFROMSTORE_ORGS" => {
+                    self.http_server_options.certificates_from_store.orgs =
+                        value.split(',').map(|org| org.trim().to_owned()).collect()
+                }
                 "HTTPSERVEROPTIONS_SKIPURLCLEANING" => {
                     self.http_server_options.skip_url_cleaning = parse_env(&name, &value)?
                 }
@@ -515,9 +622,13 @@ impl GatewayConfig {
     }
 
     fn warn_unknown(&self) {
-        let groups: [(&str, &BTreeMap<String, Value>); 5] = [
+        let groups: [(&str, &BTreeMap<String, Value>); 6] = [
             ("", &self.unknown),
             ("http_server_options.", &self.http_server_options.unknown),
+            (
+                "http_server_options.certificates_from_store.",
+                &self.http_server_options.certificates_from_store.unknown,
+            ),
             ("security.", &self.security.unknown),
             (
                 "security.certificates.",
@@ -573,6 +684,14 @@ impl GatewayConfig {
         tls_version("proxy_ssl_min_version", self.proxy_ssl_min_version, TLS12)?;
         crate::tls::cipher_suites(&options.ssl_ciphers)
             .map_err(|reason| invalid("http_server_options.ssl_ciphers", reason))?;
+        for (n, org) in options.certificates_from_store.orgs.iter().enumerate() {
+            tls_core::OrgId::new(org.as_str()).map_err(|e| {
+                invalid(
+                    format!("http_server_options.certificates_from_store.orgs[{n}]"),
+                    e.to_string(),
+                )
+            })?;
+        }
         match self.storage.kind.as_str() {
             "memory" | "" => {}
             "redis" if cfg!(feature = "redis") => {}
@@ -613,6 +732,9 @@ impl GatewayConfig {
                 "needs http_server_options.use_ssl",
             ));
         }
+        self.certificate_ui
+            .validate()
+            .map_err(|reason| invalid("certificate_ui", reason))?;
         if !self.secret.is_empty() && self.secret.len() < 8 {
             tracing::warn!("the control API secret is shorter than 8 characters");
         }
@@ -714,7 +836,39 @@ impl ApiDefinition {
         )?;
         self.crls()
             .map_err(|reason| invalid(at("client_certificate_crls"), reason))?;
+        self.crl_options()
+            .map_err(|(field, reason)| invalid(at(field), reason))?;
         Ok(())
+    }
+
+    /// How the CRLs are applied (`client_certificate_crl_depth`, `..._unknown_status`,
+    /// `client_certificate_crls_strict`); the field and the reason when a value is unknown.
+    pub(crate) fn crl_options(&self) -> Result<crate::mtls::CrlOptions, (&'static str, String)> {
+        let chain = match self.client_certificate_crl_depth.trim() {
+            "" | "chain" => true,
+            "leaf" => false,
+            other => {
+                return Err((
+                    "client_certificate_crl_depth",
+                    format!("{other:?} is not \"chain\" or \"leaf\""),
+                ));
+            }
+        };
+        let deny_unknown = match self.client_certificate_crl_unknown_status.trim() {
+            "" | "allow" => false,
+            "deny" => true,
+            other => {
+                return Err((
+                    "client_certificate_crl_unknown_status",
+                    format!("{other:?} is not \"allow\" or \"deny\""),
+                ));
+            }
+        };
+        Ok(crate::mtls::CrlOptions {
+            chain,
+            deny_unknown,
+            strict: self.client_certificate_crls_strict,
+        })
     }
 
     /// The parsed `client_certificate_crls`.

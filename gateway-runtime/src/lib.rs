@@ -21,14 +21,22 @@ mod mtls;
 mod observe;
 mod proxy;
 mod request_path;
+mod retain;
 mod runtime;
 mod server;
 mod sni;
 mod state;
 mod tls;
+mod ui;
 
 pub use config::{ApiDefinition, ConfigError, GatewayConfig, WebhookConfig};
 pub use http_util::{Body, BoxError};
 pub use metrics::GatewayMetrics;
 pub use runtime::{Gateway, GatewayBuilder, GatewayError, store_from_config};
 pub use tls::cipher_suites;
+pub use ui::CertificateUiConfig;
+
+// What the fallback's signature names, so an embedder needs no crate of its own for them.
+pub use http;
+pub use hyper::body::Incoming;
+pub use tower_service;

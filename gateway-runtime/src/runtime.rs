@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use cert_store::{CertStore, MemoryStorage};
+use cert_store::{CertStore, Change, MemoryStorage};
 use rustls_pki_types::CertificateDer;
 use tls_core::EncodingSecret;
 use tokio::net::TcpListener;
@@ -20,6 +20,7 @@ use crate::metrics::GatewayMetrics;
 use crate::monitor::start_monitor;
 use crate::observe::CertObserver;
 use crate::proxy::Proxy;
+use crate::retain::Retained;
 use crate::server::{ListenerRole, Tracker, accept_loop};
 use crate::state::{TlsShared, TlsState};
 
@@ -39,6 +40,14 @@ pub enum GatewayError {
     /// The expiry monitor cannot start.
     #[error("expiry monitor: {0}")]
     Monitor(String),
+    /// A certificate cannot be served (not stored, no usable private key, storage away).
+    #[error("certificate {id} cannot be served: {source}")]
+    Certificate {
+        /// The certificate.
+        id: tls_core::CertId,
+        /// Why.
+        source: cert_store::StoreError,
+    },
     /// A listener cannot be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -58,9 +67,13 @@ pub(crate) struct Shared {
     tls_shared: TlsShared,
     pub(crate) proxy: Proxy,
     pub(crate) control: ControlApi,
+    pub(crate) ui: Option<crate::ui::CertificateUi>,
     pub(crate) metrics: Arc<GatewayMetrics>,
     pub(crate) observer: Arc<dyn CertObserver>,
     pub(crate) fallback: Option<crate::http_util::Fallback>,
+    /// Server certificates added at run time ([`Gateway::add_server_certificate`]), served like
+    /// `ssl_certificates`.
+    runtime_certs: std::sync::Mutex<Vec<String>>,
     /// Open client connections against their caps.
     pub(crate) admission: Arc<crate::connections::Admission>,
     /// The gateway listener's port (the real one when configured as 0).
@@ -68,6 +81,12 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    fn runtime_certs(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.runtime_certs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The control API is served on the gateway port (no dedicated port configured).
     pub(crate) fn control_on_gateway_port(&self) -> bool {
         self.config.control_api_port == 0
@@ -84,7 +103,15 @@ impl Shared {
 
     async fn rebuild(&self) -> Result<(), GatewayError> {
         let apis = self.apis.load_full();
-        let state = TlsState::build(&self.config, &apis, &self.store, &self.tls_shared)
+        let added = self.runtime_certs().clone();
+        let config = if added.is_empty() {
+            std::borrow::Cow::Borrowed(&*self.config)
+        } else {
+            let mut config = (*self.config).clone();
+            config.http_server_options.ssl_certificates.extend(added);
+            std::borrow::Cow::Owned(config)
+        };
+        let state = TlsState::build(&config, &apis, &self.store, &self.tls_shared)
             .await
             .map_err(GatewayError::Tls)?;
         self.tls.store(Arc::new(state));
@@ -172,6 +199,23 @@ impl GatewayBuilder {
         self
     }
 
+    /// Serves every stored certificate of `orgs` (every org when empty) that has a usable
+    /// private key, for its names, besides the configured ones: "store it, and it is served".
+    /// The same as `http_server_options.certificates_from_store`; the selection rules are on
+    /// [`CertificatesFromStore`](crate::config::CertificatesFromStore).
+    pub fn serve_certificates_from_store(
+        mut self,
+        orgs: impl IntoIterator<Item = tls_core::OrgId>,
+    ) -> Self {
+        let options = &mut self.config.http_server_options.certificates_from_store;
+        options.enabled = true;
+        options.orgs = orgs
+            .into_iter()
+            .map(|org| org.as_str().to_owned())
+            .collect();
+        self
+    }
+
     /// Also delivers expiry events to `sink` (besides the log and the configured webhooks).
     pub fn event_sink(mut self, sink: Arc<dyn expiry_monitor::EventSink>) -> Self {
         self.sinks.push(sink);
@@ -179,6 +223,9 @@ impl GatewayBuilder {
     }
 
     /// Connects the store, loads APIs, builds TLS, binds the listeners and starts serving.
+    ///
+    /// The first gateway of a process raises the process's soft open-file limit
+    /// (`RLIMIT_NOFILE`) to its hard limit, as Go programs do at start-up.
     pub async fn start(self) -> Result<Gateway, GatewayError> {
         let config = Arc::new(self.config);
         config.validate()?;
@@ -195,15 +242,30 @@ impl GatewayBuilder {
         };
         register_usage(&store, &config, &apis);
         let metrics = Arc::new(GatewayMetrics::default());
+        let retained = Arc::new(Retained::new(Arc::clone(&metrics)));
         let tls_shared = TlsShared {
             provider: tls_core::default_provider(),
             ticketer: rustls::crypto::ring::Ticketer::new()
                 .map_err(|e| GatewayError::Tls(e.to_string()))?,
             sessions: rustls::server::ServerSessionMemoryCache::new(8192),
             metrics: Arc::clone(&metrics),
+            retained: Arc::clone(&retained),
+            crls_past: std::sync::Mutex::default(),
+            stored: crate::state::StoredCerts::default(),
         };
+        // The certificate page shows each certificate's recent expiry events.
+        let recent_events = config
+            .certificate_ui
+            .enabled
+            .then(|| crate::ui::RecentEvents::new(Arc::clone(store.clock())));
+        let mut sinks = self.sinks;
+        sinks.extend(
+            recent_events
+                .clone()
+                .map(|r| r as Arc<dyn expiry_monitor::EventSink>),
+        );
         let monitor = Arc::new(
-            start_monitor(&config, &store, self.sinks, &self.upstream_roots)
+            start_monitor(&config, &store, sinks, &self.upstream_roots)
                 .await
                 .map_err(GatewayError::Monitor)?,
         );
@@ -219,7 +281,8 @@ impl GatewayBuilder {
             Arc::clone(&metrics),
             self.upstream_roots,
         )
-        .map_err(|e| GatewayError::Tls(e.to_string()))?;
+        .map_err(|e| GatewayError::Tls(e.to_string()))?
+        .with_retained(retained);
         proxy.reload(&table).await;
         let extra_metrics: Arc<dyn Fn() -> String + Send + Sync> =
             Arc::new(move || monitor.prometheus());
@@ -254,6 +317,8 @@ impl GatewayBuilder {
             max_connections = admission.max_total(),
             "client connection cap"
         );
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let ui = crate::ui::CertificateUi::new(&config, &store, recent_events, stop_rx.clone());
         let shared = Arc::new(Shared {
             config: Arc::clone(&config),
             store: store.clone(),
@@ -262,13 +327,14 @@ impl GatewayBuilder {
             tls_shared,
             proxy,
             control,
+            ui,
             metrics,
             observer,
             fallback: self.fallback,
+            runtime_certs: std::sync::Mutex::default(),
             admission,
             gateway_port: local_addr.port(),
         });
-        let (stop_tx, stop_rx) = watch::channel(false);
         let tracker = Arc::new(Tracker::default());
         let mut tasks = vec![tokio::spawn(accept_loop(
             listener,
@@ -329,6 +395,12 @@ pub async fn store_from_config(config: &GatewayConfig) -> Result<CertStore, Gate
             crate::key_format::warn_on_foreign_format(&redis, config.key_format()).await;
             Arc::new(redis)
         }
+        #[cfg(not(feature = "redis"))]
+        "redis" => {
+            return Err(GatewayError::Storage(
+                "storage.type is \"redis\", but this build has no Redis support: enable the `redis` feature of certgate-gateway-runtime (or certgate)".to_owned(),
+            ));
+        }
         _ => Arc::new(MemoryStorage::new()),
     };
     if config.encoding_secret().is_empty() {
@@ -374,21 +446,48 @@ fn register_usage(store: &CertStore, config: &GatewayConfig, apis: &[ApiDefiniti
     store.usage().replace_all(uses);
 }
 
-/// Rebuilds TLS and upstream settings when the store changes; several notices arriving together
-/// give one rebuild.
+/// How often TLS is rebuilt without a change notice, to notice certificates the store lost
+/// without saying so (a `FLUSHALL`): they are then reported missing (see `retain`).
+const RECHECK: Duration = Duration::from_secs(60);
+/// The same while some certificate is served from its last good copy.
+const RECHECK_DEGRADED: Duration = Duration::from_secs(5);
+
+/// Rebuilds TLS and upstream settings when the store changes (several notices arriving
+/// together give one rebuild), and every [`RECHECK`].
 async fn follow_store(shared: std::sync::Weak<Shared>, mut stop: watch::Receiver<bool>) {
     let Some(mut changes) = shared.upgrade().map(|s| s.store.subscribe()) else {
         return;
     };
     loop {
+        let recheck = match shared.upgrade() {
+            Some(shared) if shared.tls_shared.retained.degraded() => RECHECK_DEGRADED,
+            Some(_) => RECHECK,
+            None => return,
+        };
         tokio::select! {
-            change = changes.next() => {
-                if change.is_none() {
-                    return;
-                }
-                // Coalesce a burst (a bulk import) into one rebuild.
-                while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(5), changes.next()).await {}
+            () = tokio::time::sleep(recheck) => {
                 let Some(shared) = shared.upgrade() else { return };
+                if let Err(e) = shared.rebuild().await {
+                    tracing::error!(error = %e, "cannot rebuild TLS; keeping the previous settings");
+                }
+            }
+            change = changes.next() => {
+                let Some(change) = change else {
+                    return;
+                };
+                let Some(shared) = shared.upgrade() else { return };
+                // A delete through a store API (here or on another gateway) ends the last good
+                // copy; data loss sends no such notice (a Redis restart only a `Resync`).
+                let forget = |change: &Change| {
+                    if let Change::Removed(id) = change {
+                        shared.tls_shared.retained.forget(id);
+                    }
+                };
+                forget(&change);
+                // Coalesce a burst (a bulk import) into one rebuild.
+                while let Ok(Some(change)) = tokio::time::timeout(Duration::from_millis(5), changes.next()).await {
+                    forget(&change);
+                }
                 if let Err(e) = shared.rebuild().await {
                     tracing::error!(error = %e, "cannot rebuild TLS after a certificate change; keeping the previous settings");
                 }
@@ -427,6 +526,48 @@ impl Gateway {
     /// The gateway's counters.
     pub fn metrics(&self) -> &GatewayMetrics {
         &self.shared.metrics
+    }
+
+    /// Serves the stored certificate `id` from now on, as if `http_server_options.
+    /// ssl_certificates` named it: by SNI for its DNS names (its subject CN when it has none),
+    /// taking those names from earlier certificates, and as the default when no other server
+    /// certificate is configured. Like configured certificates it keeps serving from its last
+    /// good copy if the store loses it. New handshakes use it when this returns. Refused when
+    /// the certificate is not stored or has no usable private key.
+    pub async fn add_server_certificate(&self, id: &tls_core::CertId) -> Result<(), GatewayError> {
+        let refused = |source| GatewayError::Certificate {
+            id: id.clone(),
+            source,
+        };
+        self.shared.store.certified_key(id).await.map_err(refused)?;
+        {
+            let mut added = self.shared.runtime_certs();
+            let id = id.to_string();
+            if !added.contains(&id) {
+                added.push(id);
+            }
+        }
+        self.shared.rebuild().await
+    }
+
+    /// Stops serving a certificate [`Gateway::add_server_certificate`] added (the configuration's
+    /// certificates stay); false when it was not added. New handshakes no longer get it when
+    /// this returns; the store keeps it.
+    pub async fn remove_server_certificate(
+        &self,
+        id: &tls_core::CertId,
+    ) -> Result<bool, GatewayError> {
+        let removed = {
+            let mut added = self.shared.runtime_certs();
+            let before = added.len();
+            let id = id.to_string();
+            added.retain(|other| *other != id);
+            added.len() != before
+        };
+        if removed {
+            self.shared.rebuild().await?;
+        }
+        Ok(removed)
     }
 
     /// Replaces the served APIs (e.g. on SIGHUP) and rebuilds TLS and upstream settings.

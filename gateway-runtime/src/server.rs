@@ -21,6 +21,7 @@ use crate::connections::{Activity, Refused, Tracked};
 use crate::http_util::{Body, ClientInfo, json_error, json_response};
 use crate::metrics::GatewayMetrics;
 use crate::observe::UseRole;
+use crate::request_path::PathRefusal;
 use crate::runtime::Shared;
 
 /// Counts live connections so shutdown can wait for them to drain.
@@ -275,23 +276,16 @@ fn request_host<B>(req: &Request<B>) -> Option<Cow<'_, str>> {
 /// `Host` headers, or a `Host` that names another host than the URI's authority or HTTP/2's
 /// `:authority`) is refused, and the path is cleaned ([`request_path`](crate::request_path))
 /// unless `skip_url_cleaning` is set. The control API, the API table and the proxy then all see
-/// the same path. The answer is the 400 to send, when refused.
+/// the same path. `Err` is the message of the 400 to send.
 pub(crate) fn prepare<B>(
     req: &mut Request<B>,
     skip_url_cleaning: bool,
-) -> Result<(), Response<Body>> {
-    let refuse = |message: &str| {
-        json_response(
-            StatusCode::BAD_REQUEST,
-            &serde_json::json!({ "error": message }),
-        )
-    };
+) -> Result<(), &'static str> {
     if ambiguous_host(req) {
-        return Err(refuse("ambiguous request: more than one host given"));
+        return Err("ambiguous request: more than one host given");
     }
     if !skip_url_cleaning {
-        crate::request_path::clean_uri(req.uri_mut())
-            .map_err(|refusal| refuse(refusal.message()))?;
+        crate::request_path::clean_uri(req.uri_mut()).map_err(PathRefusal::message)?;
     }
     Ok(())
 }
@@ -335,22 +329,30 @@ async fn dispatch(
     mut req: Request<Incoming>,
     client: &ClientInfo,
 ) -> Response<Body> {
-    if let Err(refusal) = prepare(
+    if let Err(message) = prepare(
         &mut req,
         shared.config.http_server_options.skip_url_cleaning,
     ) {
-        return refusal;
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({ "error": message }),
+        );
     }
     let host = request_host(&req);
     let control_here = match role {
         ListenerRole::Control => true,
         ListenerRole::Gateway => shared.control_on_gateway_port(),
     };
-    if control_here && shared.control.matches(&req) {
+    let ui = (shared.ui.as_ref()).filter(|ui| control_here && ui.matches(&req));
+    if ui.is_some() || (control_here && shared.control.matches(&req)) {
         if let Some(policy) = &shared.tls.load().control_policy
             && let Err(refusal) = check_client(shared, policy, client)
         {
             return json_error(StatusCode::FORBIDDEN, &refusal);
+        }
+        if let Some(ui) = ui {
+            let peer = client.ip_header.to_str().unwrap_or("unknown");
+            return ui.handle(shared, req, peer).await;
         }
         return shared.control.handle(req).await;
     }

@@ -299,3 +299,48 @@ async fn ambiguous_hosts_and_secrets_are_refused() {
     }
     s.gateway.shutdown().await;
 }
+
+/// One HTTP/2 request with `:authority` from `uri` and, when given, a `host` header.
+async fn h2_request(s: &Setup, uri: &str, host: Option<&str>) -> u16 {
+    let tcp = tokio::net::TcpStream::connect(s.gateway.local_addr())
+        .await
+        .unwrap();
+    let mut config = (*client_config(&[s.pki.ca_der()], None)).clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(ServerName::try_from("gw.test").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let mut request = hyper::Request::builder().uri(uri);
+    if let Some(host) = host {
+        request = request.header("host", host);
+    }
+    let request = request.body(http_body_util::Empty::<Bytes>::new()).unwrap();
+    sender
+        .send_request(request)
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_authority_and_a_conflicting_host_header_are_refused() {
+    let s = setup(false).await;
+    assert_eq!(h2_request(&s, "https://gw.test/pub/a", None).await, 200);
+    assert_eq!(
+        h2_request(&s, "https://gw.test/pub/a", Some("gw.test")).await,
+        200,
+        "the same host twice is not ambiguous"
+    );
+    assert_eq!(
+        h2_request(&s, "https://gw.test/pub/a", Some("other.test")).await,
+        400
+    );
+    s.gateway.shutdown().await;
+}

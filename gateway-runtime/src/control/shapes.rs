@@ -340,6 +340,9 @@ pub(crate) struct Health {
 #[derive(Debug, Serialize)]
 pub(crate) struct HealthDetails {
     pub(crate) storage: HealthCheck,
+    /// Ours: present (status `warn`) when referenced certificates are missing from storage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) certificates: Option<HealthCheck>,
 }
 
 /// Tyk's `HealthCheckItem`.
@@ -351,6 +354,9 @@ pub(crate) struct HealthCheck {
     #[serde(rename = "componentType")]
     pub(crate) component_type: &'static str,
     pub(crate) time: String,
+    /// Ours: the IDs of the missing certificates (component `certificates`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) missing: Option<Vec<String>>,
 }
 
 #[cfg(test)]
