@@ -357,11 +357,16 @@ pub(crate) async fn sample_records(
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let texts: Vec<Option<String>> = connection.mget(&keys).await.map_err(redis_error)?;
+    // MGET explicitly: with one key, `mget` would send GET and answer a single value.
+    let texts: Vec<Option<String>> = redis::cmd("MGET")
+        .arg(&keys)
+        .query_async(&mut connection)
+        .await
+        .map_err(redis_error)?;
     Ok(texts.into_iter().flatten().collect())
 }
 
-/// What [`reindex`] found and did.
+/// What [`RedisStorage::reindex`](crate::RedisStorage::reindex) found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ReindexReport {
