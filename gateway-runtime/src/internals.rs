@@ -92,7 +92,7 @@ impl Control {
 }
 
 /// The listener's request path handling and routing, up to the upstream request
-/// ([`request_path`](crate::request_path)): for the path fuzz target.
+/// (the `request_path` module): for the path fuzz target.
 #[derive(Debug)]
 pub struct PathRouter(ApiTable);
 
