@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -20,6 +21,8 @@ pub(crate) struct Cache<K, V> {
 #[derive(Debug)]
 struct Slot<V> {
     value: OnceCell<(V, Instant)>,
+    /// Set by [`Cache::expire_all`]: stale whatever its age.
+    expired: AtomicBool,
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
@@ -62,6 +65,7 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
                         .map(|(v, _)| v.clone());
                     let slot = Arc::new(Slot {
                         value: OnceCell::new(),
+                        expired: AtomicBool::new(false),
                     });
                     slots.insert(key.clone(), Arc::clone(&slot));
                     (slot, stale)
@@ -95,9 +99,9 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
     }
 
     fn is_stale(&self, slot: &Slot<V>) -> bool {
-        slot.value
-            .get()
-            .is_some_and(|(_, loaded)| loaded.elapsed() >= self.ttl)
+        slot.value.get().is_some_and(|(_, loaded)| {
+            slot.expired.load(Ordering::Relaxed) || loaded.elapsed() >= self.ttl
+        })
     }
 
     fn remove_slot(&self, key: &K, slot: &Arc<Slot<V>>) {
@@ -115,9 +119,12 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
         self.slots().remove(key);
     }
 
-    /// Forgets everything.
-    pub(crate) fn clear(&self) {
-        self.slots().clear();
+    /// Marks every entry expired: the next use reloads it, and an entry whose reload fails
+    /// temporarily is still served (see [`Cache::get_or_load`]).
+    pub(crate) fn expire_all(&self) {
+        for slot in self.slots().values() {
+            slot.expired.store(true, Ordering::Relaxed);
+        }
     }
 
     #[cfg(test)]
@@ -128,7 +135,7 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
 
     use super::*;
 
@@ -224,5 +231,30 @@ mod tests {
             cache.get_or_load(&1, async { Err(false) }, |e| *e).await,
             Err(false)
         );
+    }
+
+    #[tokio::test]
+    async fn expire_all_reloads_on_next_use_but_serves_the_old_value_while_the_storage_is_away() {
+        let cache: Cache<u8, u32> = Cache::new(Duration::from_secs(300));
+        cache
+            .get_or_load(&1, async { Ok::<_, bool>(1) }, never)
+            .await
+            .unwrap();
+        cache.expire_all();
+        assert_eq!(cache.peek(&1), None, "expired at once, whatever its age");
+        assert_eq!(
+            cache.get_or_load(&1, async { Err(true) }, |e| *e).await,
+            Ok(1),
+            "a temporary failure serves the old value"
+        );
+        cache.expire_all();
+        assert_eq!(
+            cache
+                .get_or_load(&1, async { Ok::<_, bool>(2) }, never)
+                .await,
+            Ok(2),
+            "a successful reload replaces it"
+        );
+        assert_eq!(cache.peek(&1), Some(2));
     }
 }

@@ -1,7 +1,8 @@
 //! The certificate manager: validation, encryption, storage, caching and change propagation.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -112,6 +113,8 @@ struct Inner {
     backend_notifies: bool,
     changes: broadcast::Sender<Change>,
     watcher: OnceLock<JoinHandle<()>>,
+    /// IDs whose key was found not to decrypt (each logged once).
+    undecryptable: Mutex<HashSet<CertId>>,
 }
 
 impl Drop for Inner {
@@ -232,6 +235,7 @@ impl CertStoreBuilder {
             backend_notifies,
             changes: broadcast::channel(4096).0,
             watcher: OnceLock::new(),
+            undecryptable: Mutex::new(HashSet::new()),
         });
         if let Some(notices) = notices {
             match tokio::runtime::Handle::try_current() {
@@ -254,7 +258,9 @@ async fn apply_notices(inner: Weak<Inner>, mut notices: Changes) {
         let Some(inner) = inner.upgrade() else { return };
         match change.id() {
             Some(id) => inner.cache.invalidate(&CacheKey::Id(id.clone())),
-            None => inner.cache.clear(),
+            // Anything may have changed (or the storage may have lost its data): reload every
+            // entry on next use, but keep serving the old one while the storage is away.
+            None => inner.cache.expire_all(),
         }
         let _ = inner.changes.send(change);
     }
@@ -297,7 +303,13 @@ impl CertStore {
     }
 
     /// Validates `pem` (at the clock's now), encrypts its key and stores it under `org`,
-    /// atomically. Returns the new ID; a duplicate is [`StoreError::AlreadyExists`].
+    /// atomically. Returns the new ID.
+    ///
+    /// Idempotent: when the ID is already stored with the same certificate chain (or public
+    /// key) and the same private key (or none in both), the add succeeds with that ID, so a
+    /// client may retry an add whose outcome it does not know (a timeout). A stored record that
+    /// differs (another key, no key, a key this store cannot decrypt) is
+    /// [`StoreError::AlreadyExists`].
     pub async fn add(&self, pem: &str, org: &OrgId) -> Result<CertId, StoreError> {
         let (id, record) = self.prepare(pem, org)?;
         match self.inner.storage.insert(&id, &record).await? {
@@ -305,11 +317,41 @@ impl CertStore {
                 self.local_notice(Change::Added(id.clone()));
                 Ok(id)
             }
+            Inserted::AlreadyExists if self.stored_as_uploaded(&id, pem).await? => Ok(id),
             Inserted::AlreadyExists => Err(StoreError::AlreadyExists { id }),
         }
     }
 
-    /// Adds many certificates, batching the storage round trips. Results are in input order.
+    /// Whether the record stored under `id` holds what `pem` uploads: the same chain (or
+    /// public key) and the same private key. Keys are compared by their SHA-256 digests,
+    /// without data-dependent early exits.
+    async fn stored_as_uploaded(&self, id: &CertId, pem: &str) -> Result<bool, StoreError> {
+        let Some(text) = self.inner.storage.get(id).await? else {
+            return Ok(false);
+        };
+        let Ok(stored) = Record::decode(&text) else {
+            return Ok(false);
+        };
+        let upload =
+            Upload::parse_with_provider(pem, self.inner.clock.now(), &self.inner.provider)?;
+        if stored.chain() != upload.chain() || stored.public_key() != upload.public_key() {
+            return Ok(false);
+        }
+        Ok(match (stored.key(), upload.key()) {
+            (None, None) => true,
+            (Some(_), Some(uploaded)) => {
+                let cert = LoadedCert::new(id.clone(), stored);
+                self.open_key(&cert).is_ok_and(|opened| {
+                    opened.encoding() == uploaded.encoding()
+                        && same_secret(opened.secret_der(), uploaded.secret_der())
+                })
+            }
+            _ => false,
+        })
+    }
+
+    /// Adds many certificates, batching the storage round trips. Results are in input order;
+    /// each is as [`CertStore::add`] would give (idempotent for identical uploads).
     pub async fn import(&self, uploads: &[(OrgId, String)]) -> Vec<Result<CertId, StoreError>> {
         let mut results: Vec<Result<CertId, StoreError>> = Vec::with_capacity(uploads.len());
         let mut batch = Vec::new();
@@ -331,7 +373,13 @@ impl CertStore {
                     self.local_notice(Change::Added(id.clone()));
                     Ok(id)
                 }
-                Ok(Inserted::AlreadyExists) => Err(StoreError::AlreadyExists { id }),
+                Ok(Inserted::AlreadyExists) => {
+                    match self.stored_as_uploaded(&id, &uploads[slot].1).await {
+                        Ok(true) => Ok(id),
+                        Ok(false) => Err(StoreError::AlreadyExists { id }),
+                        Err(e) => Err(e),
+                    }
+                }
                 Err(e) => Err(e.into()),
             };
         }
@@ -354,11 +402,18 @@ impl CertStore {
 
     /// Deletes `id`; says whether it existed. This process's cache forgets it at once, others'
     /// when the notice reaches them.
+    ///
+    /// This process's subscribers get [`Change::Removed`] even when the record was already
+    /// gone (lost with the storage's data, say): an explicit delete tells them to drop
+    /// whatever copy of it they keep (a gateway keeps the last good copy of each certificate
+    /// its configuration references). Other processes hear of deletes that removed a record.
     pub async fn delete(&self, id: &CertId) -> Result<bool, StoreError> {
         let existed = self.inner.storage.delete(id).await?;
         self.inner.cache.invalidate(&CacheKey::Id(id.clone()));
         if existed {
             self.local_notice(Change::Removed(id.clone()));
+        } else {
+            let _ = self.inner.changes.send(Change::Removed(id.clone()));
         }
         Ok(existed)
     }
@@ -433,6 +488,11 @@ impl CertStore {
                         Some(_) => self.open_key(&cert).err(),
                         None => None,
                     };
+                    if let Some(StoreError::Key { source, .. }) = &problem {
+                        if !key_opens(source) {
+                            self.note_undecryptable(&cert.id);
+                        }
+                    }
                     items.push(Listed {
                         id,
                         metadata: Some(cert.metadata().clone()),
@@ -483,6 +543,48 @@ impl CertStore {
                 id: cert.id.clone(),
                 source,
             })
+    }
+
+    /// Whether the private key of `cert` decrypts with this store's secret (or the previous
+    /// one): `None` when the record has no private key. The answer is computed once per loaded
+    /// record. A key that does not decrypt is logged as a warning once per ID (not per call)
+    /// and counted in [`CertStore::undecryptable_keys`].
+    pub fn key_decrypts(&self, cert: &LoadedCert) -> Option<bool> {
+        cert.record.key()?;
+        match self.tls_key(cert) {
+            Ok(_) => Some(true),
+            Err(StoreError::Key { source, .. }) if !key_opens(&source) => {
+                self.note_undecryptable(&cert.id);
+                Some(false)
+            }
+            // Decrypted, but not usable for TLS: a different problem.
+            Err(_) => Some(true),
+        }
+    }
+
+    /// How many distinct certificates were found, since start, with a private key that does
+    /// not decrypt with this store's secret.
+    pub fn undecryptable_keys(&self) -> usize {
+        self.inner
+            .undecryptable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    fn note_undecryptable(&self, id: &CertId) {
+        let first = self
+            .inner
+            .undecryptable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id.clone());
+        if first {
+            tracing::warn!(
+                %id,
+                "the private key of this certificate does not decrypt with this node's encoding secret (private_certificate_encoding_secret, else secret); it cannot be served. Its metadata is still shown, with key_decrypts: false"
+            );
+        }
     }
 
     fn open_key(&self, cert: &LoadedCert) -> Result<tls_core::PrivateKey, StoreError> {
@@ -656,6 +758,15 @@ impl CertStore {
     }
 }
 
+/// Compares two secrets through their SHA-256 digests, folding every byte (no early exit).
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    let (a, b) = (Sha256::digest(a), Sha256::digest(b));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |diff, (x, y)| diff | (x ^ y))
+        == 0
+}
+
 fn reference_error(reference: &str, reason: &str) -> StoreError {
     let shown: String = reference.chars().take(80).collect();
     StoreError::Reference {
@@ -670,4 +781,13 @@ impl core::fmt::Debug for CertStore {
             .field("key_format", &self.inner.key_format)
             .finish_non_exhaustive()
     }
+}
+
+/// False for the key errors that mean "cannot be decrypted here" (wrong secret, altered record,
+/// unknown encryption); true for the others (the key decrypted but cannot be used).
+fn key_opens(error: &KeyError) -> bool {
+    !matches!(
+        error,
+        KeyError::Decrypt | KeyError::UnsupportedCipher(_) | KeyError::UnsupportedFormat(_)
+    )
 }

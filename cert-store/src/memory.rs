@@ -139,7 +139,7 @@ impl CertStorage for MemoryStorage {
             Some(cursor) => Some(cursor.as_str().parse::<u64>().map_err(|_| {
                 StorageError::new(
                     StorageErrorKind::Rejected,
-                    format!("invalid listing cursor {cursor:?}"),
+                    format!("invalid listing cursor {:?}", cursor.as_str()),
                 )
             })?),
         };

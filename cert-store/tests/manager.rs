@@ -48,11 +48,21 @@ async fn add_returns_the_tyk_id_and_details_never_include_the_key() {
 }
 
 #[tokio::test]
-async fn a_duplicate_add_is_refused_with_tyks_message() {
-    let (_, store) = memory_store();
+async fn a_repeated_identical_add_answers_the_id_and_a_different_record_is_refused_with_tyks_message()
+ {
+    let (storage, store) = memory_store();
     let pem = vector("leaf-p384-pkcs8.bundle.pem");
     let id = store.add(&pem, &org("org1")).await.unwrap();
-    let err = store.add(&pem, &org("org1")).await.unwrap_err();
+    let stored = storage.get(&id).await.unwrap();
+    // A retry of the same upload (same chain, same key) succeeds with the same ID, and
+    // changes nothing.
+    assert_eq!(store.add(&pem, &org("org1")).await.unwrap(), id);
+    assert_eq!(storage.get(&id).await.unwrap(), stored);
+    // The same certificate without its key is another record under the same ID: refused.
+    let err = store
+        .add(&vector("leaf-p384-pkcs8.crt.pem"), &org("org1"))
+        .await
+        .unwrap_err();
     assert!(matches!(&err, StoreError::AlreadyExists { id: existing } if *existing == id));
     assert_eq!(
         err.to_string(),
@@ -310,7 +320,11 @@ async fn import_answers_each_upload_in_order() {
     ];
     let results = store.import(&uploads).await;
     assert!(results[0].is_ok());
-    assert!(matches!(&results[1], Err(StoreError::AlreadyExists { id }) if *id == existing));
+    assert_eq!(
+        results[1].as_ref().unwrap(),
+        &existing,
+        "an identical upload answers the stored ID"
+    );
     assert!(matches!(&results[2], Err(StoreError::Upload(_))));
     assert_eq!(results[3].as_ref().unwrap().org().as_str(), "p");
 }

@@ -67,6 +67,8 @@ fn id(case: &str, org: &str) -> String {
 fn certctl(args: &[&str]) -> Output {
     Command::new(CERTCTL)
         .args(args)
+        .env_remove("CERTCTL_URL")
+        .env_remove("CERTCTL_REDIS")
         .env_remove("CERTCTL_SECRET")
         .env_remove("CERTCTL_ENCODING_SECRET")
         .env_remove("CERTCTL_NEW_SECRET")
@@ -159,7 +161,22 @@ fn store_commands_work_against_redis() {
         args.push(&path);
         assert_eq!(run_ok(&target, &args), format!("{expected}\n"), "{file}");
     }
-    // Refusals exit 1 with the reason.
+    // Adding the same certificate again answers its ID (a retry is safe)...
+    assert_eq!(
+        run_ok(
+            &target,
+            &[
+                "add",
+                "--org",
+                "org1",
+                "--at",
+                &at,
+                &vector_path("root-ca.pem"),
+            ],
+        ),
+        format!("{root}\n")
+    );
+    // ...but refusals exit 1 with the reason: here the stored record has a key, this one not.
     let (_, err) = run_fails(
         &target,
         &[
@@ -168,11 +185,11 @@ fn store_commands_work_against_redis() {
             "org1",
             "--at",
             &at,
-            &vector_path("root-ca.pem"),
+            &vector_path("leaf-p256-traditional.crt.pem"),
         ],
     );
     assert!(
-        err.contains(&format!("Certificate with {root} id already exists")),
+        err.contains(&format!("Certificate with {leaf} id already exists")),
         "{err}"
     );
     let (_, err) = run_fails(
@@ -340,8 +357,8 @@ fn target_mistakes_are_clear_errors() {
     assert!(err.contains("--secret"), "{err}");
     let (_, err) = fails(&["list", "--redis", "redis://127.0.0.1:1/"]);
     assert!(err.contains("--encoding-secret"), "{err}");
-    let (_, err) = fails(&["list", "--url", "https://gw.example", "--secret", "s"]);
-    assert!(err.contains("plain HTTP"), "{err}");
+    let (_, err) = fails(&["list", "--url", "gw.example:8443", "--secret", "s"]);
+    assert!(err.contains("http:// or https://"), "{err}");
     let (_, err) = fails(&["list", "--url", "http://127.0.0.1:1", "--secret", "s"]);
     assert!(err.contains("cannot reach the gateway"), "{err}");
     let (_, err) = fails(&[
@@ -459,12 +476,25 @@ fn store_commands_work_against_a_gateway() {
         args.push(&path);
         assert_eq!(run_ok(&target, &args), format!("{expected}\n"));
     }
+    assert_eq!(
+        run_ok(
+            &target,
+            &["add", "--org", "org1", &vector_path("root-ca.pem")]
+        ),
+        format!("{root}\n"),
+        "adding the same certificate again answers its ID"
+    );
     let (_, err) = run_fails(
         &target,
-        &["add", "--org", "org1", &vector_path("root-ca.pem")],
+        &[
+            "add",
+            "--org",
+            "org1",
+            &vector_path("leaf-p256-traditional.crt.pem"),
+        ],
     );
     assert!(
-        err.contains("403") && err.contains(&format!("Certificate with {root} id already exists")),
+        err.contains("403") && err.contains(&format!("Certificate with {leaf} id already exists")),
         "{err}"
     );
     let (_, err) = run_fails(

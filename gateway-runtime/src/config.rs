@@ -106,6 +106,8 @@ pub struct GatewayConfig {
     pub max_request_body_bytes: usize,
     /// Ours: URLs that receive expiry events as JSON (HTTP POST).
     pub certificate_expiry_webhooks: Vec<WebhookConfig>,
+    /// Ours: the certificate page served on the control API's listener.
+    pub certificate_ui: crate::ui::CertificateUiConfig,
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
 }
@@ -129,6 +131,7 @@ impl Default for GatewayConfig {
             request_read_timeout_seconds: 30,
             max_request_body_bytes: 1 << 20,
             certificate_expiry_webhooks: Vec::new(),
+            certificate_ui: crate::ui::CertificateUiConfig::default(),
             unknown: BTreeMap::new(),
         }
     }
@@ -214,6 +217,9 @@ impl HttpServerOptions {
 pub struct SecurityConfig {
     /// Encrypts private keys at rest; falls back to `secret` when empty (as in Tyk).
     pub private_certificate_encoding_secret: String,
+    /// How private keys are written: `"modern"` (default) or `"legacy"` (Tyk's, for a Redis
+    /// shared with Tyk nodes). See [`GatewayConfig::key_format`].
+    pub private_certificate_key_format: String,
     /// Expiry monitor settings (`warning_threshold_days`, ...).
     pub certificate_expiry_monitor: expiry_monitor::ExpiryMonitorConfig,
     /// Upstream pins for every API: host pattern → comma-separated pins or public-key IDs.
@@ -348,8 +354,24 @@ pub struct ApiDefinition {
     /// Ignore pins (this API's and the global ones).
     pub certificate_pinning_disabled: bool,
     /// Ours: certificate revocation lists (inline PEM `X509 CRL`) checked for client
-    /// certificates issued by the CAs in `client_certificates`.
+    /// certificates issued by the CAs in `client_certificates`. Each CRL covers the
+    /// certificates its issuer signed, nothing more: a root's CRL can revoke the root's
+    /// intermediates (and leaves it signed itself), not the leaves an intermediate signed. Each
+    /// must be signed by a CA this API trusts (a certificate in one of its CA entries),
+    /// otherwise the definition is refused, naming it.
     pub client_certificate_crls: Vec<String>,
+    /// Ours: which certificates of a client's chain are checked against the CRLs: `"chain"`
+    /// (default: the leaf and every intermediate, each against its issuer's CRL when one is
+    /// configured) or `"leaf"` (the leaf only, against its issuer's CRL).
+    pub client_certificate_crl_depth: String,
+    /// Ours: a checked certificate whose issuer has no configured CRL: `"allow"` (default: the
+    /// CRLs configured are applied, nothing is refused for lack of one) or `"deny"` (every
+    /// checked certificate's issuer needs a CRL, as OpenSSL's `crl_check_all`).
+    pub client_certificate_crl_unknown_status: String,
+    /// Ours: refuse a CRL past its `nextUpdate` (the API definition is refused at load, and a
+    /// CRL that expires later fails the checks that need it). Off: such a CRL is still used,
+    /// with a warning in the log and the `certgate_crls_past_next_update` gauge.
+    pub client_certificate_crls_strict: bool,
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
 }
@@ -371,6 +393,9 @@ impl Default for ApiDefinition {
             pinned_public_keys: HashMap::new(),
             certificate_pinning_disabled: false,
             client_certificate_crls: Vec::new(),
+            client_certificate_crl_depth: String::new(),
+            client_certificate_crl_unknown_status: String::new(),
+            client_certificate_crls_strict: false,
             unknown: BTreeMap::new(),
         }
     }
@@ -460,6 +485,9 @@ impl GatewayConfig {
                 "SECURITY_PRIVATECERTIFICATEENCODINGSECRET" => {
                     self.security.private_certificate_encoding_secret = value
                 }
+                "SECURITY_PRIVATECERTIFICATEKEYFORMAT" => {
+                    self.security.private_certificate_key_format = value
+                }
                 "SECURITY_CONTROLAPIUSEMUTUALTLS" => {
                     self.security.control_api_use_mutual_tls = parse_env(&name, &value)?
                 }
@@ -545,6 +573,8 @@ impl GatewayConfig {
                 ));
             }
         }
+        parse_key_format(&self.security.private_certificate_key_format)
+            .map_err(|reason| invalid("security.private_certificate_key_format", reason))?;
         let options = &self.http_server_options;
         let min = tls_version(
             "http_server_options.min_version",
@@ -605,10 +635,19 @@ impl GatewayConfig {
                 "needs http_server_options.use_ssl",
             ));
         }
+        self.certificate_ui
+            .validate()
+            .map_err(|reason| invalid("certificate_ui", reason))?;
         if !self.secret.is_empty() && self.secret.len() < 8 {
             tracing::warn!("the control API secret is shorter than 8 characters");
         }
         Ok(())
+    }
+
+    /// The format private keys are written in: `security.private_certificate_key_format`
+    /// (`"modern"`, the default, or `"legacy"`, Tyk's); validated at load.
+    pub fn key_format(&self) -> tls_core::KeyFormat {
+        parse_key_format(&self.security.private_certificate_key_format).unwrap_or_default()
     }
 
     /// The secret that encrypts private keys: the dedicated one, else `secret` (as in Tyk).
@@ -635,6 +674,17 @@ pub fn tls_version(field: &str, value: u16, default: u16) -> Result<u16, ConfigE
         _ => Err(invalid(
             field,
             format!("{value} is not a TLS version; use 771 (TLS 1.2) or 772 (TLS 1.3)"),
+        )),
+    }
+}
+
+/// `security.private_certificate_key_format`: empty or `modern`, or `legacy`.
+pub fn parse_key_format(text: &str) -> Result<tls_core::KeyFormat, String> {
+    match text {
+        "" | "modern" => Ok(tls_core::KeyFormat::Modern),
+        "legacy" => Ok(tls_core::KeyFormat::Legacy),
+        other => Err(format!(
+            "{other:?} is not a key format: use \"modern\" (AES-256-GCM, the default) or \"legacy\" (Tyk's format, which Tyk nodes sharing the Redis can read)"
         )),
     }
 }
@@ -689,7 +739,39 @@ impl ApiDefinition {
         )?;
         self.crls()
             .map_err(|reason| invalid(at("client_certificate_crls"), reason))?;
+        self.crl_options()
+            .map_err(|(field, reason)| invalid(at(field), reason))?;
         Ok(())
+    }
+
+    /// How the CRLs are applied (`client_certificate_crl_depth`, `..._unknown_status`,
+    /// `client_certificate_crls_strict`); the field and the reason when a value is unknown.
+    pub(crate) fn crl_options(&self) -> Result<crate::mtls::CrlOptions, (&'static str, String)> {
+        let chain = match self.client_certificate_crl_depth.trim() {
+            "" | "chain" => true,
+            "leaf" => false,
+            other => {
+                return Err((
+                    "client_certificate_crl_depth",
+                    format!("{other:?} is not \"chain\" or \"leaf\""),
+                ));
+            }
+        };
+        let deny_unknown = match self.client_certificate_crl_unknown_status.trim() {
+            "" | "allow" => false,
+            "deny" => true,
+            other => {
+                return Err((
+                    "client_certificate_crl_unknown_status",
+                    format!("{other:?} is not \"allow\" or \"deny\""),
+                ));
+            }
+        };
+        Ok(crate::mtls::CrlOptions {
+            chain,
+            deny_unknown,
+            strict: self.client_certificate_crls_strict,
+        })
     }
 
     /// The parsed `client_certificate_crls`.

@@ -52,11 +52,14 @@ pub async fn server_config(
     store: &CertStore,
     sni: Option<&str>,
 ) -> Result<Arc<ServerConfig>, String> {
+    let metrics = Arc::new(GatewayMetrics::default());
     let shared = TlsShared {
         provider: tls_core::default_provider(),
         ticketer: rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?,
         sessions: rustls::server::ServerSessionMemoryCache::new(8192),
-        metrics: Arc::new(GatewayMetrics::default()),
+        retained: Arc::new(crate::retain::Retained::new(Arc::clone(&metrics))),
+        crls_past: std::sync::Mutex::default(),
+        metrics,
     };
     let state = TlsState::build(config, &ApiTable::new(apis), store, &shared).await?;
     Ok(state.config_for(sni, false))

@@ -13,20 +13,25 @@ mod http_util;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod internals;
+#[cfg(feature = "redis")]
+mod key_format;
 mod metrics;
 mod monitor;
 mod mtls;
 mod observe;
 mod proxy;
 mod request_path;
+mod retain;
 mod runtime;
 mod server;
 mod sni;
 mod state;
 mod tls;
+mod ui;
 
 pub use config::{ApiDefinition, ConfigError, GatewayConfig, WebhookConfig};
-pub use http_util::{Body, BoxError, Fallback};
+pub use http_util::{Body, BoxError};
 pub use metrics::GatewayMetrics;
 pub use runtime::{Gateway, GatewayBuilder, GatewayError, store_from_config};
 pub use tls::cipher_suites;
+pub use ui::CertificateUiConfig;

@@ -1,6 +1,7 @@
 //! Gateway counters, rendered as Prometheus text.
 
 use std::fmt::Write as _;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Counters the listener and proxy update.
@@ -20,6 +21,11 @@ pub struct GatewayMetrics {
     pub(crate) connections_refused: AtomicU64,
     /// Client connections closed by the idle timeout.
     pub(crate) idle_connections_closed: AtomicU64,
+    /// Referenced certificates missing from storage, served from the last good snapshot
+    /// (gauge; the IDs, sorted, for `/hello`).
+    missing_certificates: Mutex<Vec<String>>,
+    /// Configured CRLs past their `nextUpdate` at the last TLS rebuild (gauge).
+    pub(crate) crls_past_next_update: AtomicU64,
 }
 
 impl GatewayMetrics {
@@ -27,7 +33,23 @@ impl GatewayMetrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Prometheus text exposition of the counters.
+    pub(crate) fn set_missing_certificates(&self, ids: Vec<String>) {
+        *self
+            .missing_certificates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = ids;
+    }
+
+    /// The IDs of referenced certificates that storage no longer has (served from the last
+    /// good snapshot), sorted.
+    pub fn missing_certificates(&self) -> Vec<String> {
+        self.missing_certificates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Prometheus text exposition of the counters and gauges.
     pub fn render(&self) -> String {
         let mut out = String::new();
         for (name, help, counter) in [
@@ -71,6 +93,23 @@ impl GatewayMetrics {
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
                 counter.load(Ordering::Relaxed)
+            );
+        }
+        for (name, help, value) in [
+            (
+                "certgate_referenced_certificates_missing",
+                "Certificates the configuration references that storage no longer has; served from the last good snapshot.",
+                self.missing_certificates().len() as u64,
+            ),
+            (
+                "certgate_crls_past_next_update",
+                "Configured client certificate CRLs past their nextUpdate.",
+                self.crls_past_next_update.load(Ordering::Relaxed),
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
             );
         }
         out

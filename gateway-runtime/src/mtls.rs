@@ -25,6 +25,158 @@ use tls_core::{Fingerprint, Metadata, Validity};
 
 use crate::metrics::GatewayMetrics;
 
+/// How an API applies its CRLs (see `ApiDefinition::client_certificate_crl_depth` and the
+/// fields after it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CrlOptions {
+    /// Check the leaf and every intermediate (webpki's `RevocationCheckDepth::Chain`), not only
+    /// the leaf (`EndEntity`).
+    pub(crate) chain: bool,
+    /// Refuse a checked certificate whose issuer has no CRL (`UnknownStatusPolicy::Deny`).
+    pub(crate) deny_unknown: bool,
+    /// Refuse CRLs past their `nextUpdate` (at load, and `ExpirationPolicy::Enforce`).
+    pub(crate) strict: bool,
+}
+
+impl Default for CrlOptions {
+    fn default() -> Self {
+        Self {
+            chain: true,
+            deny_unknown: false,
+            strict: false,
+        }
+    }
+}
+
+impl CrlOptions {
+    /// Options that admit whatever either admits (the handshake of a domain whose APIs differ;
+    /// each API's own options apply to its requests).
+    fn least_strict(self, other: Self) -> Self {
+        Self {
+            chain: self.chain && other.chain,
+            deny_unknown: self.deny_unknown && other.deny_unknown,
+            strict: self.strict && other.strict,
+        }
+    }
+}
+
+/// Checks an API's CRLs at load: each must be signed by a certificate of one of the CA
+/// `entries` (when the API has any), and, with `options.strict`, not be past its `nextUpdate`
+/// at `now`. Returns the names of the CRLs past their `nextUpdate`; an error names the CRL.
+pub(crate) fn check_crls(
+    crls: &[CertificateRevocationListDer<'_>],
+    entries: &[Arc<LoadedCert>],
+    options: CrlOptions,
+    now: OffsetDateTime,
+    provider: &CryptoProvider,
+) -> Result<Vec<String>, String> {
+    let issuers: Vec<&CertificateDer<'static>> = entries
+        .iter()
+        .filter(|entry| entry.metadata().is_ca)
+        .flat_map(|entry| entry.record().chain())
+        .collect();
+    let mut past = Vec::new();
+    for (n, crl) in crls.iter().enumerate() {
+        let parsed = x509_parser::parse_x509_crl(crl.as_ref())
+            .map(|(_, parsed)| parsed)
+            .map_err(|_| format!("client_certificate_crls: CRL {} does not parse", n + 1))?;
+        let name = format!("CRL {} (issuer {})", n + 1, parsed.issuer());
+        if !issuers.is_empty()
+            && !issuers.iter().any(|issuer| {
+                crl_signed_by(
+                    crl.as_ref(),
+                    issuer,
+                    &provider.signature_verification_algorithms,
+                )
+            })
+        {
+            return Err(format!(
+                "client_certificate_crls: {name}: its signature does not verify against any CA this API trusts (client_certificates and security.certificates.apis); it would refuse every client it applies to"
+            ));
+        }
+        let next_update = parsed.next_update().map(|t| t.timestamp());
+        match next_update {
+            None => {
+                return Err(format!(
+                    "client_certificate_crls: {name} has no nextUpdate, which is required"
+                ));
+            }
+            Some(at) if at < now.unix_timestamp() => {
+                let when = parsed
+                    .next_update()
+                    .map(|t| t.to_string())
+                    .unwrap_or_default();
+                if options.strict {
+                    return Err(format!(
+                        "client_certificate_crls: {name}: its nextUpdate ({when}) is past; client_certificate_crls_strict refuses it"
+                    ));
+                }
+                past.push(format!("{name}, nextUpdate {when}"));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(past)
+}
+
+/// Whether `crl` (DER) carries a valid signature by `issuer`'s key.
+fn crl_signed_by(
+    crl: &[u8],
+    issuer: &CertificateDer<'_>,
+    algorithms: &rustls::crypto::WebPkiSupportedAlgorithms,
+) -> bool {
+    let Some((tbs, algorithm, signature)) = signed_parts(crl) else {
+        return false;
+    };
+    let Ok(issuer) = webpki::EndEntityCert::try_from(issuer) else {
+        return false;
+    };
+    algorithms
+        .all
+        .iter()
+        .filter(|alg| alg.signature_alg_id().as_ref() == algorithm)
+        .any(|alg| issuer.verify_signature(*alg, tbs, signature).is_ok())
+}
+
+/// The signed bytes (the whole TBS element), the signature AlgorithmIdentifier's contents and
+/// the signature of a `SEQUENCE { tbs, algorithm, BIT STRING }` (a CRL or a certificate).
+fn signed_parts(der: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    let (tag, outer, _) = der_element(der)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (_, _, after_tbs) = der_element(outer)?;
+    let tbs = &outer[..outer.len() - after_tbs.len()];
+    let (tag, algorithm, rest) = der_element(after_tbs)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (tag, bits, _) = der_element(rest)?;
+    match (tag, bits.split_first()) {
+        (0x03, Some((0, signature))) => Some((tbs, algorithm, signature)),
+        _ => None,
+    }
+}
+
+/// One DER element: its tag, its contents and what follows it.
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 || rest.len() < count {
+            return None;
+        }
+        let len = rest[..count]
+            .iter()
+            .fold(0usize, |len, b| (len << 8) | usize::from(*b));
+        (len, &rest[count..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
 /// The client certificates one API (or the control API) accepts.
 pub(crate) struct ClientPolicy {
     /// Allow-listed leaves, by fingerprint, with the entry they came from.
@@ -34,6 +186,8 @@ pub(crate) struct ClientPolicy {
     cas: Vec<(Arc<LoadedCert>, Arc<dyn ClientCertVerifier>)>,
     /// Revocation lists applied to CA chains.
     crls: Vec<CertificateRevocationListDer<'static>>,
+    /// How they are applied.
+    crl_options: CrlOptions,
     /// Subjects of the CAs, for the CertificateRequest.
     ca_subjects: Vec<DistinguishedName>,
 }
@@ -72,10 +226,11 @@ impl std::fmt::Display for Refusal {
 }
 
 impl ClientPolicy {
-    /// A policy over `entries` (resolved references) and `crls`.
+    /// A policy over `entries` (resolved references) and `crls`, applied per `crl_options`.
     pub(crate) fn new(
         entries: &[Arc<LoadedCert>],
         crls: Vec<CertificateRevocationListDer<'static>>,
+        crl_options: CrlOptions,
         provider: &Arc<CryptoProvider>,
     ) -> Result<Self, String> {
         let mut allowed = HashMap::new();
@@ -97,17 +252,30 @@ impl ClientPolicy {
                     .map_err(|e| format!("CA {}: {e}", entry.id()))?;
             }
             ca_subjects.extend(roots.subjects());
-            let verifier =
+            let mut builder =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider))
-                    .with_crls(crls.clone())
-                    .build()
-                    .map_err(|e| format!("client CA {}: {e}", entry.id()))?;
+                    .with_crls(crls.clone());
+            if !crls.is_empty() {
+                if !crl_options.chain {
+                    builder = builder.only_check_end_entity_revocation();
+                }
+                if !crl_options.deny_unknown {
+                    builder = builder.allow_unknown_revocation_status();
+                }
+                if crl_options.strict {
+                    builder = builder.enforce_revocation_expiration();
+                }
+            }
+            let verifier = builder
+                .build()
+                .map_err(|e| format!("client CA {}: {e}", entry.id()))?;
             cas.push((Arc::clone(entry), verifier));
         }
         Ok(Self {
             allowed,
             cas,
             crls,
+            crl_options,
             ca_subjects,
         })
     }
@@ -119,11 +287,17 @@ impl ClientPolicy {
     ) -> Result<Self, String> {
         let mut entries: Vec<Arc<LoadedCert>> = Vec::new();
         let mut crls = Vec::new();
+        let mut options: Option<CrlOptions> = None;
         for policy in policies {
             entries.extend(policy.entries().cloned());
             crls.extend(policy.crls.iter().cloned());
+            if !policy.crls.is_empty() {
+                options = Some(
+                    options.map_or(policy.crl_options, |o| o.least_strict(policy.crl_options)),
+                );
+            }
         }
-        Self::new(&entries, crls, provider)
+        Self::new(&entries, crls, options.unwrap_or_default(), provider)
     }
 
     /// Checks a presented chain (leaf first) at `now`; returns the entry that admitted it.
@@ -436,7 +610,15 @@ mod tests {
     }
 
     fn policy(entries: &[Arc<LoadedCert>]) -> Arc<ClientPolicy> {
-        Arc::new(ClientPolicy::new(entries, Vec::new(), &tls_core::default_provider()).unwrap())
+        Arc::new(
+            ClientPolicy::new(
+                entries,
+                Vec::new(),
+                CrlOptions::default(),
+                &tls_core::default_provider(),
+            )
+            .unwrap(),
+        )
     }
 
     fn not_after(cert: &Issued) -> OffsetDateTime {

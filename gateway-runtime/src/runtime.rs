@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use cert_store::{CertStore, MemoryStorage};
+use cert_store::{CertStore, Change, MemoryStorage};
 use rustls_pki_types::CertificateDer;
 use tls_core::EncodingSecret;
 use tokio::net::TcpListener;
@@ -20,6 +20,7 @@ use crate::metrics::GatewayMetrics;
 use crate::monitor::start_monitor;
 use crate::observe::CertObserver;
 use crate::proxy::Proxy;
+use crate::retain::Retained;
 use crate::server::{ListenerRole, Tracker, accept_loop};
 use crate::state::{TlsShared, TlsState};
 
@@ -58,6 +59,7 @@ pub(crate) struct Shared {
     tls_shared: TlsShared,
     pub(crate) proxy: Proxy,
     pub(crate) control: ControlApi,
+    pub(crate) ui: Option<crate::ui::CertificateUi>,
     pub(crate) metrics: Arc<GatewayMetrics>,
     pub(crate) observer: Arc<dyn CertObserver>,
     pub(crate) fallback: Option<crate::http_util::Fallback>,
@@ -143,11 +145,32 @@ impl GatewayBuilder {
         self
     }
 
-    /// Sends requests that match no API to `handler` (the embedding service's own router)
-    /// instead of answering 404. They pass through the same TLS termination and path cleaning
-    /// (`http_server_options.skip_url_cleaning`).
-    pub fn fallback(mut self, handler: crate::http_util::Fallback) -> Self {
-        self.fallback = Some(handler);
+    /// Sends requests that match no API to `service`, the embedding service's own router (any
+    /// `tower::Service`: an `axum::Router` plugs in as it is), instead of answering 404. They
+    /// pass through the same TLS termination (and mutual TLS policy of the domain); the
+    /// request's path has been cleaned (see `http_server_options.skip_url_cleaning`).
+    ///
+    /// Reserved paths: on the gateway's port the control API answers `/tyk/...`, `/hello` and
+    /// `/metrics` before any API or the fallback. Give the control API a port of its own
+    /// (`control_api_port`) and the gateway port has no reserved path; or a host name of its
+    /// own (`control_api_hostname`) and only requests for that host are the control API's.
+    ///
+    /// A service error is logged and answered with a plain 500.
+    pub fn fallback<S, B>(mut self, service: S) -> Self
+    where
+        S: tower_service::Service<
+                http::Request<hyper::body::Incoming>,
+                Response = http::Response<B>,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<crate::BoxError>,
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<crate::BoxError>,
+    {
+        self.fallback = Some(crate::http_util::fallback_from_service(service));
         self
     }
 
@@ -177,15 +200,29 @@ impl GatewayBuilder {
         };
         register_usage(&store, &config, &apis);
         let metrics = Arc::new(GatewayMetrics::default());
+        let retained = Arc::new(Retained::new(Arc::clone(&metrics)));
         let tls_shared = TlsShared {
             provider: tls_core::default_provider(),
             ticketer: rustls::crypto::ring::Ticketer::new()
                 .map_err(|e| GatewayError::Tls(e.to_string()))?,
             sessions: rustls::server::ServerSessionMemoryCache::new(8192),
             metrics: Arc::clone(&metrics),
+            retained: Arc::clone(&retained),
+            crls_past: std::sync::Mutex::default(),
         };
+        // The certificate page shows each certificate's recent expiry events.
+        let recent_events = config
+            .certificate_ui
+            .enabled
+            .then(|| crate::ui::RecentEvents::new(Arc::clone(store.clock())));
+        let mut sinks = self.sinks;
+        sinks.extend(
+            recent_events
+                .clone()
+                .map(|r| r as Arc<dyn expiry_monitor::EventSink>),
+        );
         let monitor = Arc::new(
-            start_monitor(&config, &store, self.sinks, &self.upstream_roots)
+            start_monitor(&config, &store, sinks, &self.upstream_roots)
                 .await
                 .map_err(GatewayError::Monitor)?,
         );
@@ -201,7 +238,8 @@ impl GatewayBuilder {
             Arc::clone(&metrics),
             self.upstream_roots,
         )
-        .map_err(|e| GatewayError::Tls(e.to_string()))?;
+        .map_err(|e| GatewayError::Tls(e.to_string()))?
+        .with_retained(retained);
         proxy.reload(&table).await;
         let extra_metrics: Arc<dyn Fn() -> String + Send + Sync> =
             Arc::new(move || monitor.prometheus());
@@ -236,6 +274,8 @@ impl GatewayBuilder {
             max_connections = admission.max_total(),
             "client connection cap"
         );
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let ui = crate::ui::CertificateUi::new(&config, &store, recent_events, stop_rx.clone());
         let shared = Arc::new(Shared {
             config: Arc::clone(&config),
             store: store.clone(),
@@ -244,13 +284,13 @@ impl GatewayBuilder {
             tls_shared,
             proxy,
             control,
+            ui,
             metrics,
             observer,
             fallback: self.fallback,
             admission,
             gateway_port: local_addr.port(),
         });
-        let (stop_tx, stop_rx) = watch::channel(false);
         let tracker = Arc::new(Tracker::default());
         let mut tasks = vec![tokio::spawn(accept_loop(
             listener,
@@ -308,7 +348,14 @@ pub async fn store_from_config(config: &GatewayConfig) -> Result<CertStore, Gate
             ))
             .await
             .map_err(|e| GatewayError::Storage(e.to_string()))?;
+            crate::key_format::warn_on_foreign_format(&redis, config.key_format()).await;
             Arc::new(redis)
+        }
+        #[cfg(not(feature = "redis"))]
+        "redis" => {
+            return Err(GatewayError::Storage(
+                "storage.type is \"redis\", but this build has no Redis support: enable the `redis` feature of certgate-gateway-runtime (or certgate)".to_owned(),
+            ));
         }
         _ => Arc::new(MemoryStorage::new()),
     };
@@ -319,6 +366,7 @@ pub async fn store_from_config(config: &GatewayConfig) -> Result<CertStore, Gate
     }
     Ok(CertStore::builder(storage)
         .encoding_secret(EncodingSecret::new(config.encoding_secret()))
+        .key_format(config.key_format())
         .allow_file_references(config.allow_certificate_files)
         .build())
 }
@@ -354,21 +402,48 @@ fn register_usage(store: &CertStore, config: &GatewayConfig, apis: &[ApiDefiniti
     store.usage().replace_all(uses);
 }
 
-/// Rebuilds TLS and upstream settings when the store changes; several notices arriving together
-/// give one rebuild.
+/// How often TLS is rebuilt without a change notice, to notice certificates the store lost
+/// without saying so (a `FLUSHALL`): they are then reported missing (see `retain`).
+const RECHECK: Duration = Duration::from_secs(60);
+/// The same while some certificate is served from its last good copy.
+const RECHECK_DEGRADED: Duration = Duration::from_secs(5);
+
+/// Rebuilds TLS and upstream settings when the store changes (several notices arriving
+/// together give one rebuild), and every [`RECHECK`].
 async fn follow_store(shared: std::sync::Weak<Shared>, mut stop: watch::Receiver<bool>) {
     let Some(mut changes) = shared.upgrade().map(|s| s.store.subscribe()) else {
         return;
     };
     loop {
+        let recheck = match shared.upgrade() {
+            Some(shared) if shared.tls_shared.retained.degraded() => RECHECK_DEGRADED,
+            Some(_) => RECHECK,
+            None => return,
+        };
         tokio::select! {
-            change = changes.next() => {
-                if change.is_none() {
-                    return;
-                }
-                // Coalesce a burst (a bulk import) into one rebuild.
-                while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(5), changes.next()).await {}
+            () = tokio::time::sleep(recheck) => {
                 let Some(shared) = shared.upgrade() else { return };
+                if let Err(e) = shared.rebuild().await {
+                    tracing::error!(error = %e, "cannot rebuild TLS; keeping the previous settings");
+                }
+            }
+            change = changes.next() => {
+                let Some(change) = change else {
+                    return;
+                };
+                let Some(shared) = shared.upgrade() else { return };
+                // A delete through a store API (here or on another gateway) ends the last good
+                // copy; data loss sends no such notice (a Redis restart only a `Resync`).
+                let forget = |change: &Change| {
+                    if let Change::Removed(id) = change {
+                        shared.tls_shared.retained.forget(id);
+                    }
+                };
+                forget(&change);
+                // Coalesce a burst (a bulk import) into one rebuild.
+                while let Ok(Some(change)) = tokio::time::timeout(Duration::from_millis(5), changes.next()).await {
+                    forget(&change);
+                }
                 if let Err(e) = shared.rebuild().await {
                     tracing::error!(error = %e, "cannot rebuild TLS after a certificate change; keeping the previous settings");
                 }

@@ -343,11 +343,16 @@ async fn dispatch(
         ListenerRole::Control => true,
         ListenerRole::Gateway => shared.control_on_gateway_port(),
     };
-    if control_here && shared.control.matches(&req) {
+    let ui = (shared.ui.as_ref()).filter(|ui| control_here && ui.matches(&req));
+    if ui.is_some() || (control_here && shared.control.matches(&req)) {
         if let Some(policy) = &shared.tls.load().control_policy
             && let Err(refusal) = check_client(shared, policy, client)
         {
             return json_error(StatusCode::FORBIDDEN, &refusal);
+        }
+        if let Some(ui) = ui {
+            let peer = client.ip_header.to_str().unwrap_or("unknown");
+            return ui.handle(shared, req, peer).await;
         }
         return shared.control.handle(req).await;
     }

@@ -12,7 +12,8 @@ use rustls::server::{ProducesTickets, ServerConfig, StoresServerSessions};
 use crate::api::ApiTable;
 use crate::config::{GatewayConfig, TLS12, TLS13};
 use crate::metrics::GatewayMetrics;
-use crate::mtls::{ClientAuth, ClientPolicy, HandshakeVerifier};
+use crate::mtls::{ClientAuth, ClientPolicy, CrlOptions, HandshakeVerifier, check_crls};
+use crate::retain::Retained;
 use crate::sni::{Served, ServerCerts};
 use crate::tls;
 
@@ -22,6 +23,32 @@ pub(crate) struct TlsShared {
     pub(crate) ticketer: Arc<dyn ProducesTickets>,
     pub(crate) sessions: Arc<dyn StoresServerSessions>,
     pub(crate) metrics: Arc<GatewayMetrics>,
+    /// Last good copies of referenced certificates, for when the store loses them.
+    pub(crate) retained: Arc<Retained>,
+    /// CRLs reported past their `nextUpdate` (API ID, CRL), so each is logged once.
+    pub(crate) crls_past: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+impl TlsShared {
+    /// Logs the CRLs newly past their `nextUpdate` and sets the gauge.
+    fn report_crls_past(&self, now: Vec<(String, String)>) {
+        let mut reported = self
+            .crls_past
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (api_id, crl) in now.iter().filter(|c| !reported.contains(c)) {
+            tracing::warn!(
+                api_id,
+                crl,
+                "a client certificate CRL is past its nextUpdate: revocations published since are not known; replace it (client_certificate_crls_strict refuses such CRLs)"
+            );
+        }
+        self.metrics.crls_past_next_update.store(
+            u64::try_from(now.len()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        *reported = now;
+    }
 }
 
 /// One immutable snapshot.
@@ -41,7 +68,8 @@ pub(crate) struct TlsState {
 
 impl TlsState {
     /// Builds a snapshot. References that cannot be resolved now (not yet added, wrong secret)
-    /// are logged and left out; a later store change rebuilds the snapshot.
+    /// are logged and left out, unless a good copy was seen before ([`Retained`]), which is
+    /// used instead; a later store change rebuilds the snapshot.
     pub(crate) async fn build(
         config: &GatewayConfig,
         apis: &ApiTable,
@@ -49,17 +77,26 @@ impl TlsState {
         shared: &TlsShared,
     ) -> Result<Self, String> {
         prefetch(config, apis, store).await;
+        let retained = &*shared.retained;
+        retained.retain_only(config, apis);
         let mut certs = ServerCerts::default();
         for reference in &config.http_server_options.ssl_certificates {
-            if let Some(served) =
-                server_cert(store, reference, "http_server_options.ssl_certificates").await
+            if let Some(served) = server_cert(
+                store,
+                retained,
+                reference,
+                "http_server_options.ssl_certificates",
+            )
+            .await
             {
                 certs.add(served, &[]);
             }
         }
         for route in apis.iter() {
             for reference in &route.def.certificates {
-                if let Some(served) = server_cert(store, reference, &route.def.api_id).await {
+                if let Some(served) =
+                    server_cert(store, retained, reference, &route.def.api_id).await
+                {
                     certs.add(served, std::slice::from_ref(&route.def.domain));
                 }
             }
@@ -68,19 +105,36 @@ impl TlsState {
 
         let global_clients = resolve_all(
             store,
+            retained,
             &config.security.certificates.apis,
             "security.certificates.apis",
         )
         .await;
         let mut api_policies = HashMap::new();
+        let mut crls_past = Vec::new();
         for route in apis.iter().filter(|r| r.def.use_mutual_tls_auth) {
-            let mut entries =
-                resolve_all(store, &route.def.client_certificates, &route.def.api_id).await;
+            let mut entries = resolve_all(
+                store,
+                retained,
+                &route.def.client_certificates,
+                &route.def.api_id,
+            )
+            .await;
             entries.extend(global_clients.iter().cloned());
-            let policy = ClientPolicy::new(&entries, route.def.crls()?, &shared.provider)
+            let crls = route.def.crls()?;
+            let crl_options = route.def.crl_options().map_err(|(field, reason)| {
+                format!("API {}: {field}: {reason}", route.def.api_id)
+            })?;
+            let now = store.clock().now();
+            let past = check_crls(&crls, &entries, crl_options, now, &shared.provider)
+                .map_err(|e| format!("API {}: {e}", route.def.api_id))?;
+            crls_past.extend(past.into_iter().map(|crl| (route.def.api_id.clone(), crl)));
+            let policy = ClientPolicy::new(&entries, crls, crl_options, &shared.provider)
                 .map_err(|e| format!("API {}: client_certificates: {e}", route.def.api_id))?;
             api_policies.insert(route.def.api_id.clone(), Arc::new(policy));
         }
+
+        shared.report_crls_past(crls_past);
 
         // Per domain: every API requires a client certificate, or only some do.
         let mut domains: HashMap<String, (usize, usize)> = HashMap::new();
@@ -126,11 +180,17 @@ impl TlsState {
         let (control_policy, control) = if config.security.control_api_use_mutual_tls {
             let entries = resolve_all(
                 store,
+                retained,
                 &config.security.certificates.control_api,
                 "security.certificates.control_api",
             )
             .await;
-            let policy = Arc::new(ClientPolicy::new(&entries, Vec::new(), &shared.provider)?);
+            let policy = Arc::new(ClientPolicy::new(
+                &entries,
+                Vec::new(),
+                CrlOptions::default(),
+                &shared.provider,
+            )?);
             let verifier = HandshakeVerifier::new(
                 Arc::clone(&policy),
                 ClientAuth::Required,
@@ -259,8 +319,13 @@ async fn prefetch(config: &GatewayConfig, apis: &ApiTable, store: &CertStore) {
     while lanes.join_next().await.is_some() {}
 }
 
-async fn server_cert(store: &CertStore, reference: &str, owner: &str) -> Option<Served> {
-    let cert = match store.resolve(reference).await {
+async fn server_cert(
+    store: &CertStore,
+    retained: &Retained,
+    reference: &str,
+    owner: &str,
+) -> Option<Served> {
+    let cert = match retained.resolve(store, reference, owner).await {
         Ok(cert) => cert,
         Err(e) => {
             log_unresolved(owner, &e);
@@ -278,12 +343,13 @@ async fn server_cert(store: &CertStore, reference: &str, owner: &str) -> Option<
 
 async fn resolve_all(
     store: &CertStore,
+    retained: &Retained,
     references: &[String],
     owner: &str,
 ) -> Vec<Arc<LoadedCert>> {
     let mut out = Vec::with_capacity(references.len());
     for reference in references {
-        match store.resolve(reference).await {
+        match retained.resolve(store, reference, owner).await {
             Ok(cert) => out.push(cert),
             Err(e) => log_unresolved(owner, &e),
         }

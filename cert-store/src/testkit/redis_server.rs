@@ -119,6 +119,28 @@ impl RedisServer {
         self.stop();
         self.launch();
     }
+
+    /// Stops it, deletes its data, and starts it again on the same port, empty (a server that
+    /// lost its disk, or came back without persistence).
+    pub fn restart_empty(&mut self) {
+        self.stop();
+        let entries = std::fs::read_dir(self.dir.path()).expect("the data folder is readable");
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.expect("redis-server's data is deleted");
+        }
+        self.launch();
+    }
+
+    /// The process ID of the running server (to pause it with `SIGSTOP`, say).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
 }
 
 impl Drop for RedisServer {

@@ -1,7 +1,7 @@
 //! The `/tyk/certs` handlers: add, list, get, delete, and which APIs use a certificate.
 
 use bytes::Bytes;
-use cert_store::{Cursor, Listed, Page, PageRequest, StorageError, StoreError};
+use cert_store::{Cursor, Listed, Page, PageRequest, StorageError, StorageErrorKind, StoreError};
 use http::{HeaderMap, Response, StatusCode, header};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use time::Duration;
@@ -103,19 +103,53 @@ fn parse_id(raw: &str) -> Option<CertId> {
     percent_decode(raw, false)?.parse().ok()
 }
 
-/// The answer to a storage failure: 503 when retrying can help, 500 otherwise.
+/// The answer to a storage failure: 503 when retrying can help, 500 otherwise. In plain words:
+/// the details (addresses, OS errors, script hashes) go to the log only.
 fn storage_failure(e: &StorageError) -> Response<Body> {
-    if e.is_temporary() {
-        error(
+    tracing::warn!(error = %e, "control API: the certificate storage failed");
+    let (status, message) = match e.kind() {
+        StorageErrorKind::Timeout => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("certificate storage is unavailable: {e}"),
-        )
-    } else {
-        error(
+            "certificate storage did not answer in time; try again",
+        ),
+        StorageErrorKind::Unavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "certificate storage is unavailable; try again",
+        ),
+        StorageErrorKind::Rejected => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("certificate storage failed: {e}"),
-        )
+            "certificate storage refused the operation (out of memory, read-only or not permitted); see the gateway log",
+        ),
+        StorageErrorKind::Corrupt => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "certificate storage holds data this gateway cannot read; see the gateway log",
+        ),
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "certificate storage failed; see the gateway log",
+        ),
+    };
+    error(status, message)
+}
+
+/// [`storage_failure`] of an add. When retrying can help, the write may still have been
+/// applied (a timed-out command can run later): the answer says so, and that retrying the
+/// same upload is safe (an identical add answers 200 with the same ID).
+fn add_failure(e: &StorageError) -> Response<Body> {
+    if !e.is_temporary() {
+        return storage_failure(e);
     }
+    tracing::warn!(error = %e, "control API: the certificate storage failed during an add");
+    let what = match e.kind() {
+        StorageErrorKind::Timeout => "did not answer in time",
+        _ => "is unavailable",
+    };
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "certificate storage {what}: the outcome is unknown (the certificate may have been stored); retrying the same upload is safe"
+        ),
+    )
 }
 
 /// Why a request body could not be read.
@@ -167,10 +201,13 @@ fn problem_text(problem: &StoreError) -> String {
 fn list_failure(e: &StoreError, page: &PageRequest) -> Response<Body> {
     match e {
         StoreError::Storage(e) if e.is_temporary() => storage_failure(e),
-        StoreError::Storage(e) if page.cursor.is_some() => error(
-            StatusCode::BAD_REQUEST,
-            format!("the cursor is not one this listing issued: {e}"),
-        ),
+        StoreError::Storage(e) if page.cursor.is_some() => {
+            tracing::debug!(error = %e, "control API: a listing cursor was refused");
+            error(
+                StatusCode::BAD_REQUEST,
+                "the cursor is not one this listing issued",
+            )
+        }
         StoreError::Storage(e) => storage_failure(e),
         other => error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
     }
@@ -223,7 +260,7 @@ impl ControlApi {
                     },
                 )
             }
-            Err(StoreError::Storage(e)) => storage_failure(&e),
+            Err(StoreError::Storage(e)) => add_failure(&e),
             // Tyk answers every refused upload with 403 and the reason.
             Err(e) => error(StatusCode::FORBIDDEN, e.to_string()),
         }
@@ -387,8 +424,12 @@ impl ControlApi {
         let Some(id) = id else {
             return Ok(None);
         };
-        match self.store.details(&id).await {
-            Ok(meta) => Ok(Some(CertificateMeta::new(id.to_string(), &meta))),
+        match self.store.get(&id).await {
+            Ok(cert) => {
+                let mut meta = CertificateMeta::new(id.to_string(), cert.metadata());
+                meta.key_decrypts = self.store.key_decrypts(&cert);
+                Ok(Some(meta))
+            }
             Err(StoreError::Storage(e)) => Err(storage_failure(&e)),
             Err(StoreError::NotFound { .. }) => Ok(None),
             Err(e) => {

@@ -248,13 +248,39 @@ impl ControlApi {
         hmac::verify(&self.auth_key, given.as_bytes(), tag.as_ref()).is_ok()
     }
 
-    /// Tyk's `/hello`: 200 when the storage answers, 503 when it does not.
+    /// Tyk's `/hello`: 200 when the storage answers, 503 when it does not; status `warn` (still
+    /// 200) when certificates the configuration references are missing from storage and served
+    /// from the last good snapshot, with their IDs. Open to anyone: the storage's failure is
+    /// described in plain words (details in the log).
     async fn hello(&self) -> Response<Body> {
-        let (status, storage) = match self.store.ping().await {
-            Ok(()) => (StatusCode::OK, None),
-            Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Some(e.to_string())),
+        let storage = match self.store.ping().await {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "/hello: the certificate storage does not answer");
+                Some(if e.is_temporary() {
+                    "storage unavailable"
+                } else {
+                    "storage error"
+                })
+            }
         };
-        let result = if storage.is_none() { "pass" } else { "fail" };
+        let missing = self.metrics.missing_certificates();
+        let now = shapes::go_time(Some(self.store.clock().now()));
+        let certificates = (!missing.is_empty()).then(|| HealthCheck {
+            status: "warn",
+            output: Some(format!(
+                "certificates referenced by the configuration are missing from storage and served from the last good snapshot: {}",
+                missing.join(", ")
+            )),
+            component_type: "system",
+            time: now.clone(),
+            missing: Some(missing),
+        });
+        let (status, result) = match (storage, &certificates) {
+            (Some(_), _) => (StatusCode::SERVICE_UNAVAILABLE, "fail"),
+            (None, Some(_)) => (StatusCode::OK, "warn"),
+            (None, None) => (StatusCode::OK, "pass"),
+        };
         respond(
             status,
             &Health {
@@ -263,11 +289,13 @@ impl ControlApi {
                 description: "certgate gateway",
                 details: HealthDetails {
                     storage: HealthCheck {
-                        status: result,
-                        output: storage,
+                        status: if storage.is_some() { "fail" } else { "pass" },
+                        output: storage.map(str::to_owned),
                         component_type: "datastore",
-                        time: shapes::go_time(Some(self.store.clock().now())),
+                        time: now,
+                        missing: None,
                     },
+                    certificates,
                 },
             },
         )
@@ -280,6 +308,12 @@ impl ControlApi {
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }
+        let undecryptable = "certgate_undecryptable_private_keys";
+        let _ = writeln!(
+            text,
+            "# HELP {undecryptable} Certificates seen since start whose private key does not decrypt with this node's encoding secret.\n# TYPE {undecryptable} gauge\n{undecryptable} {}",
+            self.store.undecryptable_keys()
+        );
         let name = "certgate_control_api_requests_total";
         let _ = writeln!(
             text,

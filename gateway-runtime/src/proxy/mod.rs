@@ -62,7 +62,9 @@ use rustls::sign::CertifiedKey;
 use tls_core::SpkiPin;
 
 use self::connector::{ConnectError, UpstreamConnector};
-use self::pins::{PinList, PinMismatch, PinSet, resolve_pins};
+#[cfg(test)]
+use self::pins::resolve_pins;
+use self::pins::{PinList, PinMismatch, PinSet, resolve_pins_keeping};
 use self::pool::Http1Pool;
 use self::select::{UpstreamHost, select};
 use self::upstream_tls::{TlsSettings, Trust, client_config};
@@ -71,6 +73,7 @@ use crate::config::{ApiDefinition, ConfigError, GatewayConfig, TLS12, tls_versio
 use crate::http_util::{Body, BoxError, ClientInfo, json_response};
 use crate::metrics::GatewayMetrics;
 use crate::observe::{CertObserver, UseRole};
+use crate::retain::Retained;
 
 /// The body of requests sent upstream.
 type UpstreamBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -141,6 +144,8 @@ struct Upstream {
 /// The reverse proxy (see the module docs).
 pub(crate) struct Proxy {
     store: CertStore,
+    /// Last good copies of upstream client certificates, for when the store loses them.
+    retained: Arc<Retained>,
     observer: Arc<dyn CertObserver>,
     metrics: Arc<GatewayMetrics>,
     global: GlobalUpstream,
@@ -196,6 +201,7 @@ impl Proxy {
             },
             trust: Trust::new(options.extra_roots.clone(), options.system_roots),
             store,
+            retained: Arc::new(Retained::new(Arc::clone(&metrics))),
             observer,
             metrics,
             options,
@@ -203,6 +209,12 @@ impl Proxy {
             clients: Mutex::new(HashMap::new()),
             reloading: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Shares `retained` (the TLS snapshot's last good copies) instead of a set of its own.
+    pub(crate) fn with_retained(mut self, retained: Arc<Retained>) -> Self {
+        self.retained = retained;
+        self
     }
 
     /// Prepares every API's upstream again: client certificates, pins and TLS settings are
@@ -422,7 +434,11 @@ impl Proxy {
                 "{problem}: no client certificate is presented to this upstream"
             );
         };
-        let cert = match self.store.resolve(reference).await {
+        let cert = match self
+            .retained
+            .resolve(&self.store, reference, &def.api_id)
+            .await
+        {
             Ok(cert) => cert,
             Err(error) => {
                 warn("the upstream client certificate cannot be loaded", &error);
@@ -459,7 +475,14 @@ impl Proxy {
         if value.trim().is_empty() {
             return None;
         }
-        let pins = resolve_pins(&self.store, value, &def.api_id, &host.authority()).await;
+        let pins = resolve_pins_keeping(
+            &self.store,
+            &self.retained,
+            value,
+            &def.api_id,
+            &host.authority(),
+        )
+        .await;
         Some(Arc::new(pins))
     }
 
@@ -758,6 +781,6 @@ where
     Response::from_parts(
         parts,
         body.map_err(|error| -> BoxError { Box::new(error) })
-            .boxed(),
+            .boxed_unsync(),
     )
 }

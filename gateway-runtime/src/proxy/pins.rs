@@ -20,6 +20,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use cert_store::{CertStore, StoreError};
+
+use crate::retain::Retained;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -56,8 +58,22 @@ impl PinSet {
 
 /// Resolves a `pinned_public_keys` value. Entries that cannot be resolved are logged and
 /// skipped; `api_id` and `host` are for the logs.
+#[cfg(test)]
 pub(crate) async fn resolve_pins(
     store: &CertStore,
+    value: &str,
+    api_id: &str,
+    host: &str,
+) -> PinSet {
+    let retained = Retained::new(Arc::default());
+    resolve_pins_keeping(store, &retained, value, api_id, host).await
+}
+
+/// [`resolve_pins`], serving stored public keys and certificates from their last good copies
+/// when the store has lost them (see `retain`).
+pub(crate) async fn resolve_pins_keeping(
+    store: &CertStore,
+    retained: &Retained,
     value: &str,
     api_id: &str,
     host: &str,
@@ -65,7 +81,7 @@ pub(crate) async fn resolve_pins(
     let mut pins = BTreeSet::new();
     let mut failures = 0usize;
     for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        match resolve_entry(store, entry).await {
+        match resolve_entry(store, retained, entry, api_id).await {
             Ok(pin) => {
                 pins.insert(pin);
             }
@@ -93,7 +109,12 @@ pub(crate) async fn resolve_pins(
 }
 
 /// One entry: the stored record or inline PEM it names, else the literal pin it is.
-async fn resolve_entry(store: &CertStore, entry: &str) -> Result<SpkiPin, String> {
+async fn resolve_entry(
+    store: &CertStore,
+    retained: &Retained,
+    entry: &str,
+    api_id: &str,
+) -> Result<SpkiPin, String> {
     let literal = entry.parse::<SpkiPin>().ok();
     let may_be_reference = entry.contains("-----BEGIN ")
         || entry.parse::<CertId>().is_ok()
@@ -101,7 +122,7 @@ async fn resolve_entry(store: &CertStore, entry: &str) -> Result<SpkiPin, String
     if !may_be_reference {
         return literal.ok_or_else(|| "not a valid sha256/<base64> pin".to_owned());
     }
-    match store.resolve(entry).await {
+    match retained.resolve(store, entry, api_id).await {
         Ok(loaded) => Ok(loaded.metadata().spki_pin),
         Err(error) => match literal {
             Some(pin) => {

@@ -37,7 +37,8 @@ async fn tyk_certificate_handler_contract() {
     }
     let [public_id, private_id, ca_id] = [&ids[0], &ids[1], &ids[2]];
 
-    // A second upload of the same certificate is refused with Tyk's message, as 403.
+    // A second upload of the same certificate answers as the first (Tyk: 403), so that a
+    // client may retry an add whose outcome it does not know.
     let again = f
         .send(
             "POST",
@@ -45,6 +46,18 @@ async fn tyk_certificate_handler_contract() {
             &vector("client-good.crt.pem"),
         )
         .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(
+        again.text,
+        format!("{{\"id\":\"{public_id}\",\"status\":\"ok\",\"message\":\"Certificate added\"}}\n")
+    );
+    // The same certificate with its key is another record under that ID: Tyk's 403.
+    let with_key = format!(
+        "{}{}",
+        vector("client-good.crt.pem"),
+        vector("client-good.key.pem")
+    );
+    let again = f.send("POST", "/tyk/certs?org_id=1", &with_key).await;
     again.assert_error(
         StatusCode::FORBIDDEN,
         &format!("Certificate with {public_id} id already exists"),

@@ -1,0 +1,322 @@
+//! No answer shows internals (issue 12, finding 6): every control API route is driven with bad
+//! inputs, with a corrupted record, with Redis out of memory and with Redis down, and every
+//! string in every answer is scanned for Rust `Debug` text, OS errors, addresses and script
+//! hashes.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cert_store::testkit::RedisServer;
+use cert_store::{CertStorage, CertStore, RedisConfig, RedisStorage};
+use rustls::pki_types::ServerName;
+use support::{Pki, client_config, start, tls_config};
+use tls_core::{EncodingSecret, OrgId};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+const SECRET: &str = "control-secret";
+
+/// Sends one Redis command over RESP; the raw reply.
+async fn redis_command(server: &RedisServer, args: &[&[u8]]) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port()))
+        .await
+        .unwrap();
+    let mut command = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        command.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        command.extend_from_slice(arg);
+        command.extend_from_slice(b"\r\n");
+    }
+    stream.write_all(&command).await.unwrap();
+    let mut reply = vec![0u8; 4096];
+    let n = stream.read(&mut reply).await.unwrap();
+    String::from_utf8_lossy(&reply[..n]).into_owned()
+}
+
+/// Status and body of a request over TLS; `secret` adds the control API header.
+async fn call(
+    addr: SocketAddr,
+    pki: &Pki,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    secret: bool,
+) -> (u16, String) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(client_config(&[pki.ca_der()], None));
+    let name = ServerName::try_from("api.test").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let auth = if secret {
+        format!("x-tyk-authorization: {SECRET}\r\n")
+    } else {
+        String::new()
+    };
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: api.test\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    let _ = tls.write_all(body).await;
+    let mut raw = Vec::new();
+    let _ = tls.read_to_end(&mut raw).await;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Every string in a JSON answer (the body itself when it is not JSON).
+fn strings(body: &str) -> Vec<String> {
+    fn walk(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::String(s) => out.push(s.clone()),
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            serde_json::Value::Object(map) => map.values().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(value) => walk(&value, &mut out),
+        Err(_) => out.push(body.to_owned()),
+    }
+    out
+}
+
+/// What in `text` looks like internals, if anything.
+fn internals(text: &str) -> Option<String> {
+    for needle in [
+        "os error",
+        "127.0.0.1",
+        "localhost:",
+        "redis:",
+        "NomError",
+        "Der(",
+        "Some(",
+        "None",
+        "{ ",
+        " }",
+        "..",
+        "\\\"",
+        "NOSCRIPT",
+        "OOM command",
+    ] {
+        if text.contains(needle) {
+            return Some(format!("{needle:?}"));
+        }
+    }
+    // `Name(`: a Rust enum variant or tuple struct printed with Debug.
+    let bytes = text.as_bytes();
+    for (at, _) in text.match_indices('(') {
+        let word: Vec<u8> = bytes[..at]
+            .iter()
+            .rev()
+            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+            .copied()
+            .collect();
+        if word.len() >= 2 && word.last().is_some_and(u8::is_ascii_uppercase) {
+            return Some(format!("a Debug-style call at {at}"));
+        }
+    }
+    // A run of exactly 40 hex digits: a SHA-1 (Redis script hash). Certificate IDs and
+    // fingerprints are 64.
+    for run in text.split(|c: char| !c.is_ascii_hexdigit()) {
+        if run.len() == 40 {
+            return Some("a 40-hex-digit hash".to_owned());
+        }
+    }
+    None
+}
+
+/// Requests every route with bad inputs; each answer must be free of internals.
+struct Scan<'a> {
+    addr: SocketAddr,
+    pki: &'a Pki,
+    checked: usize,
+}
+
+impl Scan<'_> {
+    async fn check(&mut self, method: &str, path: &str, body: &[u8], secret: bool) -> u16 {
+        let (status, answer) = call(self.addr, self.pki, method, path, body, secret).await;
+        assert!(status != 0, "{method} {path}: no answer");
+        for text in strings(&answer) {
+            if let Some(found) = internals(&text) {
+                panic!("{method} {path} -> {status}: {found} in {text:?}");
+            }
+        }
+        self.checked += 1;
+        status
+    }
+
+    /// Every route, with bad and good inputs.
+    async fn every_route(&mut self, id: &str) {
+        let long = "9".repeat(5000);
+        let bad_ids = [
+            "zzz",
+            "..%2f..%2fetc%2fpasswd",
+            "%zz",
+            "%ff%fe",
+            "a,b,,",
+            &long,
+            "%22%7B%7D%5C",
+        ];
+        self.check("GET", "/hello", b"", false).await;
+        self.check("GET", "/tyk/certs", b"", false).await;
+        self.check("GET", "/metrics", b"", false).await;
+        for query in [
+            "",
+            "?cursor=zzz",
+            "?cursor=zzz&limit=5",
+            "?mode=detailed&cursor=zzz",
+            "?org_id=o&cursor=-1",
+            "?org_id=o&cursor=99999999999999999999999",
+            "?cursor=%22%7B%7D",
+            "?limit=abc",
+            "?limit=0",
+            "?limit=99999999999999999999",
+            "?org_id=%00",
+            "?org_id=a%2Fb",
+            "?org_id=%ff",
+            "?sort=zzz",
+            "?sort=not_after&expiring_within_days=-1",
+            "?expiring_within_days=1e9",
+            "?mode=detailed",
+            "?mode=detailed&sort=not_after",
+        ] {
+            self.check("GET", &format!("/tyk/certs{query}"), b"", true)
+                .await;
+        }
+        for bad in bad_ids.iter().chain(&[id]) {
+            self.check("GET", &format!("/tyk/certs/{bad}"), b"", true)
+                .await;
+            self.check("GET", &format!("/tyk/certs/{bad}/apis"), b"", true)
+                .await;
+            self.check("DELETE", &format!("/tyk/certs/{bad}?org_id=%ff"), b"", true)
+                .await;
+        }
+        self.check("GET", &format!("/tyk/certs/{id},zzz,{id}"), b"", true)
+            .await;
+        self.check("PUT", "/tyk/certs", b"", true).await;
+        self.check("PATCH", &format!("/tyk/certs/{id}"), b"", true)
+            .await;
+        self.check("GET", "/tyk/nothing", b"", true).await;
+        self.check("POST", "/tyk/certs?org_id=%ff", b"x", true)
+            .await;
+        self.check("POST", "/tyk/certs?org_id=a%2Fb", b"x", true)
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_answer_shows_internals_with_bad_inputs_a_corrupted_record_oom_or_redis_down() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let pki = Pki::new("plain ca");
+    let storage = RedisStorage::connect(RedisConfig::new(server.url()))
+        .await
+        .expect("connect");
+    let store = CertStore::builder(Arc::new(storage) as Arc<dyn CertStorage>)
+        .encoding_secret(EncodingSecret::new("test secret"))
+        .build();
+    let org = OrgId::new("o").unwrap();
+    let served = store
+        .add(&pki.server(&["api.test"]).bundle(), &org)
+        .await
+        .unwrap()
+        .to_string();
+    let corrupt = store
+        .add(&pki.server(&["corrupt.test"]).bundle(), &org)
+        .await
+        .unwrap()
+        .to_string();
+    let mut config = tls_config();
+    config.http_server_options.ssl_certificates = vec![served.clone()];
+    let gateway = start(config, store, Vec::new()).await;
+    let mut scan = Scan {
+        addr: gateway.local_addr(),
+        pki: &pki,
+        checked: 0,
+    };
+
+    // Bad inputs with the storage up.
+    scan.every_route(&served).await;
+
+    // A record corrupted in storage (the detailed listing reports it, in plain words).
+    let key = format!("cert-raw-{corrupt}");
+    for garbage in [
+        "-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n",
+        "-----BEGIN CERTIFICATE-----\nMIIBkTCB+wIBADANBgkqhkiG9w0BAQsFADA=\n-----END CERTIFICATE-----\n",
+        "not pem at all",
+    ] {
+        let reply = redis_command(&server, &[b"SET", key.as_bytes(), garbage.as_bytes()]).await;
+        assert_eq!(reply, "+OK\r\n");
+        scan.check("GET", "/tyk/certs?mode=detailed", b"", true)
+            .await;
+        scan.check("GET", &format!("/tyk/certs/{corrupt}"), b"", true)
+            .await;
+        scan.check("GET", &format!("/tyk/certs/{corrupt},{served}"), b"", true)
+            .await;
+    }
+
+    // Out of memory: writes fail (Lua scripts included).
+    let reply = redis_command(&server, &[b"CONFIG", b"SET", b"maxmemory", b"1"]).await;
+    assert_eq!(reply, "+OK\r\n");
+    let upload = pki.server(&["oom.test"]).bundle();
+    let status = scan
+        .check("POST", "/tyk/certs?org_id=o", upload.as_bytes(), true)
+        .await;
+    assert_eq!(status, 500, "an add refused by an out-of-memory Redis");
+    scan.every_route(&served).await;
+    let reply = redis_command(&server, &[b"CONFIG", b"SET", b"maxmemory", b"0"]).await;
+    assert_eq!(reply, "+OK\r\n");
+
+    // Redis down: the open /hello says so in plain words.
+    server.stop();
+    let (status, hello) = call(scan.addr, &pki, "GET", "/hello", b"", false).await;
+    assert_eq!(status, 503, "{hello}");
+    let hello: serde_json::Value = serde_json::from_str(&hello).unwrap();
+    assert_eq!(hello["details"]["storage"]["output"], "storage unavailable");
+    let status = scan
+        .check("POST", "/tyk/certs?org_id=o", upload.as_bytes(), true)
+        .await;
+    assert_eq!(status, 503);
+    scan.every_route(&served).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    eprintln!("answers scanned: {}", scan.checked);
+    gateway.shutdown().await;
+}
+
+#[test]
+fn the_scan_catches_the_leaks_the_attack_found_and_passes_plain_messages() {
+    for leaked in [
+        "the cursor is not one this listing issued: invalid listing cursor Cursor(\"zzz\")",
+        "certificate storage is unavailable: redis: Connection refused (os error 111)",
+        "failed to parse: NomError(Eof)",
+        "Der(DerConstraintFailed(IndefiniteLength))",
+        "ERR Error running script (call to f_0123456789abcdef0123456789abcdef01234567): OOM",
+        "Listed { id: x, metadata: None }",
+        "connection to 127.0.0.1:6379 lost",
+    ] {
+        assert!(internals(leaked).is_some(), "{leaked}");
+    }
+    for plain in [
+        "Certificate with given SHA256 fingerprint not found",
+        "certificate storage is unavailable; try again",
+        &format!("Certificate with o{} id already exists", "ab".repeat(32)),
+        "limit=\"abc\" must be a number from 1 to 10000",
+        "PEM block 1 (PRIVATE KEY): the key does not match the certificate",
+    ] {
+        assert_eq!(internals(plain), None, "{plain}");
+    }
+}

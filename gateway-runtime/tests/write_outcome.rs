@@ -1,0 +1,199 @@
+//! Writes whose outcome is unknown (issue 12, finding 5): with Redis paused (`SIGSTOP`), adds
+//! time out with a 503 that says the outcome is unknown; Redis then applies them when it
+//! resumes, and retrying the same uploads answers 200 with the same IDs, each stored once.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cert_store::testkit::RedisServer;
+use cert_store::{CertStorage, CertStore, RedisConfig, RedisStorage};
+use rustls::pki_types::ServerName;
+use support::{Pki, client_config, start, tls_config};
+use tls_core::EncodingSecret;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+const SECRET: &str = "control-secret";
+
+/// Sends one Redis command over RESP; the raw reply.
+async fn redis_command(server: &RedisServer, args: &[&[u8]]) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port()))
+        .await
+        .unwrap();
+    let mut command = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        command.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        command.extend_from_slice(arg);
+        command.extend_from_slice(b"\r\n");
+    }
+    stream.write_all(&command).await.unwrap();
+    let mut reply = vec![0u8; 65536];
+    let n = stream.read(&mut reply).await.unwrap();
+    String::from_utf8_lossy(&reply[..n]).into_owned()
+}
+
+/// Status and body of a control API request over TLS.
+async fn control(
+    addr: SocketAddr,
+    pki: &Pki,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> (u16, String) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(client_config(&[pki.ca_der()], None));
+    let name = ServerName::try_from("api.test").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: api.test\r\nx-tyk-authorization: {SECRET}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.write_all(body).await.unwrap();
+    let mut raw = Vec::new();
+    let _ = tls.read_to_end(&mut raw).await;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn signal(server: &RedisServer, signal: &str) {
+    let pid = server.pid().expect("redis-server runs").to_string();
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+/// Resumes a paused redis-server even when the test fails half-way.
+struct Resume<'a>(&'a RedisServer);
+
+impl Drop for Resume<'_> {
+    fn drop(&mut self) {
+        signal(self.0, "-CONT");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adds_answered_503_while_redis_is_paused_are_safe_to_retry() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let pki = Pki::new("outcome ca");
+    let mut redis = RedisConfig::new(server.url());
+    redis.response_timeout = Duration::from_millis(500);
+    let storage = RedisStorage::connect(redis).await.expect("connect");
+    let store = CertStore::builder(Arc::new(storage) as Arc<dyn CertStorage>)
+        .encoding_secret(EncodingSecret::new("test secret"))
+        .build();
+    let served = store
+        .add(&pki.server(&["api.test"]).bundle(), &tls_core::OrgId::EMPTY)
+        .await
+        .unwrap();
+    let mut config = tls_config();
+    config.http_server_options.ssl_certificates = vec![served.to_string()];
+    let gateway = start(config, store, Vec::new()).await;
+    let addr = gateway.local_addr();
+    let uploads: Vec<String> = (0..5)
+        .map(|n| pki.server(&[&format!("n{n}.test")]).bundle())
+        .collect();
+
+    // The attack: pause Redis, POST adds, resume it.
+    let resume = Resume(&server);
+    signal(&server, "-STOP");
+    let mut answers = Vec::new();
+    for upload in &uploads {
+        answers.push(
+            control(
+                addr,
+                &pki,
+                "POST",
+                "/tyk/certs?org_id=pause-org",
+                upload.as_bytes(),
+            )
+            .await,
+        );
+    }
+    for (status, body) in &answers {
+        assert_eq!(*status, 503, "{body}");
+        let message = serde_json::from_str::<serde_json::Value>(body).unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            message.contains("did not answer in time")
+                && message.contains("the outcome is unknown")
+                && message.contains("retrying the same upload is safe"),
+            "{message}"
+        );
+        assert!(
+            !message.contains("127.0.0.1") && !message.contains("os error"),
+            "{message}"
+        );
+    }
+    drop(resume);
+
+    // Redis applies what it had received; the retries then answer 200 with the same IDs.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let index = redis_command(&server, &[b"LRANGE", b"cert-pause-org-index", b"0", b"-1"]).await;
+    let applied_before_retry = index.matches("raw-pause-org").count();
+    eprintln!(
+        "adds applied after their 503: {applied_before_retry} of {}",
+        uploads.len()
+    );
+    let mut ids = Vec::new();
+    for upload in &uploads {
+        let (status, body) = control(
+            addr,
+            &pki,
+            "POST",
+            "/tyk/certs?org_id=pause-org",
+            upload.as_bytes(),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(answer["message"], "Certificate added");
+        ids.push(answer["id"].as_str().unwrap().to_owned());
+    }
+    // Each retry of the same upload again: the same ID.
+    for (upload, id) in uploads.iter().zip(&ids) {
+        let (status, body) = control(
+            addr,
+            &pki,
+            "POST",
+            "/tyk/certs?org_id=pause-org",
+            upload.as_bytes(),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains(id.as_str()), "{body}");
+    }
+    let index = redis_command(&server, &[b"LRANGE", b"cert-pause-org-index", b"0", b"-1"]).await;
+    for id in &ids {
+        assert_eq!(
+            index.matches(&format!("raw-{id}\r\n")).count(),
+            1,
+            "{id} is indexed exactly once: {index}"
+        );
+    }
+    assert_eq!(
+        index.matches("raw-pause-org").count(),
+        uploads.len(),
+        "{index}"
+    );
+    gateway.shutdown().await;
+}
