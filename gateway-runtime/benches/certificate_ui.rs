@@ -6,7 +6,7 @@
 //! cookie; the figure is the request's wall time as the client sees it (server time plus a
 //! loopback round trip). The page weights are printed once, before compression.
 //!
-//! Run: `cargo bench -p gateway-runtime --bench certificate_ui -- --warm-up-time 1 --measurement-time 5`
+//! Run: `cargo bench -p certgate-gateway-runtime --bench certificate_ui -- --warm-up-time 1 --measurement-time 5`
 
 use std::hint::black_box;
 use std::sync::Arc;

@@ -376,6 +376,14 @@ async fn sign_out_ends_the_session() {
     assert_eq!(out.status, StatusCode::SEE_OTHER);
     let cleared = out.headers["set-cookie"].to_str().unwrap();
     assert!(cleared.contains("Max-Age=0"));
+    assert_eq!(out.location(), "/ui/signin?signed_out=1");
+    assert!(
+        browser
+            .get(out.location())
+            .await
+            .body
+            .contains("You are signed out.")
+    );
     // The old token no longer opens anything.
     let after = browser.get("/ui/").await;
     assert_eq!(after.status, StatusCode::SEE_OTHER);

@@ -242,7 +242,10 @@ impl CertificateUi {
             (&Method::GET, "static/ui.js") => {
                 return asset(JS, "text/javascript; charset=utf-8");
             }
-            (&Method::GET, "signin") => return self.sign_in_page(None, StatusCode::OK),
+            (&Method::GET, "signin") => {
+                let notice = query.get("signed_out").map(|_| "You are signed out.");
+                return self.sign_in_page_with(None, notice, StatusCode::OK);
+            }
             (&Method::POST, "signin") => {
                 let form = match self.read_form(&parts.headers, body).await {
                     Ok(form) => form,
@@ -493,4 +496,50 @@ fn secure(mut response: Response<Body>) -> Response<Body> {
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_path_and_session_lifetime_are_checked() {
+        let ok = CertificateUiConfig::default();
+        assert_eq!(ok.validate(), Ok(()));
+        for path in [
+            "ui/", "/ui", "/", "//", "/a/../b/", "/tyk/ui/", "/u i/", "/a//b/",
+        ] {
+            let config = CertificateUiConfig {
+                path: path.into(),
+                ..CertificateUiConfig::default()
+            };
+            assert!(config.validate().is_err(), "{path}");
+        }
+        let config = CertificateUiConfig {
+            path: "/certificates/".into(),
+            session_ttl_seconds: 59,
+            ..CertificateUiConfig::default()
+        };
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .contains("session_ttl_seconds")
+        );
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; certgate_ui_session=tok; b=2"),
+        );
+        assert_eq!(cookie_token(&headers).as_deref(), Some("tok"));
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("certgate_ui_session="),
+        );
+        assert_eq!(cookie_token(&headers), None);
+    }
 }

@@ -13,9 +13,9 @@ use time::{Duration, OffsetDateTime};
 use tls_core::{CertId, Metadata};
 
 use super::api::{Answer, encode};
-use super::chart::Expiries;
+use super::chart::{self, Expiries};
 use super::form::Form;
-use super::index::Summary;
+use super::index::{Search, Summary};
 use super::{CertificateUi, Signed, events, html, redirect};
 use crate::http_util::Body;
 use crate::runtime::Shared;
@@ -94,6 +94,7 @@ pub(super) struct ChainRow {
 struct SignInPage<'a> {
     base: &'a str,
     error: Option<String>,
+    notice: Option<&'a str>,
 }
 
 #[derive(Template)]
@@ -315,11 +316,21 @@ impl CertificateUi {
     }
 
     pub(super) fn sign_in_page(&self, error: Option<String>, status: StatusCode) -> Response<Body> {
+        self.sign_in_page_with(error, None, status)
+    }
+
+    pub(super) fn sign_in_page_with(
+        &self,
+        error: Option<String>,
+        notice: Option<&str>,
+        status: StatusCode,
+    ) -> Response<Body> {
         render(
             status,
             &SignInPage {
                 base: &self.base,
                 error,
+                notice,
             },
         )
     }
@@ -474,56 +485,25 @@ impl CertificateUi {
 
     fn overview(&self, shared: &Shared, signed: &Signed) -> Response<Body> {
         let now = shared.store.clock().now();
-        let warning = self.warning;
-        let mut chart = Expiries::new();
-        let (mut total, mut with_key, mut expired, mut expiring) = (0, 0, 0, 0);
-        let mut attention: Vec<(u8, Option<OffsetDateTime>, Arc<Summary>)> = Vec::new();
-        self.index.with_all(|all| {
-            for summary in all {
-                total += 1;
-                if summary.has_private {
-                    with_key += 1;
-                }
-                let rank = match summary.not_after {
-                    _ if summary.problem.is_some() => Some(0),
-                    Some(at) if at <= now => {
-                        expired += 1;
-                        Some(1)
-                    }
-                    Some(at) if at - now <= warning => {
-                        expiring += 1;
-                        Some(2)
-                    }
-                    _ => None,
-                };
-                if let Some(at) = summary.not_after {
-                    chart.add(at, now);
-                }
-                if let Some(rank) = rank {
-                    attention.push((rank, summary.not_after, Arc::clone(summary)));
-                }
-            }
-        });
-        let key = |e: &(u8, Option<OffsetDateTime>, Arc<Summary>)| (e.0, e.1);
-        if attention.len() > ATTENTION {
-            attention.select_nth_unstable_by_key(ATTENTION, key);
-            attention.truncate(ATTENTION);
-        }
-        attention.sort_by_key(key);
-        let attention = attention
+        let stats = self.index.stats(now, self.warning, chart::DAYS, ATTENTION);
+        let attention = stats
+            .attention
             .iter()
-            .map(|(_, _, s)| self.row(shared, s, now))
+            .map(|entry| self.row(shared, &entry.summary, now))
             .collect();
-        let warning_days = warning.whole_days();
+        let chart = Expiries {
+            per_day: stats.per_day,
+        };
+        let warning_days = self.warning.whole_days();
         render(
             StatusCode::OK,
             &OverviewPage {
                 l: self.layout(signed, "overview", "Overview"),
                 ready: self.index.ready(),
-                total,
-                with_key,
-                expired,
-                expiring,
+                total: stats.total,
+                with_key: stats.with_key,
+                expired: stats.expired,
+                expiring: stats.expiring,
                 warning_days,
                 chart_svg: chart.svg(warning_days),
                 chart_text: match chart.total() {
@@ -605,11 +585,10 @@ impl CertificateUi {
                 if cursor.is_some() {
                     page.first_href = Some(href(None));
                 }
-                let count = self.count(|s| org.is_empty() || s.org == org);
-                page.summary = match count {
-                    Some(n) => format!("{} in the store", plural(n as i64, "certificate")),
-                    None => String::new(),
-                };
+                if self.index.ready() {
+                    let n = i64::try_from(self.index.count(&org)).unwrap_or(i64::MAX);
+                    page.summary = format!("{} in the store", plural(n, "certificate"));
+                }
             } else {
                 status_code = answer.status;
                 page.error = Some(answer.message());
@@ -620,29 +599,19 @@ impl CertificateUi {
                 .get("offset")
                 .and_then(|o| o.parse::<usize>().ok())
                 .unwrap_or(0);
-            let needle = q.to_ascii_lowercase();
-            let mut found: Vec<Arc<Summary>> = self.index.with_all(|all| {
-                all.filter(|s| (org.is_empty() || s.org == org) && s.matches(&needle))
-                    .cloned()
-                    .collect()
+            let needle = q.to_lowercase();
+            let found = self.index.search(&Search {
+                org: &org,
+                needle: &needle,
+                by_expiry: sort_expiry,
+                offset,
+                limit: PAGE_SIZE,
             });
-            if sort_expiry {
-                found.sort_by(|a, b| {
-                    (a.not_after.is_none(), a.not_after, &a.id).cmp(&(
-                        b.not_after.is_none(),
-                        b.not_after,
-                        &b.id,
-                    ))
-                });
-            } else {
-                found.sort_by(|a, b| a.id.cmp(&b.id));
-            }
-            let total = found.len();
+            let total = found.total;
             page.rows = found
+                .items
                 .iter()
-                .skip(offset)
-                .take(PAGE_SIZE)
-                .map(|s| self.row(shared, s, now))
+                .map(|entry| self.row(shared, &entry.summary, now))
                 .collect();
             if offset + PAGE_SIZE < total {
                 page.next_href = Some(href(Some(format!("offset={}", offset + PAGE_SIZE))));
@@ -666,14 +635,6 @@ impl CertificateUi {
             }
         }
         render(status_code, &page)
-    }
-
-    /// How many indexed certificates satisfy `keep`; `None` before the first scan.
-    fn count(&self, keep: impl Fn(&Summary) -> bool) -> Option<usize> {
-        if !self.index.ready() {
-            return None;
-        }
-        Some(self.index.with_all(|all| all.filter(|s| keep(s)).count()))
     }
 
     /// The API's details of `id` (404 → its message), the metadata and the uses.
