@@ -96,6 +96,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    // Handlers first: a SIGTERM that arrives while the gateway starts (or right after the demo
+    // prints its banner) stops it cleanly instead of killing the process.
+    let signals = Signals::install()?;
     let (gateway, app_path) = match &args.config {
         Some(path) => {
             let config = GatewayConfig::load(path, std::env::vars()).map_err(|e| e.to_string())?;
@@ -110,15 +113,39 @@ async fn run(args: Args) -> Result<(), String> {
         }
         None => (demo::start(&args.demo_dir, args.port).await?, None),
     };
-    wait_for_signals(&gateway, app_path).await?;
+    wait_for_signals(signals, &gateway, app_path).await?;
     gateway.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signals(gateway: &Gateway, app_path: Option<PathBuf>) -> Result<(), String> {
-    let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let mut hangup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+/// The signals the gateway handles, installed before it starts.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, String> {
+        let install = |kind| signal(kind).map_err(|e| e.to_string());
+        Ok(Self {
+            terminate: install(SignalKind::terminate())?,
+            interrupt: install(SignalKind::interrupt())?,
+            hangup: install(SignalKind::hangup())?,
+        })
+    }
+}
+
+async fn wait_for_signals(
+    signals: Signals,
+    gateway: &Gateway,
+    app_path: Option<PathBuf>,
+) -> Result<(), String> {
+    let Signals {
+        mut terminate,
+        mut interrupt,
+        mut hangup,
+    } = signals;
     loop {
         tokio::select! {
             _ = terminate.recv() => break,
