@@ -61,7 +61,7 @@ pub async fn server_config(
         crls_past: std::sync::Mutex::default(),
         metrics,
     };
-    let state = TlsState::build(config, &ApiTable::new(apis), store, &shared).await?;
+    let state = TlsState::build(config, &ApiTable::new(apis), store, &shared, true).await?;
     Ok(state.config_for(sni, false))
 }
 

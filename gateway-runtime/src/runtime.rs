@@ -81,9 +81,11 @@ impl Shared {
         host_ok && port_ok
     }
 
-    async fn rebuild(&self) -> Result<(), GatewayError> {
+    /// Rebuilds TLS and upstream settings; `load` after the APIs were reloaded (see
+    /// [`TlsState::build`]).
+    async fn rebuild(&self, load: bool) -> Result<(), GatewayError> {
         let apis = self.apis.load_full();
-        let state = TlsState::build(&self.config, &apis, &self.store, &self.tls_shared)
+        let state = TlsState::build(&self.config, &apis, &self.store, &self.tls_shared, load)
             .await
             .map_err(GatewayError::Tls)?;
         self.tls.store(Arc::new(state));
@@ -189,7 +191,7 @@ impl GatewayBuilder {
         );
         let observer: Arc<dyn CertObserver> = monitor.clone();
         let table = Arc::new(ApiTable::new(apis));
-        let tls = TlsState::build(&config, &table, &store, &tls_shared)
+        let tls = TlsState::build(&config, &table, &store, &tls_shared, true)
             .await
             .map_err(GatewayError::Tls)?;
         let proxy = Proxy::new(
@@ -365,7 +367,7 @@ async fn follow_store(shared: std::sync::Weak<Shared>, mut stop: watch::Receiver
         tokio::select! {
             () = tokio::time::sleep(recheck) => {
                 let Some(shared) = shared.upgrade() else { return };
-                if let Err(e) = shared.rebuild().await {
+                if let Err(e) = shared.rebuild(false).await {
                     tracing::error!(error = %e, "cannot rebuild TLS; keeping the previous settings");
                 }
             }
@@ -386,7 +388,7 @@ async fn follow_store(shared: std::sync::Weak<Shared>, mut stop: watch::Receiver
                 while let Ok(Some(change)) = tokio::time::timeout(Duration::from_millis(5), changes.next()).await {
                     forget(&change);
                 }
-                if let Err(e) = shared.rebuild().await {
+                if let Err(e) = shared.rebuild(false).await {
                     tracing::error!(error = %e, "cannot rebuild TLS after a certificate change; keeping the previous settings");
                 }
             }
@@ -430,7 +432,7 @@ impl Gateway {
     pub async fn reload_apis(&self, apis: Vec<ApiDefinition>) -> Result<(), GatewayError> {
         register_usage(&self.shared.store, &self.shared.config, &apis);
         self.shared.apis.store(Arc::new(ApiTable::new(apis)));
-        self.shared.rebuild().await
+        self.shared.rebuild(true).await
     }
 
     /// Stops accepting, lets open connections finish their requests (at most `grace`), then
