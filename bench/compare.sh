@@ -102,7 +102,7 @@ if ((build)); then
     log "building the gateway, bare_tls and hs_load ($profile)"
     profile_args=(--profile "$profile")
     [[ $profile == debug ]] && profile_args=()
-    (cd "$repo" && cargo build "${profile_args[@]}" --locked -q -p gateway-runtime --bin gateway \
+    (cd "$repo" && cargo build "${profile_args[@]}" --locked -q -p certgate-gateway --bin gateway \
         -p certgate-examples --bin bare_tls --bin hs_load)
 fi
 gateway_bin="$repo/target/$profile/gateway"

@@ -13,7 +13,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here"
 seconds="${1:-600}"
 shift || true
-all_targets=(upload_parse record_decode legacy_decrypt cert_id gateway_config api_definition control_api)
+all_targets=(upload_parse record_decode legacy_decrypt cert_id gateway_config api_definition control_api request_path)
 targets=("${@:-${all_targets[@]}}")
 vectors="${CERTGATE_VECTORS:-$here/../testdata/vectors}"
 # control_api reads its certificates and PEM bodies from the vectors while it runs.
@@ -44,6 +44,9 @@ seed() {
         cert_id)
             grep -o '"expect_id": "[^"]*"' "$vectors/manifest.json" | cut -d'"' -f4 |
                 while read -r id; do printf '%s' "$id" > "$dir/id-$id"; done ;;
+        request_path)
+            # The attack's path forms come from fuzz/seeds/request_path.
+            ;;
         control_api)
             # Structured input: the target takes stored IDs and PEM bodies from the vectors
             # itself, so raw files would be no better a start than an empty corpus.

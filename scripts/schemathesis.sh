@@ -42,8 +42,8 @@ cat >"$tmp/gateway.json" <<JSON
 {"listen_address": "127.0.0.1", "listen_port": $PORT, "secret": "$SECRET",
  "storage": {"type": "memory"}}
 JSON
-cargo build --quiet -p gateway-runtime --bin gateway
-setsid cargo run --quiet -p gateway-runtime --bin gateway -- --config "$tmp/gateway.json" \
+cargo build --quiet -p certgate-gateway --bin gateway
+setsid cargo run --quiet -p certgate-gateway --bin gateway -- --config "$tmp/gateway.json" \
     >"$tmp/server.log" 2>&1 &
 server_pid=$!
 

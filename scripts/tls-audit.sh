@@ -30,7 +30,7 @@ fi
 
 gateway="${GATEWAY:-}"
 if [[ -z "$gateway" ]]; then
-    cargo build --quiet --release -p gateway-runtime --manifest-path "$root/Cargo.toml"
+    cargo build --quiet --release -p certgate-gateway --manifest-path "$root/Cargo.toml"
     gateway="$root/target/release/gateway"
 fi
 "$gateway" --port "$port" --demo-dir "$demo" >"$out/gateway.log" 2>&1 &

@@ -10,6 +10,32 @@
 //!   rekeys.
 //! - `testkit` (feature): the conformance suite every backend must pass, and a private
 //!   `redis-server` harness for tests.
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use cert_store::{CertStore, MemoryStorage, PageRequest};
+//! use tls_core::{EncodingSecret, OrgId};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let store = CertStore::builder(Arc::new(MemoryStorage::new()))
+//!     .encoding_secret(EncodingSecret::new("encrypts private keys at rest"))
+//!     .build();
+//! let org = OrgId::new("org1")?;
+//! let pem = include_str!("../../tls-core/tests/data/demo.pem"); // certificate + key
+//! let id = store.add(pem, &org).await?;
+//!
+//! // Listed under its org, described without decrypting anything, loaded for rustls on demand.
+//! let page = store.list(Some(&org), &PageRequest::first(100)).await?;
+//! assert_eq!(page.items, vec![id.clone()]);
+//! assert!(store.details(&id).await?.has_private);
+//! let for_tls = store.certified_key(&id).await?;
+//! assert_eq!(for_tls.key.algorithm(), rustls::SignatureAlgorithm::ECDSA);
+//!
+//! assert!(store.delete(&id).await?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
 
 mod cache;
 mod clock;
@@ -18,6 +44,8 @@ mod manager;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod redis_migrate;
 mod storage;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -32,5 +60,7 @@ pub use manager::{
 pub use memory::MemoryStorage;
 #[cfg(feature = "redis")]
 pub use redis::{RedisConfig, RedisStorage};
+#[cfg(feature = "redis")]
+pub use redis_migrate::ReindexReport;
 pub use storage::{CertStorage, Change, Changes, Cursor, Inserted, Page, PageRequest, Scope};
 pub use usage::{CertRole, CertUse, UsageIndex};

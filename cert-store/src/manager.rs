@@ -1,7 +1,8 @@
 //! The certificate manager: validation, encryption, storage, caching and change propagation.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -112,6 +113,8 @@ struct Inner {
     backend_notifies: bool,
     changes: broadcast::Sender<Change>,
     watcher: OnceLock<JoinHandle<()>>,
+    /// IDs whose key was found not to decrypt (each logged once).
+    undecryptable: Mutex<HashSet<CertId>>,
 }
 
 impl Drop for Inner {
@@ -232,6 +235,7 @@ impl CertStoreBuilder {
             backend_notifies,
             changes: broadcast::channel(4096).0,
             watcher: OnceLock::new(),
+            undecryptable: Mutex::new(HashSet::new()),
         });
         if let Some(notices) = notices {
             match tokio::runtime::Handle::try_current() {
@@ -490,6 +494,11 @@ impl CertStore {
                         Some(_) => self.open_key(&cert).err(),
                         None => None,
                     };
+                    if let Some(StoreError::Key { source, .. }) = &problem
+                        && !key_opens(source)
+                    {
+                        self.note_undecryptable(&cert.id);
+                    }
                     items.push(Listed {
                         id,
                         metadata: Some(cert.metadata().clone()),
@@ -540,6 +549,48 @@ impl CertStore {
                 id: cert.id.clone(),
                 source,
             })
+    }
+
+    /// Whether the private key of `cert` decrypts with this store's secret (or the previous
+    /// one): `None` when the record has no private key. The answer is computed once per loaded
+    /// record. A key that does not decrypt is logged as a warning once per ID (not per call)
+    /// and counted in [`CertStore::undecryptable_keys`].
+    pub fn key_decrypts(&self, cert: &LoadedCert) -> Option<bool> {
+        cert.record.key()?;
+        match self.tls_key(cert) {
+            Ok(_) => Some(true),
+            Err(StoreError::Key { source, .. }) if !key_opens(&source) => {
+                self.note_undecryptable(&cert.id);
+                Some(false)
+            }
+            // Decrypted, but not usable for TLS: a different problem.
+            Err(_) => Some(true),
+        }
+    }
+
+    /// How many distinct certificates were found, since start, with a private key that does
+    /// not decrypt with this store's secret.
+    pub fn undecryptable_keys(&self) -> usize {
+        self.inner
+            .undecryptable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    fn note_undecryptable(&self, id: &CertId) {
+        let first = self
+            .inner
+            .undecryptable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id.clone());
+        if first {
+            tracing::warn!(
+                %id,
+                "the private key of this certificate does not decrypt with this node's encoding secret (private_certificate_encoding_secret, else secret); it cannot be served. Its metadata is still shown, with key_decrypts: false"
+            );
+        }
     }
 
     fn open_key(&self, cert: &LoadedCert) -> Result<tls_core::PrivateKey, StoreError> {
@@ -736,4 +787,13 @@ impl core::fmt::Debug for CertStore {
             .field("key_format", &self.inner.key_format)
             .finish_non_exhaustive()
     }
+}
+
+/// False for the key errors that mean "cannot be decrypted here" (wrong secret, altered record,
+/// unknown encryption); true for the others (the key decrypted but cannot be used).
+fn key_opens(error: &KeyError) -> bool {
+    !matches!(
+        error,
+        KeyError::Decrypt | KeyError::UnsupportedCipher(_) | KeyError::UnsupportedFormat(_)
+    )
 }

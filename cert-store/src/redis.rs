@@ -3,7 +3,9 @@
 //! | what | key |
 //! | --- | --- |
 //! | record | `<prefix>raw-<id>` (string, no TTL) |
-//! | per-org index | `<prefix><org>-index` (list of `raw-<id>`; `<prefix>-index` for the empty org) |
+//! | per-org index | `<prefix><org>-index` (list of `raw-<id>`), Tyk's; built by Tyk's first-listing migration when missing (see `redis_migrate`) |
+//! | Tyk's migration marker | `<prefix><org>-index-migrated` = `"1"` |
+//! | org-less index | `certgate-orgless-index` (a key no Tyk node reads; Tyk indexes no org-less certificate) |
 //! | orgs with an index | `<prefix>orgs` (set; our addition, so listing every org never scans) |
 //! | change notices | channel `<prefix>changes`, messages `<id>:CertificateAdded`, `<id>:CertificateRemoved`, `<id>:CertificateReplaced` (the strings Tyk's MDCB uses) |
 //!
@@ -97,6 +99,7 @@ pub struct RedisStorage {
     scripts: Arc<Scripts>,
     changes: broadcast::Sender<Change>,
     subscriber: JoinHandle<()>,
+    migration: crate::redis_migrate::Migration,
 }
 
 struct Scripts {
@@ -115,6 +118,9 @@ impl Keys {
         format!("{}raw-{id}", self.prefix)
     }
     fn index(&self, org: &OrgId) -> String {
+        if org.is_empty() {
+            return crate::redis_migrate::orgless_index(&self.prefix);
+        }
         format!("{}{org}-index", self.prefix)
     }
     fn orgs(&self) -> String {
@@ -212,7 +218,21 @@ impl RedisStorage {
             }),
             changes,
             subscriber,
+            migration: crate::redis_migrate::Migration::default(),
         })
+    }
+
+    /// Indexes every stored record of every org, as Tyk's first listing does for one org (see
+    /// [`ReindexReport`](crate::ReindexReport)): SCANs `<prefix>raw-*` once. Safe to run
+    /// while gateways serve and list.
+    pub async fn reindex(&self) -> Result<crate::ReindexReport, StorageError> {
+        crate::redis_migrate::reindex(&self.connection, &self.keys.prefix).await
+    }
+
+    /// A sample of up to `limit` stored record texts, whoever wrote them (Tyk or certgate),
+    /// found by at most five SCAN calls: never a scan of the whole keyspace.
+    pub async fn sample_records(&self, limit: usize) -> Result<Vec<String>, StorageError> {
+        crate::redis_migrate::sample_records(&self.connection, &self.keys.prefix, limit, 5).await
     }
 
     fn insert_invocation<'a>(&'a self, id: &CertId, record: &str) -> redis::ScriptInvocation<'a> {
@@ -444,6 +464,11 @@ impl CertStorage for RedisStorage {
                     None => 0,
                     Some(c) => c.as_str().parse::<usize>().map_err(|_| bad_cursor(c))?,
                 };
+                if offset == 0 {
+                    self.migration
+                        .before_listing(&self.connection, &self.keys.prefix, Some(org))
+                        .await?;
+                }
                 let (items, more) = self.list_org(org, offset, limit).await?;
                 let next = more.then(|| Cursor::new((offset.saturating_add(limit)).to_string()));
                 Ok(Page { items, next })
@@ -461,6 +486,11 @@ impl CertStorage for RedisStorage {
                         )
                     }
                 };
+                if page.cursor.is_none() {
+                    self.migration
+                        .before_listing(&self.connection, &self.keys.prefix, None)
+                        .await?;
+                }
                 let mut connection = self.connection.clone();
                 let mut orgs: Vec<String> = connection
                     .smembers(self.keys.orgs())
@@ -549,6 +579,6 @@ mod tests {
             format!("cert-raw-org1{}", "ab".repeat(32))
         );
         assert_eq!(keys.index(id.org()), "cert-org1-index");
-        assert_eq!(keys.index(&OrgId::EMPTY), "cert--index");
+        assert_eq!(keys.index(&OrgId::EMPTY), "certgate-orgless-index");
     }
 }

@@ -52,7 +52,9 @@ async fn writes_follow_tyks_key_layout() {
         .await
         .unwrap();
     assert_eq!(index, [format!("raw-{id}")]);
-    let empty_index: Vec<String> = redis.lrange("cert--index", 0, -1).await.unwrap();
+    let empty_index: Vec<String> = redis.lrange("certgate-orgless-index", 0, -1).await.unwrap();
+    let tyk_empty_index: bool = redis.exists("cert--index").await.unwrap();
+    assert!(!tyk_empty_index, "Tyk indexes no org-less certificate");
     assert_eq!(empty_index, [format!("raw-{bare}")]);
     store.delete(&id).await.unwrap();
     let index: Vec<String> = redis

@@ -67,6 +67,8 @@ fn id(case: &str, org: &str) -> String {
 fn certctl(args: &[&str]) -> Output {
     Command::new(CERTCTL)
         .args(args)
+        .env_remove("CERTCTL_URL")
+        .env_remove("CERTCTL_REDIS")
         .env_remove("CERTCTL_SECRET")
         .env_remove("CERTCTL_ENCODING_SECRET")
         .env_remove("CERTCTL_NEW_SECRET")
@@ -355,8 +357,8 @@ fn target_mistakes_are_clear_errors() {
     assert!(err.contains("--secret"), "{err}");
     let (_, err) = fails(&["list", "--redis", "redis://127.0.0.1:1/"]);
     assert!(err.contains("--encoding-secret"), "{err}");
-    let (_, err) = fails(&["list", "--url", "https://gw.example", "--secret", "s"]);
-    assert!(err.contains("plain HTTP"), "{err}");
+    let (_, err) = fails(&["list", "--url", "gw.example:8443", "--secret", "s"]);
+    assert!(err.contains("http:// or https://"), "{err}");
     let (_, err) = fails(&["list", "--url", "http://127.0.0.1:1", "--secret", "s"]);
     assert!(err.contains("cannot reach the gateway"), "{err}");
     let (_, err) = fails(&[

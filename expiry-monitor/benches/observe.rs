@@ -1,7 +1,7 @@
 //! The cost of `ExpiryMonitor::observe` on the request path, within the check cooldown (all but
 //! one call per certificate per cooldown), among 1000 known certificates. Target: <= 50 ns.
 //!
-//! Run: `cargo bench -p expiry-monitor --bench observe -- --warm-up-time 1 --measurement-time 3`
+//! Run: `cargo bench -p certgate-expiry-monitor --bench observe -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 use std::sync::Arc;

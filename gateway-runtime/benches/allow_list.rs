@@ -6,7 +6,7 @@
 //! `HashMap<Fingerprint, Arc<LoadedCert>>`, the map `ClientPolicy` holds. Entries other than the
 //! presented leaf are synthetic fingerprints sharing one `LoadedCert`.
 //!
-//! Run: `cargo bench -p gateway-runtime --bench allow_list -- --warm-up-time 1 --measurement-time 3`
+//! Run: `cargo bench -p certgate-gateway-runtime --bench allow_list -- --warm-up-time 1 --measurement-time 3`
 
 use std::collections::HashMap;
 use std::hint::black_box;

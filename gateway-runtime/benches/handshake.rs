@@ -37,7 +37,7 @@
 //! make RSA keys with ring), from `testdata/vectors` in the repository or `$CERTGATE_VECTORS`.
 //! Servers send their leaf only, as in `bench/compare.sh`.
 //!
-//! Run (pinned to one core): `taskset -c 1 cargo bench -p gateway-runtime --features internals
+//! Run (pinned to one core): `taskset -c 1 cargo bench -p certgate-gateway-runtime --features internals
 //! --bench handshake -- --warm-up-time 1 --measurement-time 5`
 //!
 //! Instruction counts of the server's work alone, one case at a time (divide `Collected` by the

@@ -14,7 +14,7 @@
 //! gateway's working set), `all` every one of the N names (each lookup likely misses the CPU
 //! caches at 100k).
 //!
-//! Run: `cargo bench -p gateway-runtime --features internals --bench resolver -- --warm-up-time 1
+//! Run: `cargo bench -p certgate-gateway-runtime --features internals --bench resolver -- --warm-up-time 1
 //! --measurement-time 3`
 
 mod common;

@@ -106,6 +106,8 @@ pub struct GatewayConfig {
     pub max_request_body_bytes: usize,
     /// Ours: URLs that receive expiry events as JSON (HTTP POST).
     pub certificate_expiry_webhooks: Vec<WebhookConfig>,
+    /// Ours: the certificate page served on the control API's listener.
+    pub certificate_ui: crate::ui::CertificateUiConfig,
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
 }
@@ -129,6 +131,7 @@ impl Default for GatewayConfig {
             request_read_timeout_seconds: 30,
             max_request_body_bytes: 1 << 20,
             certificate_expiry_webhooks: Vec::new(),
+            certificate_ui: crate::ui::CertificateUiConfig::default(),
             unknown: BTreeMap::new(),
         }
     }
@@ -179,8 +182,59 @@ pub struct HttpServerOptions {
     pub enable_http2: bool,
     /// Do not send the list of acceptable client CAs in the CertificateRequest.
     pub skip_client_ca_announcement: bool,
+    /// Tyk's: route and forward request paths exactly as sent, without cleaning (dot segments,
+    /// repeated slashes, unreserved percent-escapes) or refusing encoded slashes and NULs.
+    /// Dangerous: an upstream that resolves `/open/../admin` itself serves what the gateway
+    /// routed as `/open/`, past any mutual TLS of the API at `/admin/` (see SECURITY.md).
+    pub skip_url_cleaning: bool,
+    /// Seconds a client connection may stay open with no request in flight (after the
+    /// handshake, between keep-alive requests, idle HTTP/2 with GOAWAY); 0 = 20 seconds.
+    pub idle_timeout: u64,
+    /// Ours: most client connections open at once; more are closed at accept. 0 = half the
+    /// process's open-file limit (the rest is left for upstreams and storage).
+    pub max_connections: usize,
+    /// Ours: most client connections open at once from one IP address; 0 = no per-IP limit
+    /// (clients behind one NAT or load balancer share an address).
+    pub max_connections_per_ip: usize,
+    /// Ours: also serve certificates of the store that nothing names (see
+    /// [`CertificatesFromStore`]); off by default, as in Tyk.
+    pub certificates_from_store: CertificatesFromStore,
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
+}
+
+/// `http_server_options.certificates_from_store`: serve every stored certificate that has a
+/// private key, not only the ones `ssl_certificates` and the APIs' `certificates` name ("store
+/// it, and it is served").
+///
+/// Selection by SNI keeps its order (exact name, then a wildcard for the parent, then the
+/// default) over one snapshot that the store's change notices rebuild; a handshake never reads
+/// storage. A certificate is served for its DNS names (its subject CN when it has none). Named
+/// certificates come first: a stored one never takes a name that a configured one has, and
+/// never becomes the default. Among stored certificates with the same name, the one that
+/// expires last is served (a renewed certificate replaces the old one as soon as it is
+/// stored). CA certificates, certificates without a private key (or whose key does not
+/// decrypt) and expired ones are not served.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct CertificatesFromStore {
+    /// Serve stored certificates.
+    pub enabled: bool,
+    /// Only the certificates of these orgs (`""` is the org-less ones); empty means every org.
+    pub orgs: Vec<String>,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, Value>,
+}
+
+impl HttpServerOptions {
+    /// `idle_timeout` with its default applied.
+    pub fn idle_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(match self.idle_timeout {
+            0 => 20,
+            seconds => seconds,
+        })
+    }
 }
 
 /// `security`.
@@ -190,6 +244,9 @@ pub struct HttpServerOptions {
 pub struct SecurityConfig {
     /// Encrypts private keys at rest; falls back to `secret` when empty (as in Tyk).
     pub private_certificate_encoding_secret: String,
+    /// How private keys are written: `"modern"` (default) or `"legacy"` (Tyk's, for a Redis
+    /// shared with Tyk nodes). See [`GatewayConfig::key_format`].
+    pub private_certificate_key_format: String,
     /// Expiry monitor settings (`warning_threshold_days`, ...).
     pub certificate_expiry_monitor: expiry_monitor::ExpiryMonitorConfig,
     /// Upstream pins for every API: host pattern → comma-separated pins or public-key IDs.
@@ -403,6 +460,56 @@ pub struct TransportConfig {
     unknown: BTreeMap<String, Value>,
 }
 
+/// Setters for a configuration written in code rather than read from a file; each returns the
+/// configuration, so they chain. [`GatewayConfig::validate`] (run by the builder's `start`)
+/// still checks the result.
+///
+/// ```
+/// use gateway_runtime::GatewayConfig;
+/// let config = GatewayConfig::default()
+///     .listen("127.0.0.1", 8443)
+///     .with_tls()
+///     .control_secret("a long control API secret")
+///     .server_certificate("org1f1c2...: a certificate ID, or inline PEM");
+/// assert!(config.http_server_options.use_ssl);
+/// assert_eq!(config.listen_port, 8443);
+/// ```
+impl GatewayConfig {
+    /// Listens on `address` (`""` for every interface) and `port` (0 picks a free one).
+    #[must_use]
+    pub fn listen(mut self, address: impl Into<String>, port: u16) -> Self {
+        self.listen_address = address.into();
+        self.listen_port = port;
+        self
+    }
+
+    /// Terminates TLS on the gateway port and offers HTTP/2 (`use_ssl`, `enable_http2`).
+    #[must_use]
+    pub fn with_tls(mut self) -> Self {
+        self.http_server_options.use_ssl = true;
+        self.http_server_options.enable_http2 = true;
+        self
+    }
+
+    /// The control API secret (`secret`; `X-Tyk-Authorization`). Also encrypts private keys
+    /// at rest unless `security.private_certificate_encoding_secret` is set, as in Tyk.
+    #[must_use]
+    pub fn control_secret(mut self, secret: impl Into<String>) -> Self {
+        self.secret = secret.into();
+        self
+    }
+
+    /// Adds a server certificate for every domain (`http_server_options.ssl_certificates`):
+    /// a certificate ID, or inline PEM.
+    #[must_use]
+    pub fn server_certificate(mut self, reference: impl ToString) -> Self {
+        self.http_server_options
+            .ssl_certificates
+            .push(reference.to_string());
+        self
+    }
+}
+
 impl GatewayConfig {
     /// Reads a configuration file, applies `env` overrides, warns about unknown fields and
     /// validates.
@@ -455,6 +562,9 @@ impl GatewayConfig {
                 "SECURITY_PRIVATECERTIFICATEENCODINGSECRET" => {
                     self.security.private_certificate_encoding_secret = value
                 }
+                "SECURITY_PRIVATECERTIFICATEKEYFORMAT" => {
+                    self.security.private_certificate_key_format = value
+                }
                 "SECURITY_CONTROLAPIUSEMUTUALTLS" => {
                     self.security.control_api_use_mutual_tls = parse_env(&name, &value)?
                 }
@@ -469,6 +579,26 @@ impl GatewayConfig {
                 }
                 "HTTPSERVEROPTIONS_MAXVERSION" => {
                     self.http_server_options.max_version = parse_env(&name, &value)?
+                }
+                "HTTPSERVEROPTIONS_CERTIFICATESFROMSTORE_ENABLED" => {
+                    self.http_server_options.certificates_from_store.enabled =
+                        parse_env(&name, &value)?
+                }
+                "HTTPSERVEROPTIONS_CERTIFICATESFROMSTORE_ORGS" => {
+                    self.http_server_options.certificates_from_store.orgs =
+                        value.split(',').map(|org| org.trim().to_owned()).collect()
+                }
+                "HTTPSERVEROPTIONS_SKIPURLCLEANING" => {
+                    self.http_server_options.skip_url_cleaning = parse_env(&name, &value)?
+                }
+                "HTTPSERVEROPTIONS_IDLETIMEOUT" => {
+                    self.http_server_options.idle_timeout = parse_env(&name, &value)?
+                }
+                "HTTPSERVEROPTIONS_MAXCONNECTIONS" => {
+                    self.http_server_options.max_connections = parse_env(&name, &value)?
+                }
+                "HTTPSERVEROPTIONS_MAXCONNECTIONSPERIP" => {
+                    self.http_server_options.max_connections_per_ip = parse_env(&name, &value)?
                 }
                 "STORAGE_TYPE" => self.storage.kind = value,
                 "STORAGE_HOST" => self.storage.host = value,
@@ -492,9 +622,13 @@ impl GatewayConfig {
     }
 
     fn warn_unknown(&self) {
-        let groups: [(&str, &BTreeMap<String, Value>); 5] = [
+        let groups: [(&str, &BTreeMap<String, Value>); 6] = [
             ("", &self.unknown),
             ("http_server_options.", &self.http_server_options.unknown),
+            (
+                "http_server_options.certificates_from_store.",
+                &self.http_server_options.certificates_from_store.unknown,
+            ),
             ("security.", &self.security.unknown),
             (
                 "security.certificates.",
@@ -528,6 +662,8 @@ impl GatewayConfig {
                 ));
             }
         }
+        parse_key_format(&self.security.private_certificate_key_format)
+            .map_err(|reason| invalid("security.private_certificate_key_format", reason))?;
         let options = &self.http_server_options;
         let min = tls_version(
             "http_server_options.min_version",
@@ -548,6 +684,14 @@ impl GatewayConfig {
         tls_version("proxy_ssl_min_version", self.proxy_ssl_min_version, TLS12)?;
         crate::tls::cipher_suites(&options.ssl_ciphers)
             .map_err(|reason| invalid("http_server_options.ssl_ciphers", reason))?;
+        for (n, org) in options.certificates_from_store.orgs.iter().enumerate() {
+            tls_core::OrgId::new(org.as_str()).map_err(|e| {
+                invalid(
+                    format!("http_server_options.certificates_from_store.orgs[{n}]"),
+                    e.to_string(),
+                )
+            })?;
+        }
         match self.storage.kind.as_str() {
             "memory" | "" => {}
             "redis" if cfg!(feature = "redis") => {}
@@ -570,6 +714,12 @@ impl GatewayConfig {
                 "must be at least 1",
             ));
         }
+        if self.http_server_options.idle_timeout > 86_400 {
+            return Err(invalid(
+                "http_server_options.idle_timeout",
+                "must be at most 86400 seconds (0 = 20 seconds)",
+            ));
+        }
         if self.tls_handshake_timeout_seconds == 0 {
             return Err(invalid(
                 "tls_handshake_timeout_seconds",
@@ -582,10 +732,19 @@ impl GatewayConfig {
                 "needs http_server_options.use_ssl",
             ));
         }
+        self.certificate_ui
+            .validate()
+            .map_err(|reason| invalid("certificate_ui", reason))?;
         if !self.secret.is_empty() && self.secret.len() < 8 {
             tracing::warn!("the control API secret is shorter than 8 characters");
         }
         Ok(())
+    }
+
+    /// The format private keys are written in: `security.private_certificate_key_format`
+    /// (`"modern"`, the default, or `"legacy"`, Tyk's); validated at load.
+    pub fn key_format(&self) -> tls_core::KeyFormat {
+        parse_key_format(&self.security.private_certificate_key_format).unwrap_or_default()
     }
 
     /// The secret that encrypts private keys: the dedicated one, else `secret` (as in Tyk).
@@ -612,6 +771,17 @@ pub fn tls_version(field: &str, value: u16, default: u16) -> Result<u16, ConfigE
         _ => Err(invalid(
             field,
             format!("{value} is not a TLS version; use 771 (TLS 1.2) or 772 (TLS 1.3)"),
+        )),
+    }
+}
+
+/// `security.private_certificate_key_format`: empty or `modern`, or `legacy`.
+pub fn parse_key_format(text: &str) -> Result<tls_core::KeyFormat, String> {
+    match text {
+        "" | "modern" => Ok(tls_core::KeyFormat::Modern),
+        "legacy" => Ok(tls_core::KeyFormat::Legacy),
+        other => Err(format!(
+            "{other:?} is not a key format: use \"modern\" (AES-256-GCM, the default) or \"legacy\" (Tyk's format, which Tyk nodes sharing the Redis can read)"
         )),
     }
 }
@@ -759,6 +929,8 @@ impl ApiDefinition {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn parse(text: &str) -> Result<GatewayConfig, ConfigError> {
@@ -803,6 +975,37 @@ mod tests {
             config.storage.redis_url(),
             "redis://:p%40ss%20word@127.0.0.1:6379/0"
         );
+        assert_eq!(
+            config.http_server_options.idle_timeout(),
+            Duration::from_secs(20)
+        );
+        config
+            .apply_env([
+                (
+                    "TYK_GW_HTTPSERVEROPTIONS_IDLETIMEOUT".to_owned(),
+                    "7".to_owned(),
+                ),
+                (
+                    "TYK_GW_HTTPSERVEROPTIONS_SKIPURLCLEANING".to_owned(),
+                    "true".to_owned(),
+                ),
+                (
+                    "TYK_GW_HTTPSERVEROPTIONS_MAXCONNECTIONS".to_owned(),
+                    "100".to_owned(),
+                ),
+                (
+                    "TYK_GW_HTTPSERVEROPTIONS_MAXCONNECTIONSPERIP".to_owned(),
+                    "5".to_owned(),
+                ),
+            ])
+            .unwrap();
+        let options = &config.http_server_options;
+        assert_eq!(options.idle_timeout(), Duration::from_secs(7));
+        assert!(options.skip_url_cleaning);
+        assert_eq!(
+            (options.max_connections, options.max_connections_per_ip),
+            (100, 5)
+        );
         let err = config
             .apply_env([("TYK_GW_LISTENPORT".to_owned(), "eighty".to_owned())])
             .unwrap_err();
@@ -835,6 +1038,10 @@ mod tests {
                 "ssl_ciphers",
             ),
             (r#"{"storage": {"type": "mongo"}}"#, "storage.type"),
+            (
+                r#"{"http_server_options": {"idle_timeout": 100000}}"#,
+                "idle_timeout",
+            ),
             (
                 r#"{"listen_port": "80"}"#,
                 "expected u16 at line 1 column 20",

@@ -59,6 +59,7 @@ pub async fn server_config(
         sessions: rustls::server::ServerSessionMemoryCache::new(8192),
         retained: Arc::new(crate::retain::Retained::new(Arc::clone(&metrics))),
         crls_past: std::sync::Mutex::default(),
+        stored: crate::state::StoredCerts::default(),
         metrics,
     };
     let state = TlsState::build(config, &ApiTable::new(apis), store, &shared, true).await?;
@@ -87,5 +88,39 @@ impl Control {
         B::Error: Into<BoxError>,
     {
         self.0.handle(req).await
+    }
+}
+
+/// The listener's request path handling and routing, up to the upstream request
+/// ([`request_path`](crate::request_path)): for the path fuzz target.
+#[derive(Debug)]
+pub struct PathRouter(ApiTable);
+
+impl PathRouter {
+    /// Routes over `apis`, as the gateway does.
+    pub fn new(apis: Vec<ApiDefinition>) -> Self {
+        Self(ApiTable::new(apis))
+    }
+
+    /// Handles `GET target` with `Host: host` as the listener does, and checks the invariant:
+    /// the request is refused, or the API chosen and the path sent upstream agree about which
+    /// listen path contains it (with `skip_url_cleaning`: the upstream gets the path routed).
+    /// `Ok` says what happened (`refused`, `control <path>`, `unrouted`, `<api> <upstream>`);
+    /// `Err` says how the invariant broke.
+    pub fn check(
+        &self,
+        host: &str,
+        target: &str,
+        skip_url_cleaning: bool,
+    ) -> Result<String, String> {
+        use crate::request_path::{Routed, check_invariant};
+        check_invariant(&self.0, host, target, skip_url_cleaning).map(|routed| match routed {
+            Routed::Refused => "refused".to_owned(),
+            Routed::Control(path) => format!("control {path}"),
+            Routed::Unrouted => "unrouted".to_owned(),
+            Routed::Api {
+                api_id, upstream, ..
+            } => format!("{api_id} {upstream}"),
+        })
     }
 }

@@ -17,6 +17,10 @@ pub struct GatewayMetrics {
     pub(crate) proxied_requests: AtomicU64,
     /// Upstream requests that failed (connection, TLS, pinning).
     pub(crate) upstream_failures: AtomicU64,
+    /// Client connections closed at accept by a connection cap.
+    pub(crate) connections_refused: AtomicU64,
+    /// Client connections closed by the idle timeout.
+    pub(crate) idle_connections_closed: AtomicU64,
     /// Referenced certificates missing from storage, served from the last good snapshot
     /// (gauge; the IDs, sorted, for `/hello`).
     missing_certificates: Mutex<Vec<String>>,
@@ -73,6 +77,16 @@ impl GatewayMetrics {
                 "certgate_upstream_failures_total",
                 "Upstream requests that failed.",
                 &self.upstream_failures,
+            ),
+            (
+                "certgate_connections_refused_total",
+                "Client connections closed at accept by a connection cap.",
+                &self.connections_refused,
+            ),
+            (
+                "certgate_idle_connections_closed_total",
+                "Client connections closed by the idle timeout.",
+                &self.idle_connections_closed,
             ),
         ] {
             let _ = writeln!(

@@ -40,6 +40,14 @@ pub enum GatewayError {
     /// The expiry monitor cannot start.
     #[error("expiry monitor: {0}")]
     Monitor(String),
+    /// A certificate cannot be served (not stored, no usable private key, storage away).
+    #[error("certificate {id} cannot be served: {source}")]
+    Certificate {
+        /// The certificate.
+        id: tls_core::CertId,
+        /// Why.
+        source: cert_store::StoreError,
+    },
     /// A listener cannot be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -59,14 +67,26 @@ pub(crate) struct Shared {
     tls_shared: TlsShared,
     pub(crate) proxy: Proxy,
     pub(crate) control: ControlApi,
+    pub(crate) ui: Option<crate::ui::CertificateUi>,
     pub(crate) metrics: Arc<GatewayMetrics>,
     pub(crate) observer: Arc<dyn CertObserver>,
     pub(crate) fallback: Option<crate::http_util::Fallback>,
+    /// Server certificates added at run time ([`Gateway::add_server_certificate`]), served like
+    /// `ssl_certificates`.
+    runtime_certs: std::sync::Mutex<Vec<String>>,
+    /// Open client connections against their caps.
+    pub(crate) admission: Arc<crate::connections::Admission>,
     /// The gateway listener's port (the real one when configured as 0).
     gateway_port: u16,
 }
 
 impl Shared {
+    fn runtime_certs(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.runtime_certs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The control API is served on the gateway port (no dedicated port configured).
     pub(crate) fn control_on_gateway_port(&self) -> bool {
         self.config.control_api_port == 0
@@ -85,7 +105,15 @@ impl Shared {
     /// [`TlsState::build`]).
     async fn rebuild(&self, load: bool) -> Result<(), GatewayError> {
         let apis = self.apis.load_full();
-        let state = TlsState::build(&self.config, &apis, &self.store, &self.tls_shared, load)
+        let added = self.runtime_certs().clone();
+        let config = if added.is_empty() {
+            std::borrow::Cow::Borrowed(&*self.config)
+        } else {
+            let mut config = (*self.config).clone();
+            config.http_server_options.ssl_certificates.extend(added);
+            std::borrow::Cow::Owned(config)
+        };
+        let state = TlsState::build(&config, &apis, &self.store, &self.tls_shared, load)
             .await
             .map_err(GatewayError::Tls)?;
         self.tls.store(Arc::new(state));
@@ -144,10 +172,49 @@ impl GatewayBuilder {
         self
     }
 
-    /// Sends requests that match no API to `handler` (the embedding service's own router)
-    /// instead of answering 404. They pass through the same TLS termination.
-    pub fn fallback(mut self, handler: crate::http_util::Fallback) -> Self {
-        self.fallback = Some(handler);
+    /// Sends requests that match no API to `service`, the embedding service's own router (any
+    /// `tower::Service`: an `axum::Router` plugs in as it is), instead of answering 404. They
+    /// pass through the same TLS termination (and mutual TLS policy of the domain); the
+    /// request's path has been cleaned (see `http_server_options.skip_url_cleaning`).
+    ///
+    /// Reserved paths: on the gateway's port the control API answers `/tyk/...`, `/hello` and
+    /// `/metrics` before any API or the fallback. Give the control API a port of its own
+    /// (`control_api_port`) and the gateway port has no reserved path; or a host name of its
+    /// own (`control_api_hostname`) and only requests for that host are the control API's.
+    ///
+    /// A service error is logged and answered with a plain 500.
+    pub fn fallback<S, B>(mut self, service: S) -> Self
+    where
+        S: tower_service::Service<
+                http::Request<hyper::body::Incoming>,
+                Response = http::Response<B>,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<crate::BoxError>,
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<crate::BoxError>,
+    {
+        self.fallback = Some(crate::http_util::fallback_from_service(service));
+        self
+    }
+
+    /// Serves every stored certificate of `orgs` (every org when empty) that has a usable
+    /// private key, for its names, besides the configured ones: "store it, and it is served".
+    /// The same as `http_server_options.certificates_from_store`; the selection rules are on
+    /// [`CertificatesFromStore`](crate::config::CertificatesFromStore).
+    pub fn serve_certificates_from_store(
+        mut self,
+        orgs: impl IntoIterator<Item = tls_core::OrgId>,
+    ) -> Self {
+        let options = &mut self.config.http_server_options.certificates_from_store;
+        options.enabled = true;
+        options.orgs = orgs
+            .into_iter()
+            .map(|org| org.as_str().to_owned())
+            .collect();
         self
     }
 
@@ -158,6 +225,9 @@ impl GatewayBuilder {
     }
 
     /// Connects the store, loads APIs, builds TLS, binds the listeners and starts serving.
+    ///
+    /// The first gateway of a process raises the process's soft open-file limit
+    /// (`RLIMIT_NOFILE`) to its hard limit, as Go programs do at start-up.
     pub async fn start(self) -> Result<Gateway, GatewayError> {
         let config = Arc::new(self.config);
         config.validate()?;
@@ -183,9 +253,21 @@ impl GatewayBuilder {
             metrics: Arc::clone(&metrics),
             retained: Arc::clone(&retained),
             crls_past: std::sync::Mutex::default(),
+            stored: crate::state::StoredCerts::default(),
         };
+        // The certificate page shows each certificate's recent expiry events.
+        let recent_events = config
+            .certificate_ui
+            .enabled
+            .then(|| crate::ui::RecentEvents::new(Arc::clone(store.clock())));
+        let mut sinks = self.sinks;
+        sinks.extend(
+            recent_events
+                .clone()
+                .map(|r| r as Arc<dyn expiry_monitor::EventSink>),
+        );
         let monitor = Arc::new(
-            start_monitor(&config, &store, self.sinks, &self.upstream_roots)
+            start_monitor(&config, &store, sinks, &self.upstream_roots)
                 .await
                 .map_err(GatewayError::Monitor)?,
         );
@@ -229,6 +311,16 @@ impl GatewayBuilder {
         };
         let control_addr = control_listener.as_ref().and_then(|l| l.local_addr().ok());
 
+        let admission = Arc::new(crate::connections::Admission::new(
+            &config.http_server_options,
+            crate::connections::open_file_limit(),
+        ));
+        tracing::debug!(
+            max_connections = admission.max_total(),
+            "client connection cap"
+        );
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let ui = crate::ui::CertificateUi::new(&config, &store, recent_events, stop_rx.clone());
         let shared = Arc::new(Shared {
             config: Arc::clone(&config),
             store: store.clone(),
@@ -237,12 +329,14 @@ impl GatewayBuilder {
             tls_shared,
             proxy,
             control,
+            ui,
             metrics,
             observer,
             fallback: self.fallback,
+            runtime_certs: std::sync::Mutex::default(),
+            admission,
             gateway_port: local_addr.port(),
         });
-        let (stop_tx, stop_rx) = watch::channel(false);
         let tracker = Arc::new(Tracker::default());
         let mut tasks = vec![tokio::spawn(accept_loop(
             listener,
@@ -300,7 +394,14 @@ pub async fn store_from_config(config: &GatewayConfig) -> Result<CertStore, Gate
             ))
             .await
             .map_err(|e| GatewayError::Storage(e.to_string()))?;
+            crate::key_format::warn_on_foreign_format(&redis, config.key_format()).await;
             Arc::new(redis)
+        }
+        #[cfg(not(feature = "redis"))]
+        "redis" => {
+            return Err(GatewayError::Storage(
+                "storage.type is \"redis\", but this build has no Redis support: enable the `redis` feature of certgate-gateway-runtime (or certgate)".to_owned(),
+            ));
         }
         _ => Arc::new(MemoryStorage::new()),
     };
@@ -311,6 +412,7 @@ pub async fn store_from_config(config: &GatewayConfig) -> Result<CertStore, Gate
     }
     Ok(CertStore::builder(storage)
         .encoding_secret(EncodingSecret::new(config.encoding_secret()))
+        .key_format(config.key_format())
         .allow_file_references(config.allow_certificate_files)
         .build())
 }
@@ -426,6 +528,48 @@ impl Gateway {
     /// The gateway's counters.
     pub fn metrics(&self) -> &GatewayMetrics {
         &self.shared.metrics
+    }
+
+    /// Serves the stored certificate `id` from now on, as if `http_server_options.
+    /// ssl_certificates` named it: by SNI for its DNS names (its subject CN when it has none),
+    /// taking those names from earlier certificates, and as the default when no other server
+    /// certificate is configured. Like configured certificates it keeps serving from its last
+    /// good copy if the store loses it. New handshakes use it when this returns. Refused when
+    /// the certificate is not stored or has no usable private key.
+    pub async fn add_server_certificate(&self, id: &tls_core::CertId) -> Result<(), GatewayError> {
+        let refused = |source| GatewayError::Certificate {
+            id: id.clone(),
+            source,
+        };
+        self.shared.store.certified_key(id).await.map_err(refused)?;
+        {
+            let mut added = self.shared.runtime_certs();
+            let id = id.to_string();
+            if !added.contains(&id) {
+                added.push(id);
+            }
+        }
+        self.shared.rebuild(false).await
+    }
+
+    /// Stops serving a certificate [`Gateway::add_server_certificate`] added (the configuration's
+    /// certificates stay); false when it was not added. New handshakes no longer get it when
+    /// this returns; the store keeps it.
+    pub async fn remove_server_certificate(
+        &self,
+        id: &tls_core::CertId,
+    ) -> Result<bool, GatewayError> {
+        let removed = {
+            let mut added = self.shared.runtime_certs();
+            let before = added.len();
+            let id = id.to_string();
+            added.retain(|other| *other != id);
+            added.len() != before
+        };
+        if removed {
+            self.shared.rebuild(false).await?;
+        }
+        Ok(removed)
     }
 
     /// Replaces the served APIs (e.g. on SIGHUP) and rebuilds TLS and upstream settings.

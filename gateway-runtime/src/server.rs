@@ -14,11 +14,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 use tokio_rustls::LazyConfigAcceptor;
 
+use crate::connections::{Activity, Refused, Tracked};
 use crate::http_util::{Body, ClientInfo, json_error, json_response};
 use crate::metrics::GatewayMetrics;
 use crate::observe::UseRole;
+use crate::request_path::PathRefusal;
 use crate::runtime::Shared;
 
 /// Counts live connections so shutdown can wait for them to drain.
@@ -65,7 +68,9 @@ pub(crate) enum ListenerRole {
     Control,
 }
 
-/// Accepts connections until `stop` turns true.
+/// Accepts connections until `stop` turns true. Connections over a cap are closed at once;
+/// accept failures (out of file descriptors above all) are logged at most every 10 seconds and
+/// back off instead of spinning.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     role: ListenerRole,
@@ -77,16 +82,41 @@ pub(crate) async fn accept_loop(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote)) => {
+                    let accepted_at = Instant::now();
+                    let permit = match shared.admission.admit(remote.ip()) {
+                        Ok(permit) => permit,
+                        Err(refused) => {
+                            drop(stream);
+                            GatewayMetrics::inc(&shared.metrics.connections_refused);
+                            if shared.admission.refusal_warning.due() {
+                                let cap = match refused {
+                                    Refused::Total => "http_server_options.max_connections",
+                                    Refused::PerIp => "http_server_options.max_connections_per_ip",
+                                };
+                                tracing::warn!(peer = %remote.ip(), cap, "connection refused: too many open connections (logged at most every 10 s)");
+                            }
+                            continue;
+                        }
+                    };
                     let guard = tracker.enter();
                     let (shared, stop) = (Arc::clone(&shared), stop.clone());
                     tokio::spawn(async move {
-                        serve_connection(stream, remote, role, shared, stop).await;
+                        serve_connection(stream, remote, accepted_at, role, shared, stop).await;
+                        drop(permit);
                         drop(guard);
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let exhausted = matches!(e.raw_os_error(), Some(code) if code == rustix::io::Errno::MFILE.raw_os_error() || code == rustix::io::Errno::NFILE.raw_os_error());
+                    if shared.admission.accept_warning.due() {
+                        if exhausted {
+                            tracing::warn!(error = %e, open_file_limit = ?crate::connections::open_file_limit(), "accept failed: out of file descriptors; lower http_server_options.max_connections or raise RLIMIT_NOFILE (logged at most every 10 s)");
+                        } else {
+                            tracing::warn!(error = %e, "accept failed (logged at most every 10 s)");
+                        }
+                    }
+                    let pause = if exhausted { 200 } else { 50 };
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
             },
             _ = stop.changed() => return,
@@ -97,6 +127,7 @@ pub(crate) async fn accept_loop(
 async fn serve_connection(
     stream: TcpStream,
     remote_addr: SocketAddr,
+    accepted_at: Instant,
     role: ListenerRole,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
@@ -107,8 +138,9 @@ async fn serve_connection(
         serve_http(TokioIo::new(stream), client, role, shared, stop).await;
         return;
     }
-    let timeout = Duration::from_secs(shared.config.tls_handshake_timeout_seconds);
-    match tokio::time::timeout(timeout, handshake(stream, role, &shared)).await {
+    // The handshake's time runs from accept, whether or not the client sends anything.
+    let deadline = accepted_at + Duration::from_secs(shared.config.tls_handshake_timeout_seconds);
+    match tokio::time::timeout_at(deadline, handshake(stream, role, &shared)).await {
         Ok(Ok((tls, sni))) => {
             GatewayMetrics::inc(&shared.metrics.handshakes);
             let peer_certs = tls
@@ -159,11 +191,19 @@ async fn serve_http<I>(
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let client = Arc::new(client);
+    let activity = Activity::new();
     let service = {
-        let shared = Arc::clone(&shared);
+        let (shared, activity) = (Arc::clone(&shared), Arc::clone(&activity));
         service_fn(move |req: Request<Incoming>| {
             let (shared, client) = (Arc::clone(&shared), Arc::clone(&client));
-            async move { Ok::<_, std::convert::Infallible>(dispatch(&shared, role, req, &client).await) }
+            // Counted in flight until the response body is sent (or the request is dropped).
+            let in_flight = activity.start();
+            async move {
+                let response = dispatch(&shared, role, req, &client).await;
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| Tracked::new(body, in_flight)),
+                )
+            }
         })
     };
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -179,6 +219,7 @@ async fn serve_http<I>(
     if !shared.config.http_server_options.enable_http2 {
         builder = builder.http1_only();
     }
+    let idle_timeout = shared.config.http_server_options.idle_timeout();
     let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
     tokio::select! {
@@ -193,6 +234,25 @@ async fn serve_http<I>(
                 tracing::debug!(error = %e, "connection ended with an error while draining");
             }
         }
+        () = activity.idle_for(idle_timeout) => {
+            // HTTP/1.1: closed now (a request that slipped in finishes first); HTTP/2: GOAWAY,
+            // and closed once the client has acknowledged it. A client that does not is cut
+            // after another idle period without a request in flight.
+            GatewayMetrics::inc(&shared.metrics.idle_connections_closed);
+            tracing::debug!("closing an idle connection");
+            connection.as_mut().graceful_shutdown();
+            activity.restart();
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "idle connection ended with an error");
+                    }
+                }
+                () = activity.idle_for(idle_timeout) => {
+                    tracing::debug!("idle connection did not close after GOAWAY; dropped");
+                }
+            }
+        }
     }
 }
 
@@ -204,14 +264,7 @@ fn request_host<B>(req: &Request<B>) -> Option<Cow<'_, str>> {
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
-    let host = if let Some(bracketed) = raw.strip_prefix('[') {
-        bracketed.split(']').next().unwrap_or_default()
-    } else {
-        match raw.rsplit_once(':') {
-            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-            _ => raw,
-        }
-    };
+    let host = bare_host(raw);
     Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(host.to_ascii_lowercase())
     } else {
@@ -219,22 +272,87 @@ fn request_host<B>(req: &Request<B>) -> Option<Cow<'_, str>> {
     })
 }
 
+/// What every request goes through before routing: a request with an ambiguous host (two
+/// `Host` headers, or a `Host` that names another host than the URI's authority or HTTP/2's
+/// `:authority`) is refused, and the path is cleaned ([`request_path`](crate::request_path))
+/// unless `skip_url_cleaning` is set. The control API, the API table and the proxy then all see
+/// the same path. `Err` is the message of the 400 to send.
+pub(crate) fn prepare<B>(
+    req: &mut Request<B>,
+    skip_url_cleaning: bool,
+) -> Result<(), &'static str> {
+    if ambiguous_host(req) {
+        return Err("ambiguous request: more than one host given");
+    }
+    if !skip_url_cleaning {
+        crate::request_path::clean_uri(req.uri_mut()).map_err(PathRefusal::message)?;
+    }
+    Ok(())
+}
+
+/// Two `Host` headers, or a `Host` header and a URI authority (absolute form, or HTTP/2's
+/// `:authority`) that name different hosts.
+fn ambiguous_host<B>(req: &Request<B>) -> bool {
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return true;
+    }
+    let (Some(header), Some(authority)) = (first, req.uri().authority()) else {
+        return false;
+    };
+    let Ok(header) = header.to_str() else {
+        return true;
+    };
+    let authority = authority.as_str();
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    !bare_host(header).eq_ignore_ascii_case(bare_host(authority))
+}
+
+/// `host` without its port (and IPv6 brackets).
+fn bare_host(raw: &str) -> &str {
+    if let Some(bracketed) = raw.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or_default()
+    } else {
+        match raw.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            _ => raw,
+        }
+    }
+}
+
 async fn dispatch(
     shared: &Shared,
     role: ListenerRole,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     client: &ClientInfo,
 ) -> Response<Body> {
+    if let Err(message) = prepare(
+        &mut req,
+        shared.config.http_server_options.skip_url_cleaning,
+    ) {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({ "error": message }),
+        );
+    }
     let host = request_host(&req);
     let control_here = match role {
         ListenerRole::Control => true,
         ListenerRole::Gateway => shared.control_on_gateway_port(),
     };
-    if control_here && shared.control.matches(&req) {
+    let ui = (shared.ui.as_ref()).filter(|ui| control_here && ui.matches(&req));
+    if ui.is_some() || (control_here && shared.control.matches(&req)) {
         if let Some(policy) = &shared.tls.load().control_policy
             && let Err(refusal) = check_client(shared, policy, client)
         {
             return json_error(StatusCode::FORBIDDEN, &refusal);
+        }
+        if let Some(ui) = ui {
+            let peer = client.ip_header.to_str().unwrap_or("unknown");
+            return ui.handle(shared, req, peer).await;
         }
         return shared.control.handle(req).await;
     }

@@ -2,10 +2,6 @@
 
 mod support;
 
-use std::sync::Arc;
-
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
 use support::{Pki, api, client_config, echo_upstream, https_get, memory_store, tls_config};
 use tls_core::OrgId;
 
@@ -22,20 +18,15 @@ async fn requests_matching_no_api_reach_the_services_own_router() {
             .to_string(),
     ];
     let upstream = echo_upstream().await;
-    let fallback: gateway_runtime::Fallback = Arc::new(|req| {
-        Box::pin(async move {
-            let text = format!("the service answers {}", req.uri().path());
-            http::Response::new(
-                Full::new(Bytes::from(text))
-                    .map_err(|never| match never {})
-                    .boxed(),
-            )
-        })
-    });
+    // The service's own router, as it is: an axum `Router` is a `tower::Service`.
+    let router = axum::Router::new().route(
+        "/status",
+        axum::routing::get(|| async { "the service answers /status" }),
+    );
     let gateway = gateway_runtime::GatewayBuilder::new(config)
         .store(store)
         .apis(vec![api(serde_json::json!({"api_id": "api", "proxy": {"listen_path": "/api/", "target_url": format!("http://{upstream}")}}))])
-        .fallback(fallback)
+        .fallback(router)
         .start()
         .await
         .unwrap();

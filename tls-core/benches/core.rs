@@ -5,7 +5,7 @@
 //! Inputs are the shared test vectors (`testdata/vectors` in the repository, or the folder
 //! named by `$CERTGATE_VECTORS`), read at the vectors' clock, 2026-11-29T04:57:32Z.
 //!
-//! Run: `cargo bench -p tls-core --bench core -- --warm-up-time 1 --measurement-time 3`
+//! Run: `cargo bench -p certgate-tls-core --bench core -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 use std::path::PathBuf;

@@ -92,31 +92,56 @@ pub enum PemError {
     },
 }
 
+/// Tyk's answer when an upload holds no certificate or public key (empty, not PEM, a key alone).
+pub const TYK_NOT_PEM: &str = "Failed to decode certificate. It should be PEM encoded.";
+/// Go's `tls.X509KeyPair` answer for a key that does not parse (Tyk passes it on).
+pub const TYK_BAD_KEY: &str = "tls: failed to parse private key";
+/// Go's answer for a key of another algorithm than the certificate's.
+pub const TYK_KEY_TYPE_MISMATCH: &str = "tls: private key type does not match public key type";
+/// Go's answer for a key of the certificate's algorithm that is not its key.
+pub const TYK_KEY_MISMATCH: &str = "tls: private key does not match public key";
+/// Go's `tls.X509KeyPair` answer when the certificate input holds no certificate.
+pub const TYK_NO_CERTIFICATE_BLOCK: &str =
+    "tls: failed to find \"CERTIFICATE\" PEM block in certificate input";
+
+/// Go's `x509.ParseCertificate` answer matching a certificate parse failure.
+fn go_x509(reason: &str) -> &'static str {
+    if reason.contains("trailing data") {
+        "x509: trailing data"
+    } else {
+        "x509: malformed certificate"
+    }
+}
+
 /// An upload that was refused. Nothing of a refused upload is kept.
+///
+/// Each message starts with the text Tyk (Go) answers for the same refusal, where Tyk refuses
+/// it, then `: ` and certgate's detail naming the PEM block.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum UploadError {
     /// The input is empty or only white space.
     #[error(
-        "the upload is empty: send PEM text with a certificate (and optionally its chain and private key) or a PUBLIC KEY"
+        "{TYK_NOT_PEM}: the upload is empty; send PEM text with a certificate (and optionally its chain and private key) or a PUBLIC KEY"
     )]
     Empty,
     /// The input holds no PEM block at all.
-    #[error(
-        "Failed to decode certificate. It should be PEM encoded: no -----BEGIN ...----- block was found"
-    )]
+    #[error("{TYK_NOT_PEM}: no -----BEGIN ...----- block was found")]
     NoPem,
     /// A block's PEM framing or base64 is broken.
-    #[error(transparent)]
+    #[error("{TYK_NOT_PEM}: {0}")]
     Pem(#[from] PemError),
     /// Blocks were found, but none is a certificate or a public key.
-    #[error("no CERTIFICATE or PUBLIC KEY block found (blocks seen: {seen})")]
+    #[error("{TYK_NOT_PEM}: no CERTIFICATE or PUBLIC KEY block found (blocks seen: {seen})")]
     NoCertificate {
-        /// The labels seen, with positions.
+        /// The labels seen, with positions (at most 20 are listed).
         seen: String,
     },
     /// A CERTIFICATE block that is not a valid X.509 certificate.
-    #[error("PEM block {block}: not a valid X.509 certificate: {reason}")]
+    #[error(
+        "{}: PEM block {block}: not a valid X.509 certificate: {reason}",
+        go_x509(reason)
+    )]
     BadCertificate {
         /// Position of the block, from 1.
         block: usize,
@@ -132,16 +157,28 @@ pub enum UploadError {
         reason: String,
     },
     /// A private key block that cannot be parsed or is of an unsupported type.
-    #[error("PEM block {block}: unsupported or invalid private key: {reason}")]
+    #[error("{TYK_BAD_KEY}: PEM block {block}: unsupported or invalid private key: {reason}")]
     UnsupportedKey {
         /// Position of the block, from 1.
         block: usize,
         /// What is wrong.
         reason: String,
     },
+    /// An RSA key larger than the crypto provider signs with (Tyk accepts these).
+    #[error(
+        "PEM block {block}: the RSA private key has {bits} bits; keys of more than {max} bits are not supported (use 2048 to {max} bits)"
+    )]
+    KeyTooLarge {
+        /// Position of the key block.
+        block: usize,
+        /// The key's modulus size.
+        bits: usize,
+        /// The largest size accepted.
+        max: usize,
+    },
     /// A password-protected private key.
     #[error(
-        "PEM block {block}: the private key is password-protected; upload it unencrypted (e.g. `openssl pkey -in key.pem`), it is encrypted at rest by the store"
+        "{TYK_BAD_KEY}: PEM block {block}: the private key is password-protected; upload it unencrypted (e.g. `openssl pkey -in key.pem`), it is encrypted at rest by the store"
     )]
     EncryptedKey {
         /// Position of the block, from 1.
@@ -167,15 +204,40 @@ pub enum UploadError {
     },
     /// A private key with no certificate.
     #[error(
-        "PEM block {block}: a private key was uploaded without its certificate; add the certificate before the key"
+        "{TYK_NOT_PEM}: PEM block {block}: a private key was uploaded without its certificate; add the certificate before the key"
     )]
     KeyWithoutCertificate {
         /// Position of the key block.
         block: usize,
     },
+    /// A private key together with a public key and no certificate (Tyk stores the public key
+    /// and drops the private key without a word).
+    #[error(
+        "{TYK_NO_CERTIFICATE_BLOCK}: PEM block {key_block} is a private key and block {public_key_block} a PUBLIC KEY; a private key needs its certificate"
+    )]
+    KeyWithPublicKey {
+        /// Position of the key block.
+        key_block: usize,
+        /// Position of the public key block.
+        public_key_block: usize,
+    },
+    /// The private key is of another algorithm than the leaf's public key.
+    #[error(
+        "{TYK_KEY_TYPE_MISMATCH}: the {key_type} key in PEM block {key_block} cannot belong to the {leaf_type} leaf certificate in PEM block {leaf_block}"
+    )]
+    KeyTypeMismatch {
+        /// Position of the key block.
+        key_block: usize,
+        /// The key's algorithm.
+        key_type: &'static str,
+        /// Position of the leaf block.
+        leaf_block: usize,
+        /// The leaf's algorithm.
+        leaf_type: &'static str,
+    },
     /// The private key does not belong to the leaf (the first certificate).
     #[error(
-        "tls: private key does not match public key: the key in PEM block {key_block} does not belong to the leaf certificate in PEM block {leaf_block}"
+        "{TYK_KEY_MISMATCH}: the key in PEM block {key_block} does not belong to the leaf certificate in PEM block {leaf_block}"
     )]
     KeyMismatch {
         /// Position of the key block.

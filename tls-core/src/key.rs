@@ -100,6 +100,45 @@ fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     (input.len() >= len).then(|| (tag, &input[..len], &input[len..]))
 }
 
+/// The DER of the OID rsaEncryption (1.2.840.113549.1.1.1), tag and length included.
+const RSA_ENCRYPTION_OID: &[u8] = &[
+    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+];
+
+/// The modulus size of an RSA key: PKCS#1, or PKCS#8 wrapping rsaEncryption. `None` for other
+/// keys and for DER that does not have the expected shape.
+fn rsa_modulus_bits(encoding: KeyEncoding, der: &[u8]) -> Option<usize> {
+    let (0x30, body, _) = der_element(der)? else {
+        return None;
+    };
+    let (0x02, _, rest) = der_element(body)? else {
+        return None;
+    };
+    match encoding {
+        KeyEncoding::Pkcs1 => {
+            let (0x02, modulus, _) = der_element(rest)? else {
+                return None;
+            };
+            let modulus = &modulus[modulus.iter().position(|b| *b != 0)?..];
+            let top = usize::try_from(8 - modulus[0].leading_zeros()).ok()?;
+            Some((modulus.len() - 1) * 8 + top)
+        }
+        KeyEncoding::Pkcs8 => {
+            let (0x30, algorithm, rest) = der_element(rest)? else {
+                return None;
+            };
+            if !algorithm.starts_with(RSA_ENCRYPTION_OID) {
+                return None;
+            }
+            let (0x04, inner, _) = der_element(rest)? else {
+                return None;
+            };
+            rsa_modulus_bits(KeyEncoding::Pkcs1, inner)
+        }
+        KeyEncoding::Sec1 => None,
+    }
+}
+
 /// A plaintext private key. Its bytes are wiped when it is dropped, it cannot be cloned, and
 /// `Debug` shows only its encoding and length.
 pub struct PrivateKey {
@@ -115,6 +154,11 @@ impl PrivateKey {
             encoding,
             der: Zeroizing::new(der),
         }
+    }
+
+    /// The modulus size in bits when this is an RSA key (PKCS#1, or PKCS#8 rsaEncryption).
+    pub fn rsa_bits(&self) -> Option<usize> {
+        rsa_modulus_bits(self.encoding, &self.der)
     }
 
     /// Wraps key DER whose encoding is guessed from its structure; `None` if it is none of

@@ -38,9 +38,13 @@ mod record;
 mod seal;
 mod tls;
 mod upload;
+mod words;
 
 pub use entry::{Entry, Record, Upload};
-pub use error::{IdError, KeyError, PemError, RecordError, UploadError};
+pub use error::{
+    IdError, KeyError, PemError, RecordError, TYK_BAD_KEY, TYK_KEY_MISMATCH, TYK_KEY_TYPE_MISMATCH,
+    TYK_NO_CERTIFICATE_BLOCK, TYK_NOT_PEM, UploadError,
+};
 pub use id::{CertId, FINGERPRINT_HEX_LEN, Fingerprint, MAX_ORG_ID_LEN, OrgId, SpkiPin};
 pub use key::{KeyEncoding, PrivateKey};
 pub use meta::{KeyInfo, Metadata, Name, NameAttribute, Validity};

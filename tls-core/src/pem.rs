@@ -49,6 +49,20 @@ impl Block {
     }
 }
 
+/// The longest label an error message quotes in full.
+const MAX_SHOWN_LABEL: usize = 64;
+
+/// A label as error messages show it: cut after [`MAX_SHOWN_LABEL`] characters, so hostile input
+/// cannot make a message as large as itself.
+pub(crate) fn shown(label: &str) -> String {
+    if label.chars().count() <= MAX_SHOWN_LABEL {
+        label.to_owned()
+    } else {
+        let cut: String = label.chars().take(MAX_SHOWN_LABEL).collect();
+        format!("{cut}...")
+    }
+}
+
 /// Every PEM block in `text`, in order. Text outside blocks is ignored.
 pub(crate) fn parse(text: &str) -> Result<Vec<Block>, PemError> {
     let mut blocks = Vec::new();
@@ -67,10 +81,13 @@ pub(crate) fn parse(text: &str) -> Result<Vec<Block>, PemError> {
             .find(END)
             .ok_or_else(|| PemError::MissingEnd {
                 position,
-                label: label.clone(),
+                label: shown(&label),
             })?;
         if body_and_rest[..end].contains(BEGIN) {
-            return Err(PemError::MissingEnd { position, label });
+            return Err(PemError::MissingEnd {
+                position,
+                label: shown(&label),
+            });
         }
         let body = &body_and_rest[..end];
         let after_end = &body_and_rest[end + END.len()..];
@@ -79,21 +96,21 @@ pub(crate) fn parse(text: &str) -> Result<Vec<Block>, PemError> {
             .filter(|&i| !after_end[..i].contains(['\n', '\r']))
             .ok_or_else(|| PemError::MissingEnd {
                 position,
-                label: label.clone(),
+                label: shown(&label),
             })?;
         let end_label = after_end[..end_label_len].trim();
         if end_label != label {
             return Err(PemError::MismatchedEnd {
                 position,
-                begin: label,
-                end: end_label.to_owned(),
+                begin: shown(&label),
+                end: shown(end_label),
             });
         }
         rest = &after_end[end_label_len + DASHES.len()..];
 
         let (headers, der) = decode_body(body).map_err(|reason| PemError::Body {
             position,
-            label: label.clone(),
+            label: shown(&label),
             reason,
         })?;
         blocks.push(Block {

@@ -65,7 +65,7 @@ impl Record {
                     if let Err(e) = X509Certificate::from_der(&block.der) {
                         return Err(RecordError::BadCertificate {
                             block: position,
-                            reason: e.to_string(),
+                            reason: crate::words::x509(&e),
                         });
                     }
                     certs.push((position, CertificateDer::from(block.der)));
@@ -74,7 +74,7 @@ impl Record {
                     if let Err(e) = SubjectPublicKeyInfo::from_der(&block.der) {
                         return Err(RecordError::BadPublicKey {
                             block: position,
-                            reason: e.to_string(),
+                            reason: crate::words::x509(&e),
                         });
                     }
                     public_key = Some(SubjectPublicKeyInfoDer::from(block.der));
@@ -103,7 +103,7 @@ impl Record {
             let (_, parsed) = SubjectPublicKeyInfo::from_der(spki.as_ref()).map_err(|e| {
                 RecordError::BadPublicKey {
                     block: 1,
-                    reason: e.to_string(),
+                    reason: crate::words::x509(&e),
                 }
             })?;
             let meta = meta::of_public_key(&parsed);
@@ -115,7 +115,7 @@ impl Record {
         let (_, parsed) =
             X509Certificate::from_der(leaf).map_err(|e| RecordError::BadCertificate {
                 block: *leaf_pos,
-                reason: e.to_string(),
+                reason: crate::words::x509(&e),
             })?;
         let meta = meta::of_certificate(leaf, &parsed, certs.len(), key.is_some());
         Ok(Self::chain_of(

@@ -17,6 +17,12 @@ use crate::error::UploadError;
 use crate::key::{KeyEncoding, PrivateKey};
 use crate::meta::{self, Validity};
 use crate::pem::{self, Block};
+use crate::words;
+
+/// How many blocks the "blocks seen" list of an error names; the rest are counted.
+const MAX_LISTED_BLOCKS: usize = 20;
+/// The largest RSA key ring signs with; larger ones are refused with a message saying so.
+const MAX_RSA_BITS: usize = 4096;
 
 impl Upload {
     /// Parses upload text at instant `now`, checking the key against the leaf with rustls' ring
@@ -58,12 +64,18 @@ struct Parts {
     key: Option<(usize, PrivateKey)>,
     public_key: Option<(usize, SubjectPublicKeyInfoDer<'static>)>,
     seen: Vec<String>,
+    unlisted: usize,
 }
 
 impl Parts {
     fn add(&mut self, block: Block, now: OffsetDateTime) -> Result<(), UploadError> {
         let position = block.position;
-        self.seen.push(format!("{} at {position}", block.label));
+        if self.seen.len() < MAX_LISTED_BLOCKS {
+            self.seen
+                .push(format!("{} at {position}", pem::shown(&block.label)));
+        } else {
+            self.unlisted += 1;
+        }
         let encrypted = block.header("Proc-Type").is_some() || block.header("DEK-Info").is_some();
         match block.label.as_str() {
             "CERTIFICATE" => {
@@ -82,7 +94,7 @@ impl Parts {
                     Err(e) => {
                         return Err(UploadError::BadPublicKey {
                             block: position,
-                            reason: e.to_string(),
+                            reason: words::x509(&e),
                         });
                     }
                 }
@@ -106,7 +118,7 @@ impl Parts {
                 }
                 let encoding = KeyEncoding::from_pem_label(label).ok_or_else(|| UploadError::UnsupportedKey {
                     block: position,
-                    reason: format!("{label} is not supported; use PKCS#8 (PRIVATE KEY), PKCS#1 (RSA PRIVATE KEY) or SEC1 (EC PRIVATE KEY)"),
+                    reason: format!("{} is not supported; use PKCS#8 (PRIVATE KEY), PKCS#1 (RSA PRIVATE KEY) or SEC1 (EC PRIVATE KEY)", pem::shown(label)),
                 })?;
                 self.key = Some((position, PrivateKey::new(encoding, block.der)));
             }
@@ -123,7 +135,11 @@ impl Parts {
                     certificate_block: *cert_pos,
                 })
             }
-            (None, _, Some((key_pos, _))) => {
+            (None, Some((pk_pos, _)), Some((key_pos, _))) => Err(UploadError::KeyWithPublicKey {
+                key_block: key_pos,
+                public_key_block: pk_pos,
+            }),
+            (None, None, Some((key_pos, _))) => {
                 Err(UploadError::KeyWithoutCertificate { block: key_pos })
             }
             (None, Some((pk_pos, spki)), None) => {
@@ -133,19 +149,23 @@ impl Parts {
                     Ok(meta) => Ok(Upload::public_key_of(spki, meta)),
                     Err(e) => Err(UploadError::BadPublicKey {
                         block: pk_pos,
-                        reason: e.to_string(),
+                        reason: words::x509(&e),
                     }),
                 }
             }
-            (None, None, None) => Err(UploadError::NoCertificate {
-                seen: self.seen.join(", "),
-            }),
+            (None, None, None) => {
+                let mut seen = self.seen.join(", ");
+                if self.unlisted > 0 {
+                    seen.push_str(&format!(" and {} more", self.unlisted));
+                }
+                Err(UploadError::NoCertificate { seen })
+            }
             (Some((leaf_pos, leaf)), None, key) => {
                 let leaf_pos = *leaf_pos;
                 let (_, parsed) =
                     X509Certificate::from_der(leaf).map_err(|e| UploadError::BadCertificate {
                         block: leaf_pos,
-                        reason: e.to_string(),
+                        reason: words::x509(&e),
                     })?;
                 if let Some((key_pos, key)) = &key {
                     check_key_matches(key, *key_pos, &parsed, leaf_pos, provider)?;
@@ -163,14 +183,17 @@ fn check_certificate(der: &[u8], block: usize, now: OffsetDateTime) -> Result<()
         Ok((rest, _)) if !rest.is_empty() => {
             return Err(UploadError::BadCertificate {
                 block,
-                reason: format!("{} bytes of trailing data", rest.len()),
+                reason: format!(
+                    "{} bytes of trailing data after the certificate",
+                    rest.len()
+                ),
             });
         }
         Ok((_, cert)) => cert,
         Err(e) => {
             return Err(UploadError::BadCertificate {
                 block,
-                reason: e.to_string(),
+                reason: words::x509(&e),
             });
         }
     };
@@ -203,16 +226,40 @@ fn check_key_matches(
         block: key_pos,
         reason,
     };
-    let signing_key = provider
-        .key_provider
-        .load_private_key(key.to_rustls())
-        .map_err(|e| unsupported(e.to_string()))?;
+    let signing_key = match provider.key_provider.load_private_key(key.to_rustls()) {
+        Ok(signing_key) => signing_key,
+        Err(e) => {
+            return Err(match key.rsa_bits() {
+                Some(bits) if bits > MAX_RSA_BITS => UploadError::KeyTooLarge {
+                    block: key_pos,
+                    bits,
+                    max: MAX_RSA_BITS,
+                },
+                Some(bits) if bits < 2048 => unsupported(format!(
+                    "the RSA key has {bits} bits; at least 2048 are required"
+                )),
+                _ => unsupported(e.to_string()),
+            });
+        }
+    };
     let spki = signing_key
         .public_key()
         .ok_or_else(|| unsupported("the key's public half cannot be derived".into()))?;
     let (_, key_spki) =
-        SubjectPublicKeyInfo::from_der(spki.as_ref()).map_err(|e| unsupported(e.to_string()))?;
+        SubjectPublicKeyInfo::from_der(spki.as_ref()).map_err(|e| unsupported(words::x509(&e)))?;
     let leaf_spki = leaf.public_key();
+    let (key_type, leaf_type) = (
+        algorithm_name(&key_spki.algorithm.algorithm),
+        algorithm_name(&leaf_spki.algorithm.algorithm),
+    );
+    if key_type != leaf_type {
+        return Err(UploadError::KeyTypeMismatch {
+            key_block: key_pos,
+            key_type,
+            leaf_block: leaf_pos,
+            leaf_type,
+        });
+    }
     let same = key_spki.algorithm.algorithm == leaf_spki.algorithm.algorithm
         && key_spki.subject_public_key.data == leaf_spki.subject_public_key.data;
     if same {
@@ -222,5 +269,21 @@ fn check_key_matches(
             key_block: key_pos,
             leaf_block: leaf_pos,
         })
+    }
+}
+
+/// The key type as Go's `tls.X509KeyPair` tells them apart (RSA, ECDSA, Ed25519).
+fn algorithm_name(oid: &x509_parser::oid_registry::Oid<'_>) -> &'static str {
+    use x509_parser::oid_registry::{
+        OID_KEY_TYPE_EC_PUBLIC_KEY, OID_PKCS1_RSAENCRYPTION, OID_PKCS1_RSASSAPSS, OID_SIG_ED25519,
+    };
+    if *oid == OID_PKCS1_RSAENCRYPTION || *oid == OID_PKCS1_RSASSAPSS {
+        "RSA"
+    } else if *oid == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        "ECDSA"
+    } else if *oid == OID_SIG_ED25519 {
+        "Ed25519"
+    } else {
+        "other"
     }
 }

@@ -10,7 +10,8 @@
 //!
 //! ```text
 //! certctl id [--org ORG] [--at RFC3339] FILE
-//!     the certificate ID alone: the org ID followed by the SHA-256 of the leaf's DER
+//!     the certificate ID alone: the org ID followed by the SHA-256 of the leaf's DER; an
+//!     expired certificate has an ID too (printed, with a note on standard error)
 //! certctl inspect [--org ORG] [--secret S] [--json] [--at RFC3339] [--warn-days N] FILE
 //!     ID, fingerprint, names, dates, validity, key type, SPKI pin, chain length, and with
 //!     --secret, whether a stored record's key decrypts; --json prints one JSON object
@@ -22,13 +23,24 @@
 //! certctl apis TARGET ID                                  (--url only)
 //! certctl expiry [--org ORG] [--within-days N] [--warn-days N] [--at RFC3339] TARGET
 //!     a table by days remaining, soonest first; red/yellow/green on a terminal
-//! certctl rekey --new-secret S TARGET                     (--redis only)
+//! certctl rekey [--new-secret S] [--key-format F] TARGET  (--redis only)
+//!     re-encrypts every key with the new secret (default: the current one) in the format
+//!     of --key-format: `legacy` makes a certgate store readable by Tyk nodes, `modern` back;
+//!     resumable (records already done are left alone)
+//! certctl reindex TARGET                                  (--redis only)
+//!     Tyk's index migration for every org: indexes records no index lists (SCAN, once)
 //!
-//! TARGET is a gateway:  --url http://HOST:PORT --secret S      (or $CERTCTL_SECRET)
+//! TARGET is a gateway:  --url https://HOST:PORT (or http://) --secret S
+//!                       [--cacert FILE | --insecure] [--cert FILE --key FILE]
 //!        or Redis:      --redis redis://HOST:PORT/DB --encoding-secret S
-//!                       (or $CERTCTL_ENCODING_SECRET) [--redis-prefix cert-]
-//!                       [--key-format modern|legacy]
+//!                       [--redis-prefix cert-] [--key-format modern|legacy]
 //! ```
+//!
+//! The environment can stand in for the flags: `CERTCTL_URL` or `CERTCTL_REDIS` (used when
+//! neither --url nor --redis is given), `CERTCTL_SECRET`, `CERTCTL_CACERT`, `CERTCTL_CERT`,
+//! `CERTCTL_KEY`, `CERTCTL_ENCODING_SECRET`, `CERTCTL_NEW_SECRET`. An https:// gateway is
+//! verified against the system's roots, or only against `--cacert`; `--cert`/`--key` answer a
+//! control API that requires mutual TLS (`security.control_api_use_mutual_tls`).
 //!
 //! FILE may be `-` for standard input. A file holding an `ENCRYPTED PRIVATE KEY` (Tyk's format)
 //! or `CERTGATE ENCRYPTED PRIVATE KEY` block is read as a stored record; anything else as an
@@ -114,7 +126,14 @@ fn run(command: Command) -> Result<String, String> {
     match command {
         Command::Id(args) => {
             let now = args.at.unwrap_or_else(clock::now);
-            let entry = input::load(&args.file, now)?;
+            let (entry, refusal) = input::load_for_id(&args.file, now)?;
+            if let Some(refusal) = refusal {
+                eprintln!(
+                    "certctl: note: {}: {}; `add` would refuse it, the ID is printed so it can be found and removed",
+                    report::printable(&args.file.display().to_string()),
+                    report::printable(&refusal)
+                );
+            }
             Ok(format!("{}\n", entry.id(&args.org.unwrap_or_default())))
         }
         Command::Inspect(args) => {

@@ -424,8 +424,12 @@ impl ControlApi {
         let Some(id) = id else {
             return Ok(None);
         };
-        match self.store.details(&id).await {
-            Ok(meta) => Ok(Some(CertificateMeta::new(id.to_string(), &meta))),
+        match self.store.get(&id).await {
+            Ok(cert) => {
+                let mut meta = CertificateMeta::new(id.to_string(), cert.metadata());
+                meta.key_decrypts = self.store.key_decrypts(&cert);
+                Ok(Some(meta))
+            }
             Err(StoreError::Storage(e)) => Err(storage_failure(&e)),
             Err(StoreError::NotFound { .. }) => Ok(None),
             Err(e) => {

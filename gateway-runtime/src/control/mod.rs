@@ -97,6 +97,13 @@ struct Matched<'a> {
     cert_id: Option<&'a str>,
 }
 
+/// Whether `path` is one the control API answers: it starts with `/tyk/` or is `/hello` or
+/// `/metrics` (trailing slashes ignored).
+pub(crate) fn is_control_path(path: &str) -> bool {
+    let path = strip_trailing_slashes(path);
+    path.starts_with("/tyk/") || path == HELLO || path == METRICS
+}
+
 /// The route of `path` (trailing slashes already removed), if any.
 fn route(path: &str) -> Option<Matched<'_>> {
     let rest = path.strip_prefix('/')?;
@@ -151,9 +158,7 @@ impl ControlApi {
 
     /// [`ControlApi::matches`] for a request split into parts.
     pub(crate) fn matches_parts(&self, uri: &http::Uri, headers: &HeaderMap) -> bool {
-        let path = strip_trailing_slashes(uri.path());
-        let ours = path.starts_with("/tyk/") || path == HELLO || path == METRICS;
-        ours && self.host_matches(uri, headers)
+        is_control_path(uri.path()) && self.host_matches(uri, headers)
     }
 
     fn host_matches(&self, uri: &http::Uri, headers: &HeaderMap) -> bool {
@@ -238,7 +243,9 @@ impl ControlApi {
         let Some(tag) = &self.secret_tag else {
             return false;
         };
-        let Some(given) = headers.get(AUTH_HEADER) else {
+        // Two secrets are an ambiguous request: refused, whichever of them is right.
+        let mut values = headers.get_all(AUTH_HEADER).iter();
+        let (Some(given), None) = (values.next(), values.next()) else {
             return false;
         };
         hmac::verify(&self.auth_key, given.as_bytes(), tag.as_ref()).is_ok()
@@ -312,6 +319,12 @@ impl ControlApi {
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }
+        let undecryptable = "certgate_undecryptable_private_keys";
+        let _ = writeln!(
+            text,
+            "# HELP {undecryptable} Certificates seen since start whose private key does not decrypt with this node's encoding secret.\n# TYPE {undecryptable} gauge\n{undecryptable} {}",
+            self.store.undecryptable_keys()
+        );
         let name = "certgate_control_api_requests_total";
         let _ = writeln!(
             text,

@@ -224,6 +224,10 @@ pub(crate) struct CertificateMeta {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     dns_names: Vec<String>,
     is_ca: bool,
+    /// certgate's addition, which Tyk clients ignore: whether the stored private key decrypts
+    /// with this node's secret (absent when there is no key). Tyk answers 404 for such a key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) key_decrypts: Option<bool>,
 }
 
 impl CertificateMeta {
@@ -247,6 +251,7 @@ impl CertificateMeta {
             not_after: GoTime(meta.not_after),
             dns_names: meta.dns_names.clone(),
             is_ca: meta.is_ca,
+            key_decrypts: None,
         }
     }
 }

@@ -12,6 +12,8 @@ mod openapi;
 mod over_http;
 mod property;
 mod routes;
+mod tyk_messages;
+mod undecryptable;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -703,7 +703,7 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Removes the API's listen path from `path`, keeping a leading `/`; borrows unless a `/` must
 /// be added.
-fn strip_listen_path<'a>(path: &'a str, listen_path: &str) -> Cow<'a, str> {
+pub(crate) fn strip_listen_path<'a>(path: &'a str, listen_path: &str) -> Cow<'a, str> {
     match path.strip_prefix(listen_path) {
         Some(rest) if rest.starts_with('/') => Cow::Borrowed(rest),
         // The listen path's own trailing `/` leads the rest.
@@ -743,7 +743,7 @@ fn append_queries(path: &mut String, target: Option<&str>, request: Option<&str>
 }
 
 /// The request to send upstream: URL rewritten, headers cleaned and `X-Forwarded-*` set.
-fn upstream_request<B>(
+pub(crate) fn upstream_request<B>(
     route: &ApiRoute,
     request: Request<B>,
     client: &ClientInfo,
@@ -828,6 +828,6 @@ where
     Response::from_parts(
         parts,
         body.map_err(|error| -> BoxError { Box::new(error) })
-            .boxed(),
+            .boxed_unsync(),
     )
 }

@@ -33,8 +33,12 @@ pub(crate) enum Command {
     Apis(ApisArgs),
     /// A table of certificates by days remaining, soonest first.
     Expiry(ExpiryArgs),
-    /// Re-encrypt every stored private key with a new secret (needs --redis).
+    /// Re-encrypt every stored private key with a new secret and/or into --key-format (needs
+    /// --redis). Resumable: run it again after an interruption.
     Rekey(RekeyArgs),
+    /// Index every stored record of every org, as Tyk's first listing of an org does (needs
+    /// --redis; SCANs the record keys once).
+    Reindex(ReindexArgs),
 }
 
 impl Command {
@@ -51,13 +55,29 @@ impl Command {
 /// Where the store commands find certificates: a gateway's control API, or Redis directly.
 #[derive(Debug, Args)]
 pub(crate) struct Target {
-    /// Base URL of a gateway's control API, e.g. http://127.0.0.1:8080 (plain HTTP).
+    /// Base URL of a gateway's control API, e.g. https://127.0.0.1:8443 or
+    /// http://127.0.0.1:8080 (default: $CERTCTL_URL when --redis is not given).
     #[arg(long, value_name = "URL", conflicts_with = "redis")]
     pub(crate) url: Option<String>,
     /// The gateway's control API secret (X-Tyk-Authorization), with --url.
     #[arg(long, value_name = "S", env = "CERTCTL_SECRET", hide_env_values = true)]
     pub(crate) secret: Option<String>,
-    /// Redis URL of the store, e.g. redis://127.0.0.1:6379/0 (the layout Tyk uses).
+    /// With an https:// --url: trust only the CA certificates of this PEM file (default: the
+    /// system's roots).
+    #[arg(long, value_name = "FILE", env = "CERTCTL_CACERT")]
+    pub(crate) cacert: Option<PathBuf>,
+    /// With an https:// --url: do not verify the gateway's certificate (testing only).
+    #[arg(long)]
+    pub(crate) insecure: bool,
+    /// With an https:// --url: client certificate (PEM, with its chain) for a control API that
+    /// requires mutual TLS.
+    #[arg(long, value_name = "FILE", env = "CERTCTL_CERT", requires = "key")]
+    pub(crate) cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE", env = "CERTCTL_KEY", requires = "cert")]
+    pub(crate) key: Option<PathBuf>,
+    /// Redis URL of the store, e.g. redis://127.0.0.1:6379/0 (the layout Tyk uses; default:
+    /// $CERTCTL_REDIS when --url is not given).
     #[arg(long, value_name = "URL")]
     pub(crate) redis: Option<String>,
     /// The secret that encrypts private keys at rest, with --redis.
@@ -167,17 +187,25 @@ pub(crate) struct ExpiryArgs {
 pub(crate) struct RekeyArgs {
     #[command(flatten)]
     pub(crate) target: Target,
-    /// The new encoding secret; every key readable with --encoding-secret is re-encrypted.
+    /// The new encoding secret; every key readable with --encoding-secret is re-encrypted
+    /// (default: --encoding-secret itself, to change only the format with --key-format).
     #[arg(
         long,
         value_name = "S",
         env = "CERTCTL_NEW_SECRET",
         hide_env_values = true
     )]
-    pub(crate) new_secret: String,
+    pub(crate) new_secret: Option<String>,
     /// An older secret some keys may still use (to finish an interrupted rekey).
     #[arg(long, value_name = "S")]
     pub(crate) previous_secret: Option<String>,
+}
+
+/// Arguments of `reindex`.
+#[derive(Debug, Args)]
+pub(crate) struct ReindexArgs {
+    #[command(flatten)]
+    pub(crate) target: Target,
 }
 
 /// What every command reads.

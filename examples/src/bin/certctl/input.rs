@@ -4,7 +4,8 @@ use std::io::Read as _;
 use std::path::Path;
 
 use tls_core::{
-    CertId, LEGACY_LABEL, MODERN_LABEL, Metadata, OffsetDateTime, OrgId, Record, Upload,
+    CertId, Duration, LEGACY_LABEL, MODERN_LABEL, Metadata, OffsetDateTime, OrgId, Record, Upload,
+    UploadError,
 };
 
 /// What FILE holds.
@@ -47,6 +48,44 @@ pub(crate) fn load(file: &Path, now: OffsetDateTime) -> Result<Loaded, String> {
             .map_err(|e| e.to_string())
     }
 }
+
+/// Like [`load`], for `certctl id`: an upload whose certificates have expired (or are not yet
+/// valid) at `now` still has an ID, and removing an expired certificate needs it. Such an upload
+/// is parsed at an instant inside its validity (every other check still applies) and the second
+/// value says why it would be refused by `add`.
+pub(crate) fn load_for_id(
+    file: &Path,
+    now: OffsetDateTime,
+) -> Result<(Loaded, Option<String>), String> {
+    let text = read_text(file)?;
+    if is_stored_record(&text) {
+        return Record::decode(&text)
+            .map(|record| (Loaded::Record(record), None))
+            .map_err(|e| e.to_string());
+    }
+    let first = match Upload::parse(&text, now) {
+        Ok(upload) => return Ok((Loaded::Upload(upload), None)),
+        Err(e) => e,
+    };
+    let mut at = match &first {
+        UploadError::Expired { not_after, .. } => *not_after - Duration::SECOND,
+        _ => return Err(first.to_string()),
+    };
+    // A chain may hold several expired certificates: step back to before the earliest expiry.
+    for _ in 0..MAX_EXPIRED_STEPS {
+        match Upload::parse(&text, at) {
+            Ok(upload) => return Ok((Loaded::Upload(upload), Some(first.to_string()))),
+            Err(UploadError::Expired { not_after, .. }) if not_after <= at => {
+                at = not_after - Duration::SECOND;
+            }
+            Err(_) => break,
+        }
+    }
+    Err(first.to_string())
+}
+
+/// How many expired certificates of one chain `load_for_id` steps over.
+const MAX_EXPIRED_STEPS: usize = 16;
 
 /// The text of `file` (`-` for standard input).
 pub(crate) fn read_text(file: &Path) -> Result<String, String> {

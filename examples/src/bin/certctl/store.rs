@@ -1,5 +1,5 @@
-//! The store commands: `add`, `list`, `get`, `delete`, `apis`, `expiry` and `rekey`, against a
-//! gateway's control API (`--url`) or straight against Redis (`--redis`).
+//! The store commands: `add`, `list`, `get`, `delete`, `apis`, `expiry`, `rekey` and `reindex`,
+//! against a gateway's control API (`--url`) or straight against Redis (`--redis`).
 
 use std::io::IsTerminal as _;
 use std::sync::Arc;
@@ -12,10 +12,10 @@ use http::{Method, StatusCode};
 use serde::Serialize;
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
-use tls_core::{CertId, Duration, EncodingSecret, Metadata, OffsetDateTime, OrgId};
+use tls_core::{CertId, Duration, EncodingSecret, KeyFormat, Metadata, OffsetDateTime, OrgId};
 
 use crate::cli::{Command, Target};
-use crate::gateway::{Gateway, encode, failure};
+use crate::gateway::{Gateway, TlsOptions, encode, failure};
 use crate::report::printable;
 
 /// What a store command prints, and whether it succeeded.
@@ -162,8 +162,12 @@ async fn run_async(command: Command) -> Result<Outcome, String> {
                 args.previous_secret.as_deref(),
             )
             .await?;
+            let new_secret = match (&args.new_secret, &args.target.encoding_secret) {
+                (Some(new), _) | (None, Some(new)) => new.clone(),
+                (None, None) => String::new(),
+            };
             let report = store
-                .rekey(EncodingSecret::new(args.new_secret.clone()))
+                .rekey(EncodingSecret::new(new_secret))
                 .await
                 .map_err(|e| format!("rekey stopped: {e}"))?;
             let mut outcome = Outcome::ok(format!(
@@ -178,9 +182,13 @@ async fn run_async(command: Command) -> Result<Outcome, String> {
                     .push(format!("{id}: {}", problem_text(error)));
             }
             if report.failed.is_empty() {
-                outcome.stdout.push_str(
-                    "every key now opens with the new secret: configure gateways with it (security.private_certificate_encoding_secret)\n",
-                );
+                let format = match args.target.key_format {
+                    KeyFormat::Legacy => "legacy",
+                    _ => "modern",
+                };
+                outcome.stdout.push_str(&format!(
+                    "every key is now in the {format} format and opens with the new secret: configure gateways with it (security.private_certificate_encoding_secret) and with security.private_certificate_key_format \"{format}\"\n",
+                ));
             } else {
                 outcome.failed = true;
                 outcome.problems.push(
@@ -189,6 +197,26 @@ async fn run_async(command: Command) -> Result<Outcome, String> {
                 );
             }
             Ok(outcome)
+        }
+        Command::Reindex(args) => {
+            let Some(url) = &args.target.redis else {
+                return Err(
+                    "reindex works only with --redis: it writes Redis index keys, which a gateway's control API does not do"
+                        .to_owned(),
+                );
+            };
+            let config = RedisConfig::new(url).with_key_prefix(args.target.redis_prefix.clone());
+            let storage = RedisStorage::connect(config)
+                .await
+                .map_err(|e| format!("cannot use Redis at {}: {e}", redacted(url)))?;
+            let report = storage
+                .reindex()
+                .await
+                .map_err(|e| format!("reindex stopped: {e}"))?;
+            Ok(Outcome::ok(format!(
+                "orgs {}, records {}, index entries added {}, org-less entries moved from cert--index {}\n",
+                report.orgs, report.records, report.added, report.moved_orgless
+            )))
         }
     }
 }
@@ -242,10 +270,25 @@ fn redacted(url: &str) -> String {
     }
 }
 
+/// A default target from the environment; set but empty counts as unset.
+fn env_target(name: &str) -> Result<Option<String>, String> {
+    match std::env::var(name) {
+        Ok(value) if value.trim().is_empty() => Ok(None),
+        Ok(value) => Ok(Some(value)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(format!("{name} is not valid UTF-8")),
+    }
+}
+
 impl Backend {
     /// Connects to what `target` names; `at` fixes the clock that judges uploads (Redis only).
     async fn open(target: &Target, at: Option<OffsetDateTime>) -> Result<Self, String> {
-        match (&target.url, &target.redis) {
+        // An explicit --url or --redis wins over the environment's default target.
+        let (url, redis) = match (&target.url, &target.redis) {
+            (None, None) => (env_target("CERTCTL_URL")?, env_target("CERTCTL_REDIS")?),
+            (url, redis) => (url.clone(), redis.clone()),
+        };
+        match (&url, &redis) {
             (Some(url), None) => {
                 if at.is_some() {
                     return Err(
@@ -259,7 +302,13 @@ impl Backend {
                             .to_owned(),
                     );
                 };
-                Gateway::new(url, secret).map(|g| Self::Gateway(Box::new(g)))
+                let tls = TlsOptions {
+                    cacert: target.cacert.clone(),
+                    insecure: target.insecure,
+                    cert: target.cert.clone(),
+                    key: target.key.clone(),
+                };
+                Gateway::new(url, secret, &tls).map(|g| Self::Gateway(Box::new(g)))
             }
             (None, Some(url)) => {
                 let clock: Arc<dyn Clock> = match at {
@@ -268,7 +317,10 @@ impl Backend {
                 };
                 redis_store(url, target, clock, None).await.map(Self::Redis)
             }
-            (Some(_), Some(_)) => Err("give either --url or --redis, not both".to_owned()),
+            (Some(_), Some(_)) => Err(
+                "give either --url or --redis, not both (CERTCTL_URL and CERTCTL_REDIS are both set)"
+                    .to_owned(),
+            ),
             (None, None) => Err(
                 "say where the certificates are: --url URL --secret S (a gateway), or --redis URL --encoding-secret S"
                     .to_owned(),

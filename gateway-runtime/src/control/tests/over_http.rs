@@ -36,20 +36,26 @@ async fn serve(api: Arc<ControlApi>, listener: TcpListener) {
     }
 }
 
-async fn start(api: Arc<ControlApi>) -> SocketAddr {
+pub(super) async fn start(api: Arc<ControlApi>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(serve(api, listener));
     addr
 }
 
-struct Reply {
-    status: StatusCode,
-    content_type: String,
-    text: String,
+pub(super) struct Reply {
+    pub(super) status: StatusCode,
+    pub(super) content_type: String,
+    pub(super) text: String,
 }
 
-async fn call(addr: SocketAddr, method: Method, path: &str, body: &str, secret: bool) -> Reply {
+pub(super) async fn call(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    body: &str,
+    secret: bool,
+) -> Reply {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut request = Request::builder()
         .method(method)

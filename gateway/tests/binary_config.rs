@@ -1,6 +1,7 @@
 //! The `gateway` binary with a configuration file: Tyk field names, inline PEM server
 //! certificates, API definitions from `app_path`, SIGHUP reload, and clear start-up errors.
 
+#[path = "../../gateway-runtime/tests/support/mod.rs"]
 mod support;
 
 use std::process::{Command, Stdio};

@@ -43,6 +43,7 @@ pub(crate) async fn start(dir: &Path, port: u16) -> Result<Gateway, String> {
     config.listen_address = "127.0.0.1".into();
     config.listen_port = port;
     config.secret = secret.clone();
+    config.certificate_ui.enabled = true;
     config.http_server_options.use_ssl = true;
     config.http_server_options.enable_http2 = true;
 
@@ -85,6 +86,8 @@ pub(crate) async fn start(dir: &Path, port: u16) -> Result<Gateway, String> {
          # the certificate API\n\
          curl --cacert {d}/ca.pem -H 'X-Tyk-Authorization: {secret}' https://localhost:{port}/tyk/certs\n\
          curl --cacert {d}/ca.pem -H 'X-Tyk-Authorization: {secret}' https://localhost:{port}/tyk/certs/{server_id}\n\n\
+         # the certificate page (sign in with the secret above)\n\
+         https://localhost:{port}/ui/\n\n\
          Press Ctrl-C to stop."
     );
     Ok(gateway)
