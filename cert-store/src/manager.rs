@@ -419,6 +419,12 @@ impl CertStore {
     }
 
     /// The certificate `id`, from the cache or the storage.
+    ///
+    /// A cached entry is reloaded when its lifetime ends or a [`Change::Resync`] arrives. If the
+    /// storage is unreachable then, the cached entry keeps serving; if the storage answers that
+    /// the record is gone (it lost its data), this is [`StoreError::NotFound`]. A caller that must
+    /// keep serving through such a loss keeps its own copy (the gateway keeps the last good copy
+    /// of each certificate its configuration references).
     pub async fn get(&self, id: &CertId) -> Result<Arc<LoadedCert>, StoreError> {
         let key = CacheKey::Id(id.clone());
         self.inner

@@ -100,12 +100,14 @@ pub struct Page<T> {
 pub enum Change {
     /// A certificate was added.
     Added(CertId),
-    /// A certificate was removed.
+    /// A certificate was removed. A [`CertStore::delete`](crate::CertStore::delete) also tells
+    /// its own process's subscribers when the record was already gone (an explicit delete).
     Removed(CertId),
     /// A record was rewritten in place (e.g. re-encrypted by a rekey).
     Replaced(CertId),
     /// Notices may have been missed (a subscriber lagged, or the backend reconnected): anything
-    /// cached may be stale.
+    /// cached may be stale. It says nothing was deleted: a backend that lost its data (a Redis
+    /// restarted empty) sends this, not [`Change::Removed`].
     Resync,
 }
 

@@ -227,6 +227,31 @@ async fn subscribers_hear_adds_and_deletes() {
 }
 
 #[tokio::test]
+async fn an_explicit_delete_of_an_absent_id_still_tells_this_processs_subscribers() {
+    let (storage, store) = memory_store();
+    let id = store
+        .add(&vector("root-ca.pem"), &org("org1"))
+        .await
+        .unwrap();
+    let mut changes = store.subscribe();
+    // The record is lost behind the store's back (the memory backend still notifies; a flushed
+    // Redis would not).
+    assert!(storage.delete(&id).await.unwrap());
+    // The add's notice may still be on its way.
+    let mut notice = changes.next().await;
+    if notice == Some(Change::Added(id.clone())) {
+        notice = changes.next().await;
+    }
+    assert_eq!(notice, Some(Change::Removed(id.clone())));
+    assert!(!store.delete(&id).await.unwrap(), "it was already gone");
+    assert_eq!(
+        changes.next().await,
+        Some(Change::Removed(id)),
+        "the explicit delete is heard all the same"
+    );
+}
+
+#[tokio::test]
 async fn references_resolve_ids_and_inline_pem_but_files_only_when_enabled() {
     let (_, store) = memory_store();
     let id = store

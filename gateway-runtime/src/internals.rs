@@ -62,7 +62,7 @@ pub async fn server_config(
         stored: crate::state::StoredCerts::default(),
         metrics,
     };
-    let state = TlsState::build(config, &ApiTable::new(apis), store, &shared).await?;
+    let state = TlsState::build(config, &ApiTable::new(apis), store, &shared, true).await?;
     Ok(state.config_for(sni, false))
 }
 

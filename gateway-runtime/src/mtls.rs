@@ -60,13 +60,15 @@ impl CrlOptions {
     }
 }
 
-/// Checks an API's CRLs at load: each must be signed by a certificate of one of the CA
-/// `entries` (when the API has any), and, with `options.strict`, not be past its `nextUpdate`
-/// at `now`. Returns the names of the CRLs past their `nextUpdate`; an error names the CRL.
+/// Checks an API's CRLs: each must be signed by a certificate of one of the CA `entries` (when
+/// the API has any), and, at `load` with `options.strict`, not be past its `nextUpdate` at
+/// `now` (later, `ExpirationPolicy::Enforce` fails the checks that need it). Returns the names
+/// of the CRLs past their `nextUpdate`; an error names the CRL.
 pub(crate) fn check_crls(
     crls: &[CertificateRevocationListDer<'_>],
     entries: &[Arc<LoadedCert>],
     options: CrlOptions,
+    load: bool,
     now: OffsetDateTime,
     provider: &CryptoProvider,
 ) -> Result<Vec<String>, String> {
@@ -106,7 +108,7 @@ pub(crate) fn check_crls(
                     .next_update()
                     .map(|t| t.to_string())
                     .unwrap_or_default();
-                if options.strict {
+                if options.strict && load {
                     return Err(format!(
                         "client_certificate_crls: {name}: its nextUpdate ({when}) is past; client_certificate_crls_strict refuses it"
                     ));
@@ -763,5 +765,39 @@ mod tests {
         let current = policy(std::slice::from_ref(&ca.root));
         cache.check(&current, &ca.chain, now).unwrap();
         assert_eq!(cache.lock().len(), 1, "only the live policy is kept");
+    }
+
+    #[tokio::test]
+    async fn a_strict_crl_past_its_next_update_is_refused_at_load_and_reported_on_rebuilds() {
+        let now = SystemClock.now();
+        let root = issue("crl root", true, now + Duration::days(30), None);
+        let crl = rcgen::CertificateRevocationListParams {
+            this_update: now - Duration::days(2),
+            next_update: now - Duration::days(1),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&Issuer::from_params(&root.params, &root.key))
+        .unwrap();
+        let crls = [crl.der().clone()];
+        let entries = [load(&root.pem).await];
+        let provider = tls_core::default_provider();
+        let strict = CrlOptions {
+            strict: true,
+            ..CrlOptions::default()
+        };
+        let refused = check_crls(&crls, &entries, strict, true, now, &provider).unwrap_err();
+        assert!(
+            refused.contains("CRL 1 (issuer CN=crl root)") && refused.contains("nextUpdate"),
+            "{refused}"
+        );
+        // On a rebuild the CRL is reported (the verifier's Enforce policy applies it).
+        let past = check_crls(&crls, &entries, strict, false, now, &provider).unwrap();
+        assert_eq!(past.len(), 1, "{past:?}");
+        // Without CA entries there is nothing to verify the signature against; dates still count.
+        let past = check_crls(&crls, &[], CrlOptions::default(), true, now, &provider).unwrap();
+        assert_eq!(past.len(), 1);
     }
 }

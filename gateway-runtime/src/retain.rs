@@ -8,7 +8,7 @@
 //! at error level once when it goes missing (and at info level when it comes back), counted in
 //! the `certgate_referenced_certificates_missing` gauge and reported by `/hello` (status
 //! `warn`). Any other failure (storage unreachable, record unreadable) is logged at warn level
-//! on each rebuild and served the same way.
+//! once, until the certificate can be read again, and served the same way.
 //!
 //! While some copy is served, the gateway rebuilds every few seconds to ask the store again;
 //! otherwise once a minute, so that a loss nobody announced (a `FLUSHALL`) shows within minutes
@@ -81,6 +81,10 @@ impl Retained {
             Ok(cert) => {
                 let mut kept = self.lock();
                 let back = kept.get(reference).is_some_and(|k| k.missing);
+                let readable_again = kept.get(reference).is_some_and(|k| k.stale && !k.missing);
+                if readable_again {
+                    tracing::info!(owner, id = %cert.id(), "a referenced certificate can be read from storage again");
+                }
                 kept.insert(
                     reference.to_owned(),
                     Kept {
@@ -101,7 +105,7 @@ impl Retained {
                     return Err(error);
                 };
                 let cert = Arc::clone(&entry.cert);
-                entry.stale = true;
+                let was_stale = std::mem::replace(&mut entry.stale, true);
                 if matches!(error, StoreError::NotFound { .. }) {
                     if !entry.missing {
                         entry.missing = true;
@@ -114,7 +118,7 @@ impl Retained {
                         );
                         self.publish(&kept);
                     }
-                } else {
+                } else if !was_stale {
                     tracing::warn!(owner, id = %cert.id(), %error, "a referenced certificate cannot be read from storage now; serving the last good copy");
                 }
                 Ok(cert)
@@ -196,4 +200,57 @@ fn pin_entries(pins: &HashMap<String, String>) -> impl Iterator<Item = &str> {
         .flat_map(|value| value.split(','))
         .map(str::trim)
         .filter(|entry| !entry.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use cert_store::MemoryStorage;
+    use tls_core::{EncodingSecret, OrgId};
+
+    use super::*;
+
+    const PEM: &str = include_str!("../../tls-core/tests/data/demo.pem");
+
+    #[tokio::test]
+    async fn a_lost_certificate_is_served_from_its_copy_until_an_explicit_delete() {
+        let storage = Arc::new(MemoryStorage::new());
+        let store = CertStore::builder(Arc::clone(&storage) as Arc<dyn cert_store::CertStorage>)
+            .encoding_secret(EncodingSecret::new("retain test"))
+            .build();
+        let metrics = Arc::new(GatewayMetrics::default());
+        let retained = Retained::new(Arc::clone(&metrics));
+        let id = store.add(PEM, &OrgId::EMPTY).await.unwrap();
+        let reference = format!(" {id} ");
+        let first = retained.resolve(&store, &reference, "test").await.unwrap();
+
+        // Lost behind the store's back: the copy serves, reported missing.
+        assert!(
+            cert_store::CertStorage::delete(&*storage, &id)
+                .await
+                .unwrap()
+        );
+        // Stands in for the cache entry expiring (nobody here listens to its notice).
+        store.delete(&id).await.unwrap();
+        for _ in 0..3 {
+            let served = retained.resolve(&store, &reference, "test").await.unwrap();
+            assert!(Arc::ptr_eq(&served, &first));
+        }
+        assert_eq!(metrics.missing_certificates(), vec![id.to_string()]);
+        assert!(retained.degraded());
+
+        // Back in storage: no longer missing.
+        store.add(PEM, &OrgId::EMPTY).await.unwrap();
+        retained.resolve(&store, &reference, "test").await.unwrap();
+        assert!(metrics.missing_certificates().is_empty());
+        assert!(!retained.degraded());
+
+        // An explicit delete ends the copy.
+        store.delete(&id).await.unwrap();
+        retained.forget(&id);
+        assert!(matches!(
+            retained.resolve(&store, &reference, "test").await,
+            Err(StoreError::NotFound { .. })
+        ));
+        assert!(metrics.missing_certificates().is_empty());
+    }
 }

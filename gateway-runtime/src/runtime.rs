@@ -101,7 +101,9 @@ impl Shared {
         host_ok && port_ok
     }
 
-    async fn rebuild(&self) -> Result<(), GatewayError> {
+    /// Rebuilds TLS and upstream settings; `load` after the APIs were reloaded (see
+    /// [`TlsState::build`]).
+    async fn rebuild(&self, load: bool) -> Result<(), GatewayError> {
         let apis = self.apis.load_full();
         let added = self.runtime_certs().clone();
         let config = if added.is_empty() {
@@ -111,7 +113,7 @@ impl Shared {
             config.http_server_options.ssl_certificates.extend(added);
             std::borrow::Cow::Owned(config)
         };
-        let state = TlsState::build(&config, &apis, &self.store, &self.tls_shared)
+        let state = TlsState::build(&config, &apis, &self.store, &self.tls_shared, load)
             .await
             .map_err(GatewayError::Tls)?;
         self.tls.store(Arc::new(state));
@@ -274,7 +276,7 @@ impl GatewayBuilder {
         );
         let observer: Arc<dyn CertObserver> = monitor.clone();
         let table = Arc::new(ApiTable::new(apis));
-        let tls = TlsState::build(&config, &table, &store, &tls_shared)
+        let tls = TlsState::build(&config, &table, &store, &tls_shared, true)
             .await
             .map_err(GatewayError::Tls)?;
         let proxy = Proxy::new(
@@ -475,7 +477,7 @@ async fn follow_store(
         tokio::select! {
             () = tokio::time::sleep(recheck) => {
                 let Some(shared) = shared.upgrade() else { return };
-                if let Err(e) = shared.rebuild().await {
+                if let Err(e) = shared.rebuild(false).await {
                     tracing::error!(error = %e, "cannot rebuild TLS; keeping the previous settings");
                 }
             }
@@ -496,7 +498,7 @@ async fn follow_store(
                 while let Ok(Some(change)) = tokio::time::timeout(Duration::from_millis(5), changes.next()).await {
                     forget(&change);
                 }
-                if let Err(e) = shared.rebuild().await {
+                if let Err(e) = shared.rebuild(false).await {
                     tracing::error!(error = %e, "cannot rebuild TLS after a certificate change; keeping the previous settings");
                 }
             }
@@ -555,7 +557,7 @@ impl Gateway {
                 added.push(id);
             }
         }
-        self.shared.rebuild().await
+        self.shared.rebuild(false).await
     }
 
     /// Stops serving a certificate [`Gateway::add_server_certificate`] added (the configuration's
@@ -573,7 +575,7 @@ impl Gateway {
             added.len() != before
         };
         if removed {
-            self.shared.rebuild().await?;
+            self.shared.rebuild(false).await?;
         }
         Ok(removed)
     }
@@ -582,7 +584,7 @@ impl Gateway {
     pub async fn reload_apis(&self, apis: Vec<ApiDefinition>) -> Result<(), GatewayError> {
         register_usage(&self.shared.store, &self.shared.config, &apis);
         self.shared.apis.store(Arc::new(ApiTable::new(apis)));
-        self.shared.rebuild().await
+        self.shared.rebuild(true).await
     }
 
     /// Stops accepting, lets open connections finish their requests (at most `grace`), then

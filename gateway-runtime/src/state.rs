@@ -161,11 +161,16 @@ impl TlsState {
     /// Builds a snapshot. References that cannot be resolved now (not yet added, wrong secret)
     /// are logged and left out, unless a good copy was seen before ([`Retained`]), which is
     /// used instead; a later store change rebuilds the snapshot.
+    ///
+    /// `load` when the configuration or the APIs were just (re)loaded: a CRL that fails its
+    /// checks then refuses the whole build. On rebuilds after store changes it only takes its
+    /// API out of service (clients refused), with an error in the log.
     pub(crate) async fn build(
         config: &GatewayConfig,
         apis: &ApiTable,
         store: &CertStore,
         shared: &TlsShared,
+        load: bool,
     ) -> Result<Self, String> {
         prefetch(config, apis, store).await;
         let retained = &*shared.retained;
@@ -223,8 +228,16 @@ impl TlsState {
                 format!("API {}: {field}: {reason}", route.def.api_id)
             })?;
             let now = store.clock().now();
-            let past = check_crls(&crls, &entries, crl_options, now, &shared.provider)
-                .map_err(|e| format!("API {}: {e}", route.def.api_id))?;
+            let checked = check_crls(&crls, &entries, crl_options, load, now, &shared.provider);
+            let past = match checked {
+                Ok(past) => past,
+                Err(e) if load => return Err(format!("API {}: {e}", route.def.api_id)),
+                Err(e) => {
+                    // A rebuild after a store change: the other APIs must not wait on this one.
+                    tracing::error!(api_id = %route.def.api_id, error = %e, "the API's CRLs cannot be used: its clients are refused until its definition is fixed");
+                    continue;
+                }
+            };
             crls_past.extend(past.into_iter().map(|crl| (route.def.api_id.clone(), crl)));
             let policy = ClientPolicy::new(&entries, crls, crl_options, &shared.provider)
                 .map_err(|e| format!("API {}: client_certificates: {e}", route.def.api_id))?;

@@ -5,6 +5,9 @@
 
 mod support;
 
+#[path = "common/upstream.rs"]
+mod upstream;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -319,4 +322,77 @@ fn the_scan_catches_the_leaks_the_attack_found_and_passes_plain_messages() {
     ] {
         assert_eq!(internals(plain), None, "{plain}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_failures_are_in_plain_words() {
+    use http_body_util::BodyExt as _;
+    use upstream::{TestCa, TestUpstream, UpstreamOptions, Usage};
+
+    let trusted = TestCa::root("trusted upstream ca");
+    let stranger = TestCa::root("unknown upstream ca");
+    let untrusted = TestUpstream::start(UpstreamOptions::tls(
+        &stranger.leaf(&["localhost"], Usage::Server),
+    ))
+    .await;
+    let misnamed = TestUpstream::start(UpstreamOptions::tls(
+        &trusted.leaf(&["other.test"], Usage::Server),
+    ))
+    .await;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let api = |id: &str, target: String| {
+        support::api(serde_json::json!({
+            "api_id": id, "proxy": {"listen_path": format!("/{id}/"), "target_url": target}
+        }))
+    };
+    let apis = vec![
+        api("closed", format!("http://{closed}")),
+        api("untrusted", untrusted.url("https", "localhost")),
+        api("misnamed", misnamed.url("https", "localhost")),
+    ];
+    let mut config = gateway_runtime::GatewayConfig::default();
+    config.listen_address = "127.0.0.1".into();
+    config.listen_port = 0;
+    let gateway = gateway_runtime::GatewayBuilder::new(config)
+        .store(support::memory_store())
+        .apis(apis)
+        .upstream_root(trusted.cert.clone())
+        .start()
+        .await
+        .unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    for (id, expected) in [
+        ("closed", "upstream connection error: connection refused"),
+        (
+            "untrusted",
+            "upstream TLS error: the upstream's certificate is issued by an authority this gateway does not trust",
+        ),
+        (
+            "misnamed",
+            "upstream TLS error: the upstream's certificate is not valid for the upstream's host name",
+        ),
+    ] {
+        let uri = format!("http://{}/{id}/x", gateway.local_addr());
+        let response = client
+            .request(
+                http::Request::get(uri)
+                    .body(http_body_util::Full::default())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 502, "{id}");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8_lossy(&body).into_owned();
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["error"], expected, "{id}: {body}");
+        for text in strings(&body) {
+            assert_eq!(internals(&text), None, "{id}: {text}");
+        }
+    }
+    gateway.shutdown().await;
 }

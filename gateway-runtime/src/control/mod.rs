@@ -59,6 +59,9 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("GET", CERT_APIS),
 ];
 
+/// Most missing certificate IDs `/hello` lists (the count is always complete).
+const HELLO_MISSING_SHOWN: usize = 100;
+
 /// The header that carries the control API secret.
 pub(crate) const AUTH_HEADER: &str = "x-tyk-authorization";
 
@@ -264,12 +267,20 @@ impl ControlApi {
                 })
             }
         };
-        let missing = self.metrics.missing_certificates();
+        let mut missing = self.metrics.missing_certificates();
+        let count = missing.len();
+        missing.truncate(HELLO_MISSING_SHOWN);
+        let more = match count - missing.len() {
+            0 => String::new(),
+            n => format!(" and {n} more (see the log)"),
+        };
         let now = shapes::go_time(Some(self.store.clock().now()));
-        let certificates = (!missing.is_empty()).then(|| HealthCheck {
+        let certificates = (count > 0).then(|| HealthCheck {
             status: "warn",
             output: Some(format!(
-                "certificates referenced by the configuration are missing from storage and served from the last good snapshot: {}",
+                "{count} {} referenced by the configuration {} missing from storage and served from the last good snapshot: {}{more}",
+                if count == 1 { "certificate" } else { "certificates" },
+                if count == 1 { "is" } else { "are" },
                 missing.join(", ")
             )),
             component_type: "system",

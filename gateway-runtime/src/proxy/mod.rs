@@ -551,16 +551,23 @@ impl Failure {
             if let Some(connect) = current.downcast_ref::<ConnectError>() {
                 message = Some(match connect {
                     ConnectError::Tls { source, .. } => tls_message(source, &mut pins),
-                    ConnectError::TlsIo { source, .. } => format!("upstream TLS error: {source}"),
+                    ConnectError::TlsIo { source, .. } => format!(
+                        "upstream TLS error: the connection failed during the handshake ({})",
+                        source.kind()
+                    ),
                     ConnectError::Timeout { after, .. } => format!(
                         "upstream timeout: no connection within {}s",
                         after.as_secs_f64()
                     ),
-                    ConnectError::ServerName { .. } | ConnectError::NoTls { .. } => {
-                        format!("upstream TLS error: {connect}")
+                    ConnectError::ServerName { .. } => {
+                        "upstream TLS error: the upstream host is not a valid TLS server name"
+                            .to_owned()
+                    }
+                    ConnectError::NoTls { .. } => {
+                        "upstream TLS error: no TLS settings for this upstream".to_owned()
                     }
                     ConnectError::Tcp { source, .. } => {
-                        format!("upstream connection error: {}", innermost(source.as_ref()))
+                        format!("upstream connection error: {}", plain(source.as_ref()))
                     }
                 });
                 break;
@@ -578,7 +585,7 @@ impl Failure {
             source = current.source();
         }
         Self {
-            message: message.unwrap_or_else(|| format!("upstream error: {}", innermost(error))),
+            message: message.unwrap_or_else(|| format!("upstream error: {}", plain(error))),
             detail,
             pins,
         }
@@ -594,7 +601,47 @@ fn tls_message(error: &rustls::Error, pins: &mut Option<(Vec<SpkiPin>, Vec<SpkiP
         return "upstream certificate public key pinning error: public keys do not match"
             .to_owned();
     }
-    format!("upstream TLS error: {error}")
+    let reason = match error {
+        rustls::Error::InvalidCertificate(problem) => {
+            use rustls::CertificateError as E;
+            let what = match problem {
+                E::Expired | E::ExpiredContext { .. } => "has expired",
+                E::NotValidYet | E::NotValidYetContext { .. } => "is not valid yet",
+                E::UnknownIssuer => "is issued by an authority this gateway does not trust",
+                E::NotValidForName | E::NotValidForNameContext { .. } => {
+                    "is not valid for the upstream's host name"
+                }
+                E::Revoked => "is revoked",
+                E::InvalidPurpose | E::InvalidPurposeContext { .. } => {
+                    "is not for server authentication"
+                }
+                E::BadSignature | E::UnsupportedSignatureAlgorithmContext { .. } => {
+                    "has a signature that does not verify"
+                }
+                _ => "is refused",
+            };
+            format!("the upstream's certificate {what}")
+        }
+        rustls::Error::AlertReceived(_) => "the upstream refused the handshake".to_owned(),
+        rustls::Error::PeerIncompatible(_) | rustls::Error::NoApplicationProtocol => {
+            "the upstream supports no TLS version, cipher suite or protocol in common".to_owned()
+        }
+        _ => "the handshake failed".to_owned(),
+    };
+    format!("upstream TLS error: {reason}")
+}
+
+/// The deepest error of a chain in plain words: an I/O error by its kind (never the OS error
+/// text or an address); the details are in the log (`Failure::detail`).
+fn plain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    match current.downcast_ref::<std::io::Error>() {
+        Some(io) => io.kind().to_string(),
+        None => innermost(current),
+    }
 }
 
 /// Every message of an error chain, joined with `": "`.
