@@ -31,6 +31,9 @@ pub use manager::{
 };
 pub use memory::MemoryStorage;
 #[cfg(feature = "redis")]
-pub use redis::{RedisConfig, RedisStorage};
+pub use redis::{
+    KeyClaim, RedisConfig, RedisConnection, RedisLink, RedisStorage, RedisTls, RedisTopology,
+    RepairReport,
+};
 pub use storage::{CertStorage, Change, Changes, Cursor, Inserted, Page, PageRequest, Scope};
 pub use usage::{CertRole, CertUse, UsageIndex};

@@ -165,7 +165,7 @@ async fn import(
 
 async fn redis_storage(server: &RedisServer) -> Result<Arc<dyn CertStorage>, Error> {
     Ok(Arc::new(
-        RedisStorage::connect(RedisConfig::new(server.url())).await?,
+        RedisStorage::connect(RedisConfig::new(server.connection())).await?,
     ))
 }
 

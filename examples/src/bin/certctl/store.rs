@@ -145,6 +145,23 @@ async fn run_async(command: Command) -> Result<Outcome, String> {
                 failed: false,
             })
         }
+        Command::Repair(args) => {
+            let Target {
+                redis: Some(url), ..
+            } = &args.target
+            else {
+                return Err("repair works only with --redis".to_owned());
+            };
+            let report = redis_storage(url, &args.target)
+                .await?
+                .repair()
+                .await
+                .map_err(|e| format!("repair stopped: {e}"))?;
+            Ok(Outcome::ok(format!(
+                "records {}, added to their index {}, dead index entries dropped {}\n",
+                report.records, report.indexed, report.dropped
+            )))
+        }
         Command::Rekey(args) => {
             let Target {
                 redis: Some(url), ..
@@ -220,10 +237,7 @@ async fn redis_store(
                 .to_owned(),
         );
     };
-    let config = RedisConfig::new(url).with_key_prefix(target.redis_prefix.clone());
-    let storage = RedisStorage::connect(config)
-        .await
-        .map_err(|e| format!("cannot use Redis at {}: {e}", redacted(url)))?;
+    let storage = redis_storage(url, target).await?;
     let mut builder = CertStore::builder(Arc::new(storage))
         .encoding_secret(EncodingSecret::new(secret.clone()))
         .key_format(target.key_format)
@@ -235,6 +249,23 @@ async fn redis_store(
 }
 
 /// A Redis URL without its password, for messages.
+async fn redis_storage(url: &str, target: &Target) -> Result<RedisStorage, String> {
+    let mut config = RedisConfig::from_url(url)
+        .map_err(|e| format!("--redis {}: {e}", redacted(url)))?
+        .with_key_prefix(target.redis_prefix.clone())
+        .with_min_replicas_to_ack(
+            target.min_replicas_to_ack,
+            std::time::Duration::from_secs(2),
+        );
+    config.connection = config.connection.with_sentinel_credentials(
+        target.sentinel_username.as_deref().unwrap_or_default(),
+        target.sentinel_password.as_deref().unwrap_or_default(),
+    );
+    RedisStorage::connect(config)
+        .await
+        .map_err(|e| format!("cannot use Redis at {}: {e}", redacted(url)))
+}
+
 fn redacted(url: &str) -> String {
     match (url.split_once("://"), url.rfind('@')) {
         (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &url[at..]),
