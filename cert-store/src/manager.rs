@@ -254,7 +254,10 @@ async fn apply_notices(inner: Weak<Inner>, mut notices: Changes) {
         let Some(inner) = inner.upgrade() else { return };
         match change.id() {
             Some(id) => inner.cache.invalidate(&CacheKey::Id(id.clone())),
-            None => inner.cache.clear(),
+            // Notices may have been missed (the subscription was lost, e.g. in a failover):
+            // everything reloads on its next use, and what cannot be reloaded because the
+            // storage is still away keeps serving, as after its TTL.
+            None => inner.cache.expire_all(),
         }
         let _ = inner.changes.send(change);
     }

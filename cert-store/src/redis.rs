@@ -546,7 +546,7 @@ impl RedisStorage {
         for chunk in ids.chunks(1000) {
             let answers = join_all(chunk.iter().map(|id| async move {
                 self.link
-                    .query::<i64>(redis::cmd("EXISTS").arg(self.keys.record(id)))
+                    .read::<i64>(redis::cmd("EXISTS").arg(self.keys.record(id)))
                     .await
             }))
             .await;
@@ -803,7 +803,7 @@ impl CertStorage for RedisStorage {
 
     async fn get(&self, id: &CertId) -> Result<Option<String>, StorageError> {
         self.link
-            .query(redis::cmd("GET").arg(self.keys.record(id)))
+            .read(redis::cmd("GET").arg(self.keys.record(id)))
             .await
             .map_err(storage_error)
     }
@@ -902,7 +902,7 @@ impl CertStorage for RedisStorage {
                 };
                 let mut orgs: Vec<String> = self
                     .link
-                    .query(redis::cmd("SMEMBERS").arg(self.keys.orgs()))
+                    .read(redis::cmd("SMEMBERS").arg(self.keys.orgs()))
                     .await
                     .map_err(storage_error)?;
                 orgs.sort();
@@ -942,7 +942,7 @@ impl CertStorage for RedisStorage {
 
     async fn ping(&self) -> Result<(), StorageError> {
         self.link
-            .query::<String>(&redis::cmd("PING"))
+            .read::<String>(&redis::cmd("PING"))
             .await
             .map_err(storage_error)
             .map(drop)

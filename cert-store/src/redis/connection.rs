@@ -811,6 +811,17 @@ impl Link {
         result
     }
 
+    /// Runs a read-only `cmd`; on a sentinel link, a connection to a master that has gone away
+    /// is replaced and the read retried once (harmless for a read, unlike a write).
+    pub(crate) async fn read<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisError> {
+        match self.query(cmd).await {
+            Err(e) if matches!(self.kind, LinkKind::Sentinel(_)) && !e.is_timeout() => {
+                self.query(cmd).await
+            }
+            result => result,
+        }
+    }
+
     /// Runs `pipe` on the node that owns `key` (all its commands must be about that key's slot
     /// or about no key, such as `WAIT` and `PUBLISH`).
     pub(crate) async fn pipe_on_key<T: redis::FromRedisValue>(

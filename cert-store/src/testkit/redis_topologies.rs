@@ -257,6 +257,28 @@ impl RedisCluster {
         panic!("no master serves slot {slot}");
     }
 
+    /// Waits until the cluster has failed over away from the killed node on `port`: another
+    /// node serves every slot it had (its replica was promoted) and the cluster is ok. Restart
+    /// a killed master only after this: a node without persistence that comes back before its
+    /// replica is promoted returns as an empty master.
+    pub fn wait_failover(&self, port: u16, timeout: Duration) {
+        let me = format!("127.0.0.1:{port}@");
+        wait_until("the Redis Cluster did not fail over", timeout, || {
+            let Some(running) = self.nodes.iter().find(|n| n.child.is_some()) else {
+                return false;
+            };
+            let nodes = cli(running.port, &["CLUSTER", "NODES"]);
+            let dead_serves_slots = nodes.lines().any(|line| {
+                let fields: Vec<&str> = line.split(' ').collect();
+                fields.get(1).is_some_and(|a| a.starts_with(&me))
+                    && fields.get(2).is_some_and(|f| f.contains("master"))
+                    && fields.len() > 8
+            });
+            !dead_serves_slots
+        });
+        self.wait_healthy(timeout);
+    }
+
     /// Kills (SIGKILL) the node on `port`, as a crash would.
     pub fn kill(&mut self, port: u16) {
         if let Some(node) = self.nodes.iter_mut().find(|n| n.port == port) {
