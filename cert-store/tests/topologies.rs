@@ -3,7 +3,8 @@
 //! protocol cut short by a crash and healed by the repair, replica acknowledgements (`WAIT`),
 //! and failovers under load (nothing acknowledged lost, cached certificates keep serving, writes
 //! fail as temporary during the election and succeed after it, a second store hears every
-//! change afterwards).
+//! change afterwards), concurrent inserts of one ID (one winner, one index entry) and a record
+//! corrupted behind the store's back.
 #![cfg(feature = "redis")]
 
 mod common;
@@ -369,4 +370,124 @@ async fn a_sentinel_failover_loses_no_acknowledged_write() {
         return;
     };
     failover_under_load(&mut sentinels).await;
+}
+
+/// A plain redis-rs connection to the node (or cluster) behind `connection`, to change keys
+/// behind the store's back.
+enum Raw {
+    Cluster(redis::cluster_async::ClusterConnection),
+    One(redis::aio::MultiplexedConnection),
+}
+
+impl Raw {
+    async fn cluster(cluster: &RedisCluster) -> Self {
+        let nodes: Vec<String> = cluster
+            .addrs()
+            .iter()
+            .map(|a| format!("redis://{a}"))
+            .collect();
+        Self::Cluster(
+            redis::cluster::ClusterClient::new(nodes)
+                .unwrap()
+                .get_async_connection()
+                .await
+                .unwrap(),
+        )
+    }
+
+    async fn master(sentinels: &RedisSentinels) -> Self {
+        Self::One(
+            redis::Client::open(format!("redis://127.0.0.1:{}/", sentinels.master_port()))
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap(),
+        )
+    }
+
+    async fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> T {
+        match self {
+            Self::Cluster(c) => cmd.query_async(c).await.unwrap(),
+            Self::One(c) => cmd.query_async(c).await.unwrap(),
+        }
+    }
+}
+
+/// Sixteen concurrent inserts of one ID through two stores: one wins, one index entry; then a
+/// record corrupted behind the stores' back fails cleanly while the others still load.
+async fn races_and_corruption(connection: RedisConnection, mut raw: Raw) {
+    let stores = [
+        Arc::new(storage(connection.clone(), "race-cert-", 1).await),
+        Arc::new(storage(connection.clone(), "race-cert-", 1).await),
+    ];
+    let org = OrgId::new("race-org").unwrap();
+    let id = synthetic_id("race-org", 7);
+    let start = Arc::new(tokio::sync::Barrier::new(16));
+    let tasks: Vec<_> = (0..16)
+        .map(|n| {
+            let (storage, id, start) = (Arc::clone(&stores[n % 2]), id.clone(), Arc::clone(&start));
+            tokio::spawn(async move {
+                start.wait().await;
+                storage.insert(&id, &format!("writer {n}")).await.unwrap()
+            })
+        })
+        .collect();
+    let mut added = 0;
+    for task in tasks {
+        if task.await.unwrap() == Inserted::Added {
+            added += 1;
+        }
+    }
+    assert_eq!(added, 1, "exactly one insert wins");
+    let index: Vec<String> = raw
+        .query(
+            redis::cmd("LRANGE")
+                .arg("race-cert-race-org-index")
+                .arg(0)
+                .arg(-1),
+        )
+        .await;
+    assert_eq!(index, [format!("raw-{id}")]);
+    assert_eq!(listed(stores[1].as_ref(), &org).await, [id]);
+
+    let writer = store_over(Arc::clone(&stores[0]) as Arc<dyn CertStorage>);
+    let broken = writer
+        .add(&vector("leaf-p384-pkcs8.bundle.pem"), &org)
+        .await
+        .unwrap();
+    let healthy = writer
+        .add(&vector("leaf-ed25519-pkcs8.bundle.pem"), &org)
+        .await
+        .unwrap();
+    let () = raw
+        .query(
+            redis::cmd("SET")
+                .arg(format!("race-cert-raw-{broken}"))
+                .arg("garbage\x00-----BEGIN CERTIFICATE-----\nnot base64\n"),
+        )
+        .await;
+    let reader = store_over(Arc::new(storage(connection, "race-cert-", 1).await));
+    let err = reader.certified_key(&broken).await.unwrap_err();
+    assert!(matches!(err, StoreError::Record { .. }), "{err:?}");
+    assert!(!err.is_temporary());
+    reader.certified_key(&healthy).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_concurrent_inserts_have_one_winner_and_a_corrupted_record_fails_cleanly() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let raw = Raw::cluster(&cluster).await;
+    races_and_corruption(cluster.connection(), raw).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_sentinels_concurrent_inserts_have_one_winner_and_a_corrupted_record_fails_cleanly()
+{
+    let Some(sentinels) = RedisSentinels::start() else {
+        return;
+    };
+    let raw = Raw::master(&sentinels).await;
+    races_and_corruption(sentinels.connection(), raw).await;
 }
