@@ -59,7 +59,10 @@ pub use manager::{
 };
 pub use memory::MemoryStorage;
 #[cfg(feature = "redis")]
-pub use redis::{RedisConfig, RedisStorage};
+pub use redis::{
+    KeyClaim, RedisConfig, RedisConnection, RedisLink, RedisStorage, RedisTls, RedisTopology,
+    RepairReport,
+};
 #[cfg(feature = "redis")]
 pub use redis_migrate::ReindexReport;
 pub use storage::{CertStorage, Change, Changes, Cursor, Inserted, Page, PageRequest, Scope};
