@@ -489,10 +489,10 @@ impl CertStore {
                         Some(_) => self.open_key(&cert).err(),
                         None => None,
                     };
-                    if let Some(StoreError::Key { source, .. }) = &problem {
-                        if !key_opens(source) {
-                            self.note_undecryptable(&cert.id);
-                        }
+                    if let Some(StoreError::Key { source, .. }) = &problem
+                        && !key_opens(source)
+                    {
+                        self.note_undecryptable(&cert.id);
                     }
                     items.push(Listed {
                         id,

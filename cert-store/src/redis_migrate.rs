@@ -598,6 +598,7 @@ pub(crate) async fn sample_records(
         .collect::<Result<_, _>>()
         .map_err(link_error)?
     } else {
+        // MGET explicitly (one key too: redis-rs's `mget` would send GET and answer one value).
         link.read(redis::cmd("MGET").arg(&keys))
             .await
             .map_err(link_error)?
@@ -605,7 +606,7 @@ pub(crate) async fn sample_records(
     Ok(texts.into_iter().flatten().collect())
 }
 
-/// What [`reindex`] found and did.
+/// What [`RedisStorage::reindex`](crate::RedisStorage::reindex) found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ReindexReport {

@@ -269,3 +269,23 @@ async fn a_sample_of_records_finds_those_tyk_wrote_without_scanning_everything()
     let planted = vector("leaf-p256-traditional.tyk-stored.pem");
     assert!(sample.iter().all(|text| *text == planted));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sample_of_one_record_is_read_too() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let mut redis = raw(&server).await;
+    plant(&mut redis, &[fake_id("one", 1)]).await;
+    let sample = storage(&server).await.sample_records(20).await.unwrap();
+    assert_eq!(sample, [vector("leaf-p256-traditional.tyk-stored.pem")]);
+    let empty = RedisServer::start().unwrap();
+    assert!(
+        storage(&empty)
+            .await
+            .sample_records(20)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -46,6 +46,11 @@
 //! itself with the conformance suite (`certgate::store::testkit::run_all`, feature `testkit`);
 //! the repository's `examples/src/file_storage.rs` is a complete one.
 
+// The README's snippets are compiled as doc tests of this crate: they use nothing but `certgate`.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 pub use async_trait::async_trait;
 pub use cert_store as store;
 pub use expiry_monitor as expiry;

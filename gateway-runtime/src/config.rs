@@ -196,6 +196,33 @@ pub struct HttpServerOptions {
     /// Ours: most client connections open at once from one IP address; 0 = no per-IP limit
     /// (clients behind one NAT or load balancer share an address).
     pub max_connections_per_ip: usize,
+    /// Ours: also serve certificates of the store that nothing names (see
+    /// [`CertificatesFromStore`]); off by default, as in Tyk.
+    pub certificates_from_store: CertificatesFromStore,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, Value>,
+}
+
+/// `http_server_options.certificates_from_store`: serve every stored certificate that has a
+/// private key, not only the ones `ssl_certificates` and the APIs' `certificates` name ("store
+/// it, and it is served").
+///
+/// Selection by SNI keeps its order (exact name, then a wildcard for the parent, then the
+/// default) over one snapshot that the store's change notices rebuild; a handshake never reads
+/// storage. A certificate is served for its DNS names (its subject CN when it has none). Named
+/// certificates come first: a stored one never takes a name that a configured one has, and
+/// never becomes the default. Among stored certificates with the same name, the one that
+/// expires last is served (a renewed certificate replaces the old one as soon as it is
+/// stored). CA certificates, certificates without a private key (or whose key does not
+/// decrypt) and expired ones are not served.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct CertificatesFromStore {
+    /// Serve stored certificates.
+    pub enabled: bool,
+    /// Only the certificates of these orgs (`""` is the org-less ones); empty means every org.
+    pub orgs: Vec<String>,
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
 }
@@ -545,6 +572,56 @@ pub struct TransportConfig {
     unknown: BTreeMap<String, Value>,
 }
 
+/// Setters for a configuration written in code rather than read from a file; each returns the
+/// configuration, so they chain. [`GatewayConfig::validate`] (run by the builder's `start`)
+/// still checks the result.
+///
+/// ```
+/// use gateway_runtime::GatewayConfig;
+/// let config = GatewayConfig::default()
+///     .listen("127.0.0.1", 8443)
+///     .with_tls()
+///     .control_secret("a long control API secret")
+///     .server_certificate("org1f1c2...: a certificate ID, or inline PEM");
+/// assert!(config.http_server_options.use_ssl);
+/// assert_eq!(config.listen_port, 8443);
+/// ```
+impl GatewayConfig {
+    /// Listens on `address` (`""` for every interface) and `port` (0 picks a free one).
+    #[must_use]
+    pub fn listen(mut self, address: impl Into<String>, port: u16) -> Self {
+        self.listen_address = address.into();
+        self.listen_port = port;
+        self
+    }
+
+    /// Terminates TLS on the gateway port and offers HTTP/2 (`use_ssl`, `enable_http2`).
+    #[must_use]
+    pub fn with_tls(mut self) -> Self {
+        self.http_server_options.use_ssl = true;
+        self.http_server_options.enable_http2 = true;
+        self
+    }
+
+    /// The control API secret (`secret`; `X-Tyk-Authorization`). Also encrypts private keys
+    /// at rest unless `security.private_certificate_encoding_secret` is set, as in Tyk.
+    #[must_use]
+    pub fn control_secret(mut self, secret: impl Into<String>) -> Self {
+        self.secret = secret.into();
+        self
+    }
+
+    /// Adds a server certificate for every domain (`http_server_options.ssl_certificates`):
+    /// a certificate ID, or inline PEM.
+    #[must_use]
+    pub fn server_certificate(mut self, reference: impl ToString) -> Self {
+        self.http_server_options
+            .ssl_certificates
+            .push(reference.to_string());
+        self
+    }
+}
+
 impl GatewayConfig {
     /// Reads a configuration file, applies `env` overrides, warns about unknown fields and
     /// validates.
@@ -615,6 +692,14 @@ impl GatewayConfig {
                 "HTTPSERVEROPTIONS_MAXVERSION" => {
                     self.http_server_options.max_version = parse_env(&name, &value)?
                 }
+                "HTTPSERVEROPTIONS_CERTIFICATESFROMSTORE_ENABLED" => {
+                    self.http_server_options.certificates_from_store.enabled =
+                        parse_env(&name, &value)?
+                }
+                "HTTPSERVEROPTIONS_CERTIFICATESFROMSTORE_ORGS" => {
+                    self.http_server_options.certificates_from_store.orgs =
+                        value.split(',').map(|org| org.trim().to_owned()).collect()
+                }
                 "HTTPSERVEROPTIONS_SKIPURLCLEANING" => {
                     self.http_server_options.skip_url_cleaning = parse_env(&name, &value)?
                 }
@@ -676,9 +761,13 @@ impl GatewayConfig {
     }
 
     fn warn_unknown(&self) {
-        let groups: [(&str, &BTreeMap<String, Value>); 5] = [
+        let groups: [(&str, &BTreeMap<String, Value>); 6] = [
             ("", &self.unknown),
             ("http_server_options.", &self.http_server_options.unknown),
+            (
+                "http_server_options.certificates_from_store.",
+                &self.http_server_options.certificates_from_store.unknown,
+            ),
             ("security.", &self.security.unknown),
             (
                 "security.certificates.",
@@ -734,6 +823,14 @@ impl GatewayConfig {
         tls_version("proxy_ssl_min_version", self.proxy_ssl_min_version, TLS12)?;
         crate::tls::cipher_suites(&options.ssl_ciphers)
             .map_err(|reason| invalid("http_server_options.ssl_ciphers", reason))?;
+        for (n, org) in options.certificates_from_store.orgs.iter().enumerate() {
+            tls_core::OrgId::new(org.as_str()).map_err(|e| {
+                invalid(
+                    format!("http_server_options.certificates_from_store.orgs[{n}]"),
+                    e.to_string(),
+                )
+            })?;
+        }
         match self.storage.kind.as_str() {
             "memory" | "" => {}
             "redis" if cfg!(feature = "redis") => {}

@@ -59,6 +59,7 @@ pub async fn server_config(
         sessions: rustls::server::ServerSessionMemoryCache::new(8192),
         retained: Arc::new(crate::retain::Retained::new(Arc::clone(&metrics))),
         crls_past: std::sync::Mutex::default(),
+        stored: crate::state::StoredCerts::default(),
         metrics,
     };
     let state = TlsState::build(config, &ApiTable::new(apis), store, &shared).await?;

@@ -35,3 +35,8 @@ pub use metrics::GatewayMetrics;
 pub use runtime::{Gateway, GatewayBuilder, GatewayError, store_from_config};
 pub use tls::cipher_suites;
 pub use ui::CertificateUiConfig;
+
+// What the fallback's signature names, so an embedder needs no crate of its own for them.
+pub use http;
+pub use hyper::body::Incoming;
+pub use tower_service;

@@ -40,6 +40,14 @@ pub enum GatewayError {
     /// The expiry monitor cannot start.
     #[error("expiry monitor: {0}")]
     Monitor(String),
+    /// A certificate cannot be served (not stored, no usable private key, storage away).
+    #[error("certificate {id} cannot be served: {source}")]
+    Certificate {
+        /// The certificate.
+        id: tls_core::CertId,
+        /// Why.
+        source: cert_store::StoreError,
+    },
     /// A listener cannot be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -63,6 +71,9 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<GatewayMetrics>,
     pub(crate) observer: Arc<dyn CertObserver>,
     pub(crate) fallback: Option<crate::http_util::Fallback>,
+    /// Server certificates added at run time ([`Gateway::add_server_certificate`]), served like
+    /// `ssl_certificates`.
+    runtime_certs: std::sync::Mutex<Vec<String>>,
     /// Open client connections against their caps.
     pub(crate) admission: Arc<crate::connections::Admission>,
     /// The gateway listener's port (the real one when configured as 0).
@@ -70,6 +81,12 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    fn runtime_certs(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.runtime_certs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The control API is served on the gateway port (no dedicated port configured).
     pub(crate) fn control_on_gateway_port(&self) -> bool {
         self.config.control_api_port == 0
@@ -86,7 +103,15 @@ impl Shared {
 
     async fn rebuild(&self) -> Result<(), GatewayError> {
         let apis = self.apis.load_full();
-        let state = TlsState::build(&self.config, &apis, &self.store, &self.tls_shared)
+        let added = self.runtime_certs().clone();
+        let config = if added.is_empty() {
+            std::borrow::Cow::Borrowed(&*self.config)
+        } else {
+            let mut config = (*self.config).clone();
+            config.http_server_options.ssl_certificates.extend(added);
+            std::borrow::Cow::Owned(config)
+        };
+        let state = TlsState::build(&config, &apis, &self.store, &self.tls_shared)
             .await
             .map_err(GatewayError::Tls)?;
         self.tls.store(Arc::new(state));
@@ -174,6 +199,23 @@ impl GatewayBuilder {
         self
     }
 
+    /// Serves every stored certificate of `orgs` (every org when empty) that has a usable
+    /// private key, for its names, besides the configured ones: "store it, and it is served".
+    /// The same as `http_server_options.certificates_from_store`; the selection rules are on
+    /// [`CertificatesFromStore`](crate::config::CertificatesFromStore).
+    pub fn serve_certificates_from_store(
+        mut self,
+        orgs: impl IntoIterator<Item = tls_core::OrgId>,
+    ) -> Self {
+        let options = &mut self.config.http_server_options.certificates_from_store;
+        options.enabled = true;
+        options.orgs = orgs
+            .into_iter()
+            .map(|org| org.as_str().to_owned())
+            .collect();
+        self
+    }
+
     /// Also delivers expiry events to `sink` (besides the log and the configured webhooks).
     pub fn event_sink(mut self, sink: Arc<dyn expiry_monitor::EventSink>) -> Self {
         self.sinks.push(sink);
@@ -209,6 +251,7 @@ impl GatewayBuilder {
             metrics: Arc::clone(&metrics),
             retained: Arc::clone(&retained),
             crls_past: std::sync::Mutex::default(),
+            stored: crate::state::StoredCerts::default(),
         };
         // The certificate page shows each certificate's recent expiry events.
         let recent_events = config
@@ -288,6 +331,7 @@ impl GatewayBuilder {
             metrics,
             observer,
             fallback: self.fallback,
+            runtime_certs: std::sync::Mutex::default(),
             admission,
             gateway_port: local_addr.port(),
         });
@@ -484,6 +528,48 @@ impl Gateway {
     /// The gateway's counters.
     pub fn metrics(&self) -> &GatewayMetrics {
         &self.shared.metrics
+    }
+
+    /// Serves the stored certificate `id` from now on, as if `http_server_options.
+    /// ssl_certificates` named it: by SNI for its DNS names (its subject CN when it has none),
+    /// taking those names from earlier certificates, and as the default when no other server
+    /// certificate is configured. Like configured certificates it keeps serving from its last
+    /// good copy if the store loses it. New handshakes use it when this returns. Refused when
+    /// the certificate is not stored or has no usable private key.
+    pub async fn add_server_certificate(&self, id: &tls_core::CertId) -> Result<(), GatewayError> {
+        let refused = |source| GatewayError::Certificate {
+            id: id.clone(),
+            source,
+        };
+        self.shared.store.certified_key(id).await.map_err(refused)?;
+        {
+            let mut added = self.shared.runtime_certs();
+            let id = id.to_string();
+            if !added.contains(&id) {
+                added.push(id);
+            }
+        }
+        self.shared.rebuild().await
+    }
+
+    /// Stops serving a certificate [`Gateway::add_server_certificate`] added (the configuration's
+    /// certificates stay); false when it was not added. New handshakes no longer get it when
+    /// this returns; the store keeps it.
+    pub async fn remove_server_certificate(
+        &self,
+        id: &tls_core::CertId,
+    ) -> Result<bool, GatewayError> {
+        let removed = {
+            let mut added = self.shared.runtime_certs();
+            let before = added.len();
+            let id = id.to_string();
+            added.retain(|other| *other != id);
+            added.len() != before
+        };
+        if removed {
+            self.shared.rebuild().await?;
+        }
+        Ok(removed)
     }
 
     /// Replaces the served APIs (e.g. on SIGHUP) and rebuilds TLS and upstream settings.

@@ -82,14 +82,7 @@ impl ServerCerts {
     /// Adds `served` under its DNS names (its subject CN when it has none) and `extra_names`.
     /// Later additions win a name; the first addition is the default.
     pub(crate) fn add(&mut self, served: Served, extra_names: &[String]) {
-        let meta = served.cert.metadata();
-        let mut names: Vec<String> = meta.dns_names.clone();
-        if names.is_empty() {
-            names.extend(meta.subject.common_name.clone());
-        }
-        names.extend(extra_names.iter().filter(|n| !n.is_empty()).cloned());
-        for name in names {
-            let name = name.trim_end_matches('.').to_ascii_lowercase();
+        for name in names(&served, extra_names) {
             match name.strip_prefix("*.") {
                 Some(suffix) => self.wildcard.insert(Name::new(suffix), served.clone()),
                 None => self.exact.insert(Name::new(&name), served.clone()),
@@ -97,6 +90,19 @@ impl ServerCerts {
         }
         if self.default.is_none() {
             self.default = Some(served);
+        }
+    }
+
+    /// Adds `served` under those of its names that no certificate has yet; it never becomes
+    /// the default (certificates found in the store, after the configured ones).
+    pub(crate) fn add_unclaimed(&mut self, served: Served) {
+        for name in names(&served, &[]) {
+            let map = match name.strip_prefix("*.") {
+                Some(_) => &mut self.wildcard,
+                None => &mut self.exact,
+            };
+            let key = name.strip_prefix("*.").unwrap_or(&name);
+            map.entry(Name::new(key)).or_insert_with(|| served.clone());
         }
     }
 
@@ -118,6 +124,21 @@ impl ServerCerts {
         });
         found.or(self.default.as_ref())
     }
+}
+
+/// The names `served` is served under, lowercase without a trailing dot: its DNS names (its
+/// subject CN when it has none) and `extra_names`.
+fn names(served: &Served, extra_names: &[String]) -> Vec<String> {
+    let meta = served.cert.metadata();
+    let mut names: Vec<String> = meta.dns_names.clone();
+    if names.is_empty() {
+        names.extend(meta.subject.common_name.clone());
+    }
+    names.extend(extra_names.iter().filter(|n| !n.is_empty()).cloned());
+    names
+        .into_iter()
+        .map(|name| name.trim_end_matches('.').to_ascii_lowercase())
+        .collect()
 }
 
 impl ResolvesServerCert for ServerCerts {

@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cert_store::{CertStore, LoadedCert, StoreError};
+use cert_store::{CertStore, LoadedCert, PageRequest, StoreError};
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ProducesTickets, ServerConfig, StoresServerSessions};
+use tls_core::OrgId;
 
 use crate::api::ApiTable;
-use crate::config::{GatewayConfig, TLS12, TLS13};
+use crate::config::{CertificatesFromStore, GatewayConfig, TLS12, TLS13};
 use crate::metrics::GatewayMetrics;
 use crate::mtls::{ClientAuth, ClientPolicy, CrlOptions, HandshakeVerifier, check_crls};
 use crate::retain::Retained;
@@ -27,6 +28,96 @@ pub(crate) struct TlsShared {
     pub(crate) retained: Arc<Retained>,
     /// CRLs reported past their `nextUpdate` (API ID, CRL), so each is logged once.
     pub(crate) crls_past: std::sync::Mutex<Vec<(String, String)>>,
+    /// The certificates served from the store (`certificates_from_store`) at the last build.
+    pub(crate) stored: StoredCerts,
+}
+
+/// The certificates `http_server_options.certificates_from_store` serves, as found at the last
+/// snapshot build: kept when the store cannot be listed, so a store outage does not take them
+/// out of TLS.
+#[derive(Default)]
+pub(crate) struct StoredCerts {
+    last: std::sync::Mutex<Vec<Served>>,
+}
+
+/// IDs per listing page when collecting stored certificates.
+const STORED_PAGE: usize = 1000;
+
+impl StoredCerts {
+    /// Every stored certificate of `options.orgs` (all orgs when empty) that can be served,
+    /// the one that expires last first (see [`CertificatesFromStore`]).
+    async fn serving(&self, store: &CertStore, options: &CertificatesFromStore) -> Vec<Served> {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        match collect_stored(store, options).await {
+            Ok(found) => last = found,
+            Err(e) => tracing::warn!(
+                error = %e,
+                kept = last.len(),
+                "cannot list the store's certificates; serving the ones found before"
+            ),
+        }
+        *self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = last.clone();
+        last
+    }
+}
+
+async fn collect_stored(
+    store: &CertStore,
+    options: &CertificatesFromStore,
+) -> Result<Vec<Served>, StoreError> {
+    let orgs: Vec<Option<OrgId>> = if options.orgs.is_empty() {
+        vec![None]
+    } else {
+        // Validated with the configuration.
+        options
+            .orgs
+            .iter()
+            .filter_map(|org| OrgId::new(org.as_str()).ok())
+            .map(Some)
+            .collect()
+    };
+    let now = store.clock().now();
+    let mut found = Vec::new();
+    for org in &orgs {
+        let mut page = PageRequest::first(STORED_PAGE);
+        loop {
+            let listed = store.list(org.as_ref(), &page).await?;
+            for id in &listed.items {
+                let cert = match store.get(id).await {
+                    Ok(cert) => cert,
+                    Err(e) if e.is_temporary() => return Err(e),
+                    // Gone since the listing, or unreadable: not served.
+                    Err(_) => continue,
+                };
+                let meta = cert.metadata();
+                let expired = meta.not_after.is_none_or(|end| end <= now);
+                if meta.is_ca || !meta.has_private || expired {
+                    continue;
+                }
+                if let Ok(key) = store.tls_key(&cert) {
+                    found.push(Served { key, cert });
+                }
+            }
+            match listed.next {
+                Some(cursor) => page.cursor = Some(cursor),
+                None => break,
+            }
+        }
+    }
+    found.sort_by(|a, b| {
+        b.cert
+            .metadata()
+            .not_after
+            .cmp(&a.cert.metadata().not_after)
+    });
+    Ok(found)
 }
 
 impl TlsShared {
@@ -99,6 +190,12 @@ impl TlsState {
                 {
                     certs.add(served, std::slice::from_ref(&route.def.domain));
                 }
+            }
+        }
+        let from_store = &config.http_server_options.certificates_from_store;
+        if from_store.enabled {
+            for served in shared.stored.serving(store, from_store).await {
+                certs.add_unclaimed(served);
             }
         }
         let certs = Arc::new(certs);
