@@ -128,6 +128,15 @@ redis.call('RPUSH', KEYS[1], ARGV[1])
 return 1
 ";
 
+/// Cluster repair: keeps one copy of an entry that is in an index list more than once.
+const INDEX_DEDUPE: &str = r"
+local n = redis.call('LREM', KEYS[1], 0, ARGV[1])
+if n > 0 then
+  redis.call('RPUSH', KEYS[1], ARGV[1])
+end
+return n
+";
+
 /// Cluster protocol: removes an entry from an index list; returns 1 when the list is now empty.
 const INDEX_REMOVE: &str = r"
 redis.call('LREM', KEYS[1], 0, ARGV[1])
@@ -169,7 +178,7 @@ pub struct RepairReport {
     pub records: usize,
     /// Records that were missing from their org's index and were added to it.
     pub indexed: usize,
-    /// Index entries whose record no longer exists, removed.
+    /// Index entries removed: those whose record no longer exists, and duplicates.
     pub dropped: usize,
 }
 
@@ -252,6 +261,13 @@ impl RedisStorage {
             replicas: config.min_replicas_to_ack,
             timeout: config.min_replicas_timeout,
         };
+        if durability.replicas > 0 && durability.timeout.is_zero() {
+            // WAIT with a timeout of 0 would block forever.
+            return Err(StorageError::new(
+                StorageErrorKind::Rejected,
+                "min_replicas_timeout must be above 0 when min_replicas_to_ack is set",
+            ));
+        }
         if durability.replicas > 0 {
             // A write waits for its replicas on the same connection: give it that long.
             connection.response_timeout += durability.timeout;
@@ -387,14 +403,24 @@ impl RedisStorage {
     }
 
     /// Cluster protocol, step 2 of an insert: the index entry and the org, each idempotent.
-    async fn index_record(&self, id: &CertId) -> Result<bool, StorageError> {
+    /// `fresh`: this process just created the record (`SET NX` won), so the entry cannot be
+    /// in the index unless a crashed delete left it there: a plain `RPUSH` (O(1)), where the
+    /// check would scan the whole list (O(N) per insert, quadratic for a bulk import into one
+    /// org); the rare duplicate is removed by the repair. Otherwise the checked push.
+    async fn index_record(&self, id: &CertId, fresh: bool) -> Result<bool, StorageError> {
         let index = self.keys.index(id.org());
-        let pushed: i64 = self
-            .write(
+        let pushed: i64 = if fresh {
+            let mut rpush = redis::cmd("RPUSH");
+            rpush.arg(&index).arg(index_entry(id));
+            let _: i64 = self.write(&index, rpush).await?;
+            1
+        } else {
+            self.write(
                 &index,
                 Self::eval(INDEX_PUSH, &[&index], &[&index_entry(id)]),
             )
-            .await?;
+            .await?
+        };
         let orgs = self.keys.orgs();
         let mut sadd = redis::cmd("SADD");
         sadd.arg(&orgs).arg(id.org().as_str());
@@ -419,7 +445,7 @@ impl RedisStorage {
             .await
             .map_err(storage_error)?;
         if exists == 1 {
-            self.index_record(id).await?;
+            self.index_record(id, false).await?;
         } else if empty == 1 {
             let orgs = self.keys.orgs();
             let mut srem = redis::cmd("SREM");
@@ -515,12 +541,28 @@ impl RedisStorage {
             let present: std::collections::HashSet<&str> =
                 entries.iter().map(String::as_str).collect();
             for id in &ids {
-                if !present.contains(index_entry(id).as_str()) && self.index_record(id).await? {
+                if !present.contains(index_entry(id).as_str())
+                    && self.index_record(id, false).await?
+                {
                     report.indexed += 1;
                 }
             }
+            // A duplicate (a re-add after a crashed delete, see `index_record`) is kept once.
+            let mut seen = std::collections::HashMap::<&str, usize>::new();
+            for entry in &entries {
+                *seen.entry(entry.as_str()).or_default() += 1;
+            }
+            for (entry, count) in seen.into_iter().filter(|(_, count)| *count > 1) {
+                let index = self.keys.index(&org);
+                let _: i64 = self
+                    .write(&index, Self::eval(INDEX_DEDUPE, &[&index], &[entry]))
+                    .await?;
+                report.dropped += count - 1;
+            }
             let indexed: Vec<CertId> = entries
                 .iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
                 .filter_map(|e| e.strip_prefix("raw-").and_then(|id| id.parse().ok()))
                 .collect();
             let exists = self.records_exist(&indexed).await?;
@@ -612,7 +654,9 @@ impl RedisStorage {
             // until the repair runs) is not listed.
             let exists = self.records_exist(&ids).await?;
             let mut exists = exists.into_iter();
-            ids.retain(|_| exists.next().unwrap_or(false));
+            let mut seen = std::collections::HashSet::new();
+            // A duplicate entry (see `index_record`) is listed once per page.
+            ids.retain(|id| exists.next().unwrap_or(false) && seen.insert(id.clone()));
         }
         Ok((ids, more))
     }
@@ -697,7 +741,7 @@ impl CertStorage for RedisStorage {
             set.arg(&record_key).arg(record).arg("NX");
             let set: Option<String> = self.write(&record_key, set).await?;
             self.crash_point()?;
-            self.index_record(id).await?;
+            self.index_record(id, set.is_some()).await?;
             return Ok(if set.is_some() {
                 self.publish(id, ADDED).await;
                 Inserted::Added
