@@ -130,6 +130,30 @@ redis.call('RPUSH', KEYS[1], ARGV[1])
 return 1
 ";
 
+/// Cluster repair: keeps one copy of an entry that is in an index list more than once.
+const INDEX_DEDUPE: &str = r"
+local n = redis.call('LREM', KEYS[1], 0, ARGV[1])
+if n > 0 then
+  redis.call('RPUSH', KEYS[1], ARGV[1])
+end
+return n
+";
+
+/// Cluster protocol, the winner of `SET NX`: appends the entry, then removes it again when an
+/// earlier copy is among the last ARGV[2] entries (a retried insert of the same ID, or a
+/// migration, pushed it between the winner's `SET NX` and this append). Bounded, so a bulk
+/// import stays linear; a copy further back is listed once per page and removed by the repair.
+const INDEX_APPEND: &str = r"
+redis.call('RPUSH', KEYS[1], ARGV[1])
+if redis.call('LPOS', KEYS[1], ARGV[1], 'RANK', -2, 'MAXLEN', tonumber(ARGV[2])) then
+  redis.call('LREM', KEYS[1], -1, ARGV[1])
+end
+return 1
+";
+
+/// How far back [`INDEX_APPEND`] looks for an earlier copy of the entry it appends.
+const APPEND_WINDOW: &str = "1000";
+
 /// Cluster protocol: removes an entry from an index list; returns 1 when the list is now empty.
 const INDEX_REMOVE: &str = r"
 redis.call('LREM', KEYS[1], 0, ARGV[1])
@@ -174,7 +198,7 @@ pub struct RepairReport {
     pub records: usize,
     /// Records that were missing from their org's index and were added to it.
     pub indexed: usize,
-    /// Index entries whose record no longer exists, removed.
+    /// Index entries removed: those whose record no longer exists, and duplicates.
     pub dropped: usize,
 }
 
@@ -248,6 +272,13 @@ impl RedisStorage {
             replicas: config.min_replicas_to_ack,
             timeout: config.min_replicas_timeout,
         };
+        if durability.replicas > 0 && durability.timeout.is_zero() {
+            // WAIT with a timeout of 0 would block forever.
+            return Err(StorageError::new(
+                StorageErrorKind::Rejected,
+                "min_replicas_timeout must be above 0 when min_replicas_to_ack is set",
+            ));
+        }
         if durability.replicas > 0 {
             // A write waits for its replicas on the same connection: give it that long.
             connection.response_timeout += durability.timeout;
@@ -409,14 +440,31 @@ impl RedisStorage {
     }
 
     /// Cluster protocol, step 2 of an insert: the index entry and the org, each idempotent.
-    pub(crate) async fn index_record(&self, id: &CertId) -> Result<bool, StorageError> {
+    /// `fresh`: this process just created the record (`SET NX` won), so the entry can only be
+    /// there if a crashed delete left it, or a concurrent retried insert or migration pushed it
+    /// since the `SET NX` (then it is near the tail): an append that looks back a bounded
+    /// window ([`INDEX_APPEND`]), where the full check would scan the whole list (O(N) per
+    /// insert, quadratic for a bulk import into one org); a duplicate further back is removed
+    /// by the repair. Otherwise the checked push.
+    pub(crate) async fn index_record(
+        &self,
+        id: &CertId,
+        fresh: bool,
+    ) -> Result<bool, StorageError> {
         let index = self.keys.index(id.org());
-        let pushed: i64 = self
-            .write(
+        let pushed: i64 = if fresh {
+            self.write(
+                &index,
+                Self::eval(INDEX_APPEND, &[&index], &[&index_entry(id), APPEND_WINDOW]),
+            )
+            .await?
+        } else {
+            self.write(
                 &index,
                 Self::eval(INDEX_PUSH, &[&index], &[&index_entry(id)]),
             )
-            .await?;
+            .await?
+        };
         let orgs = self.keys.orgs();
         let mut sadd = redis::cmd("SADD");
         sadd.arg(&orgs).arg(id.org().as_str());
@@ -441,7 +489,7 @@ impl RedisStorage {
             .await
             .map_err(storage_error)?;
         if exists == 1 {
-            self.index_record(id).await?;
+            self.index_record(id, false).await?;
         } else if empty == 1 {
             let orgs = self.keys.orgs();
             let mut srem = redis::cmd("SREM");
@@ -540,7 +588,9 @@ impl RedisStorage {
             let present: std::collections::HashSet<&str> =
                 entries.iter().map(String::as_str).collect();
             for id in &ids {
-                if !present.contains(index_entry(id).as_str()) && self.index_record(id).await? {
+                if !present.contains(index_entry(id).as_str())
+                    && self.index_record(id, false).await?
+                {
                     // Deleted since the SCAN: its delete may have cleaned the index already.
                     if self.records_exist(std::slice::from_ref(id)).await? == [true] {
                         report.indexed += 1;
@@ -549,8 +599,22 @@ impl RedisStorage {
                     }
                 }
             }
+            // A duplicate (a re-add after a crashed delete, see `index_record`) is kept once.
+            let mut seen = std::collections::HashMap::<&str, usize>::new();
+            for entry in &entries {
+                *seen.entry(entry.as_str()).or_default() += 1;
+            }
+            for (entry, count) in seen.into_iter().filter(|(_, count)| *count > 1) {
+                let index = self.keys.index(&org);
+                let _: i64 = self
+                    .write(&index, Self::eval(INDEX_DEDUPE, &[&index], &[entry]))
+                    .await?;
+                report.dropped += count - 1;
+            }
             let indexed: Vec<CertId> = entries
                 .iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
                 .filter_map(|e| e.strip_prefix("raw-").and_then(|id| id.parse().ok()))
                 .collect();
             let exists = self.records_exist(&indexed).await?;
@@ -642,7 +706,9 @@ impl RedisStorage {
             // until the repair runs) is not listed.
             let exists = self.records_exist(&ids).await?;
             let mut exists = exists.into_iter();
-            ids.retain(|_| exists.next().unwrap_or(false));
+            let mut seen = std::collections::HashSet::new();
+            // A duplicate entry (see `index_record`) is listed once per page.
+            ids.retain(|id| exists.next().unwrap_or(false) && seen.insert(id.clone()));
         }
         Ok((ids, more))
     }
@@ -727,7 +793,7 @@ impl CertStorage for RedisStorage {
             set.arg(&record_key).arg(record).arg("NX");
             let set: Option<String> = self.write(&record_key, set).await?;
             self.crash_point()?;
-            self.index_record(id).await?;
+            self.index_record(id, set.is_some()).await?;
             return Ok(if set.is_some() {
                 self.publish(id, ADDED).await;
                 Inserted::Added

@@ -404,6 +404,12 @@ impl StorageConfig {
                 ),
             ));
         }
+        if self.min_replicas_to_ack > 0 && self.min_replicas_timeout_ms == 0 {
+            return Err(invalid(
+                "storage.min_replicas_timeout_ms",
+                "must be at least 1 when min_replicas_to_ack is set (0 would wait forever)",
+            ));
+        }
         if self.cert_file.is_empty() != self.key_file.is_empty() {
             return Err(invalid(
                 "storage.cert_file",

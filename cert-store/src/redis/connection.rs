@@ -487,31 +487,64 @@ fn tls_mode(tls: &RedisTls) -> TlsMode {
     }
 }
 
-/// Turns a redis-rs error into a storage error that says whether retrying can help.
+/// Turns a redis-rs error into a storage error that says whether retrying can help. The message
+/// names the kind of failure only (no addresses, no OS error text: it may reach API clients);
+/// the redis-rs error stays attached as the source, and is logged at debug level.
 pub(crate) fn storage_error(context: &str, e: RedisError) -> StorageError {
-    let kind = if e.is_timeout() {
-        StorageErrorKind::Timeout
-    } else if e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_cluster_error()
-        || is_failover_answer(&e)
-        || matches!(
-            e.kind(),
-            redis::ErrorKind::MasterNameNotFoundBySentinel
-                | redis::ErrorKind::NoValidReplicasFoundBySentinel
-                | redis::ErrorKind::ClusterConnectionNotFound
+    let (kind, what) = if e.is_timeout() {
+        (StorageErrorKind::Timeout, "no answer in time".to_owned())
+    } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+        (
+            StorageErrorKind::Unavailable,
+            "cannot reach the Redis server".to_owned(),
         )
+    } else if e.is_cluster_error() || is_failover_answer(&e) {
+        (
+            StorageErrorKind::Unavailable,
+            format!(
+                "Redis is changing masters or slots ({}); retry shortly",
+                e.code().unwrap_or("cluster")
+            ),
+        )
+    } else if matches!(
+        e.kind(),
+        redis::ErrorKind::MasterNameNotFoundBySentinel
+            | redis::ErrorKind::NoValidReplicasFoundBySentinel
+            | redis::ErrorKind::EmptySentinelList
+    ) {
+        (
+            StorageErrorKind::Unavailable,
+            "no sentinel reports a reachable master (check master_name and the sentinels)"
+                .to_owned(),
+        )
+    } else if matches!(e.kind(), redis::ErrorKind::ClusterConnectionNotFound) {
+        (
+            StorageErrorKind::Unavailable,
+            "no Redis Cluster node can be reached".to_owned(),
+        )
+    } else if matches!(e.kind(), redis::ErrorKind::AuthenticationFailed)
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
     {
-        StorageErrorKind::Unavailable
-    } else if matches!(e.kind(), redis::ErrorKind::AuthenticationFailed) {
-        StorageErrorKind::Rejected
+        (
+            StorageErrorKind::Rejected,
+            "Redis refused the credentials (check username and password)".to_owned(),
+        )
     } else if e.is_unrecoverable_error() {
-        StorageErrorKind::Unavailable
+        (
+            StorageErrorKind::Unavailable,
+            "the Redis connection failed".to_owned(),
+        )
     } else {
-        StorageErrorKind::Other
+        (
+            StorageErrorKind::Other,
+            match e.code() {
+                Some(code) => format!("Redis refused a command ({code})"),
+                None => "unexpected answer from Redis".to_owned(),
+            },
+        )
     };
-    StorageError::new(kind, format!("{context}: {e}")).with_source(e)
+    tracing::debug!(error = %e, context, "Redis error");
+    StorageError::new(kind, format!("{context}: {what}")).with_source(e)
 }
 
 /// Answers a node gives while the topology changes: retrying later helps.
@@ -633,6 +666,15 @@ impl Link {
         retries: usize,
     ) -> Result<Self, StorageError> {
         description.validate()?;
+        if description
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.insecure_skip_verify)
+        {
+            tracing::warn!(
+                "Redis TLS does not verify the server certificate (ssl_insecure_skip_verify): anyone on the network path can read and change the stored certificates"
+            );
+        }
         let async_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(description.connect_timeout))
             .set_response_timeout(Some(description.response_timeout));
