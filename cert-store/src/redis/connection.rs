@@ -573,7 +573,7 @@ pub(crate) struct Link {
 
 #[derive(Clone)]
 enum LinkKind {
-    Single(ConnectionManager, Client),
+    Single(ConnectionManager, Box<Client>),
     Cluster(ClusterConnection),
     Sentinel(Arc<SentinelLink>),
 }
@@ -812,7 +812,7 @@ impl Link {
             .get_connection_manager_with_config(config)
             .await
             .map_err(|e| storage_error("cannot connect to Redis", e))?;
-        Ok(LinkKind::Single(manager, client))
+        Ok(LinkKind::Single(manager, Box::new(client)))
     }
 
     /// True on a Redis Cluster (keys of one write may live on different nodes).
@@ -902,7 +902,7 @@ impl Link {
     /// sentinel link asks for the current master.
     pub(crate) async fn pubsub_client(&self, attempt: usize) -> Result<Client, StorageError> {
         match (&self.kind, &self.description.topology) {
-            (LinkKind::Single(_, client), _) => Ok(client.clone()),
+            (LinkKind::Single(_, client), _) => Ok(Client::clone(client)),
             (LinkKind::Cluster(_), RedisTopology::Cluster { seeds }) => {
                 let addr = &seeds[attempt % seeds.len().max(1)];
                 node_client(&self.description, addr)
