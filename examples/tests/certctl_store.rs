@@ -337,7 +337,7 @@ fn store_commands_work_against_redis() {
     assert!(err.contains("not a certificate ID"), "{err}");
 }
 
-/// add, list, delete and repair through a `redis+cluster://` or `redis+sentinel://` URL.
+/// add, list, delete, repair and reindex through a `redis+cluster://` or `redis+sentinel://` URL.
 fn store_commands_work_on(url: &str) {
     let target = ["--redis", url, "--encoding-secret", ENCODING_SECRET];
     let at = rfc3339(generated_at());
@@ -374,6 +374,19 @@ fn store_commands_work_on(url: &str) {
         "records 1, added to their index 0, dead index entries dropped 0\n"
     );
     assert_eq!(lines(&run_ok(&target, &["list"])), [leaf.as_str()]);
+    // Tyk's index migration for every org, on every master of a cluster; the URL may come
+    // from CERTCTL_REDIS.
+    let out = Command::new(CERTCTL)
+        .arg("reindex")
+        .env_remove("CERTCTL_URL")
+        .env("CERTCTL_REDIS", url)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "orgs 1, records 1, index entries added 0, org-less entries moved from cert--index 0\n"
+    );
 }
 
 #[test]
