@@ -121,9 +121,16 @@ return 0
 ";
 
 /// Cluster protocol: adds an entry to an index list unless it is there (one key, so it runs on
-/// the node that owns the index). Returns 1 when it added the entry.
+/// the node that owns the index), searching from the tail, at most `ARGV[2]` entries (0: all).
+/// Returns 1 when it added the entry.
 const INDEX_PUSH: &str = r"
-if redis.call('LPOS', KEYS[1], ARGV[1]) then
+local found
+if tonumber(ARGV[2]) > 0 then
+  found = redis.call('LPOS', KEYS[1], ARGV[1], 'RANK', -1, 'MAXLEN', ARGV[2])
+else
+  found = redis.call('LPOS', KEYS[1], ARGV[1], 'RANK', -1)
+end
+if found then
   return 0
 end
 redis.call('RPUSH', KEYS[1], ARGV[1])
@@ -138,21 +145,6 @@ if n > 0 then
 end
 return n
 ";
-
-/// Cluster protocol, the winner of `SET NX`: appends the entry, then removes it again when an
-/// earlier copy is among the last ARGV[2] entries (a retried insert of the same ID, or a
-/// migration, pushed it between the winner's `SET NX` and this append). Bounded, so a bulk
-/// import stays linear; a copy further back is listed once per page and removed by the repair.
-const INDEX_APPEND: &str = r"
-redis.call('RPUSH', KEYS[1], ARGV[1])
-if redis.call('LPOS', KEYS[1], ARGV[1], 'RANK', -2, 'MAXLEN', tonumber(ARGV[2])) then
-  redis.call('LREM', KEYS[1], -1, ARGV[1])
-end
-return 1
-";
-
-/// How far back [`INDEX_APPEND`] looks for an earlier copy of the entry it appends.
-const APPEND_WINDOW: &str = "1000";
 
 /// Cluster protocol: removes an entry from an index list; returns 1 when the list is now empty.
 const INDEX_REMOVE: &str = r"
@@ -441,30 +433,24 @@ impl RedisStorage {
 
     /// Cluster protocol, step 2 of an insert: the index entry and the org, each idempotent.
     /// `fresh`: this process just created the record (`SET NX` won), so the entry can only be
-    /// there if a crashed delete left it, or a concurrent retried insert or migration pushed it
-    /// since the `SET NX` (then it is near the tail): an append that looks back a bounded
-    /// window ([`INDEX_APPEND`]), where the full check would scan the whole list (O(N) per
-    /// insert, quadratic for a bulk import into one org); a duplicate further back is removed
-    /// by the repair. Otherwise the checked push.
+    /// there if a concurrent retry of the same insert pushed it just now (at the tail), or if a
+    /// crashed delete left it (anywhere; the rare duplicate is listed once per page and removed
+    /// by the repair): the check covers the last 1000 entries only.
     pub(crate) async fn index_record(
         &self,
         id: &CertId,
         fresh: bool,
     ) -> Result<bool, StorageError> {
         let index = self.keys.index(id.org());
-        let pushed: i64 = if fresh {
-            self.write(
+        // The winner of SET NX checks only the tail (where a racing retry's entry would be):
+        // bounded, where a full scan per insert would be quadratic for a bulk import.
+        let scan = if fresh { "1000" } else { "0" };
+        let pushed: i64 = self
+            .write(
                 &index,
-                Self::eval(INDEX_APPEND, &[&index], &[&index_entry(id), APPEND_WINDOW]),
+                Self::eval(INDEX_PUSH, &[&index], &[&index_entry(id), scan]),
             )
-            .await?
-        } else {
-            self.write(
-                &index,
-                Self::eval(INDEX_PUSH, &[&index], &[&index_entry(id)]),
-            )
-            .await?
-        };
+            .await?;
         let orgs = self.keys.orgs();
         let mut sadd = redis::cmd("SADD");
         sadd.arg(&orgs).arg(id.org().as_str());

@@ -233,17 +233,28 @@ async fn failover_under_a_gateway_pair(topology: &mut impl Failover) {
     assert!(refused > 0, "no add was refused during the election");
     assert!(after_refusal > 0, "no add succeeded after the election");
 
-    // Every add answered 200 is listed, by the second gateway.
-    let (status, listed) = control(
-        addr_b,
-        &pki,
-        "GET",
-        &format!("/tyk/certs?org_id={org}"),
-        b"",
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 200, "{listed}");
+    // Every add answered 200 is listed, by the second gateway. (Its first request after the
+    // failover may still meet the old topology: a 503, then 200.)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listed = loop {
+        let (status, listed) = control(
+            addr_b,
+            &pki,
+            "GET",
+            &format!("/tyk/certs?org_id={org}"),
+            b"",
+        )
+        .await
+        .unwrap();
+        match status {
+            200 => break listed,
+            503 if Instant::now() < deadline => {
+                eprintln!("listing on B after the failover: 503 {listed}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            _ => panic!("listing on B: {status} {listed}"),
+        }
+    };
     for id in acknowledged.iter().chain(&served) {
         assert!(
             listed.contains(id.as_str()),

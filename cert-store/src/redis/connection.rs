@@ -574,8 +574,43 @@ pub(crate) struct Link {
 #[derive(Clone)]
 enum LinkKind {
     Single(ConnectionManager, Box<Client>),
-    Cluster(ClusterConnection),
+    Cluster(Arc<ClusterLink>),
     Sentinel(Arc<SentinelLink>),
+}
+
+/// A cluster connection that is replaced by a fresh one (new slot map, new node connections)
+/// when commands time out: a node connection that stopped answering is not always noticed by
+/// the cluster client itself after a failover.
+struct ClusterLink {
+    client: redis::cluster::ClusterClient,
+    current: arc_swap::ArcSwap<ClusterConnection>,
+    rebuilding: std::sync::atomic::AtomicBool,
+}
+
+impl ClusterLink {
+    fn connection(&self) -> ClusterConnection {
+        ClusterConnection::clone(&self.current.load())
+    }
+
+    fn rebuild(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.rebuilding.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let link = Arc::clone(self);
+        tokio::spawn(async move {
+            match link.client.get_async_connection().await {
+                Ok(connection) => {
+                    tracing::info!("replaced the Redis Cluster connection after timeouts");
+                    link.current.store(Arc::new(connection));
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot rebuild the Redis Cluster connection yet")
+                }
+            }
+            link.rebuilding.store(false, Ordering::SeqCst);
+        });
+    }
 }
 
 struct SentinelLink {
@@ -730,7 +765,11 @@ impl Link {
                     .get_async_connection()
                     .await
                     .map_err(|e| storage_error("cannot connect to the Redis Cluster", e))?;
-                LinkKind::Cluster(connection)
+                LinkKind::Cluster(Arc::new(ClusterLink {
+                    client,
+                    current: arc_swap::ArcSwap::from_pointee(connection),
+                    rebuilding: std::sync::atomic::AtomicBool::new(false),
+                }))
             }
             RedisTopology::Sentinel {
                 sentinels,
@@ -824,13 +863,18 @@ impl Link {
     pub(crate) async fn conn(&self) -> Result<Conn, RedisError> {
         Ok(match &self.kind {
             LinkKind::Single(manager, _) => Conn::Single(manager.clone()),
-            LinkKind::Cluster(cluster) => Conn::Cluster(cluster.clone()),
+            LinkKind::Cluster(cluster) => Conn::Cluster(cluster.connection()),
             LinkKind::Sentinel(link) => Conn::Sentinel(link.connection().await?),
         })
     }
 
     /// Tells the link a command failed, so a sentinel link asks for the master again.
     pub(crate) fn failed(&self, e: &RedisError) {
+        if let LinkKind::Cluster(cluster) = &self.kind
+            && e.is_timeout()
+        {
+            cluster.rebuild();
+        }
         if let LinkKind::Sentinel(link) = &self.kind
             && (e.is_io_error()
                 || e.is_connection_dropped()
@@ -874,7 +918,7 @@ impl Link {
         let result = async {
             match &self.kind {
                 LinkKind::Cluster(cluster) => {
-                    let mut cluster = cluster.clone();
+                    let mut cluster = cluster.connection();
                     let values = cluster
                         .route_pipeline(
                             pipe.clone(),
@@ -950,7 +994,7 @@ impl Link {
     ) -> Result<T, RedisError> {
         match &self.kind {
             LinkKind::Cluster(cluster) => {
-                let mut cluster = cluster.clone();
+                let mut cluster = cluster.connection();
                 let value = cluster
                     .route_command(
                         cmd,
