@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -16,13 +16,14 @@ use tokio::time::Instant;
 pub(crate) struct Cache<K, V> {
     slots: Mutex<HashMap<K, Arc<Slot<V>>>>,
     ttl: Duration,
+    /// Raised by [`Cache::expire_all`]; a slot created under an older generation is stale.
+    generation: AtomicU64,
 }
 
 #[derive(Debug)]
 struct Slot<V> {
     value: OnceCell<(V, Instant)>,
-    /// Set by [`Cache::expire_all`]: stale whatever its age.
-    expired: AtomicBool,
+    generation: u64,
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
@@ -30,6 +31,7 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
         Self {
             slots: Mutex::new(HashMap::new()),
             ttl,
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -61,11 +63,11 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
                 Some(slot) if !self.is_stale(slot) => (Arc::clone(slot), None),
                 previous => {
                     let stale = previous
-                        .and_then(|old| old.value.get())
-                        .map(|(v, _)| v.clone());
+                        .filter(|old| old.value.get().is_some())
+                        .map(Arc::clone);
                     let slot = Arc::new(Slot {
                         value: OnceCell::new(),
-                        expired: AtomicBool::new(false),
+                        generation: self.generation.load(Ordering::SeqCst),
                     });
                     slots.insert(key.clone(), Arc::clone(&slot));
                     (slot, stale)
@@ -78,13 +80,25 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
             .await;
         match result {
             Ok((value, _)) => Ok(value.clone()),
-            Err(e) => {
-                self.remove_slot(key, &slot);
-                match stale {
-                    Some(old) if serve_stale(&e) => Ok(old),
-                    _ => Err(e),
+            Err(e) => match stale {
+                Some(old) if serve_stale(&e) => {
+                    // The old value stays in place (still stale), so it keeps serving for as
+                    // long as the storage is away; each later use tries to reload it.
+                    let value = old.value.get().map(|(v, _)| v.clone());
+                    let mut slots = self.slots();
+                    if slots
+                        .get(key)
+                        .is_some_and(|current| Arc::ptr_eq(current, &slot))
+                    {
+                        slots.insert(key.clone(), old);
+                    }
+                    value.ok_or(e)
                 }
-            }
+                _ => {
+                    self.remove_slot(key, &slot);
+                    Err(e)
+                }
+            },
         }
     }
 
@@ -100,7 +114,7 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
 
     fn is_stale(&self, slot: &Slot<V>) -> bool {
         slot.value.get().is_some_and(|(_, loaded)| {
-            slot.expired.load(Ordering::Relaxed) || loaded.elapsed() >= self.ttl
+            loaded.elapsed() >= self.ttl || slot.generation < self.generation.load(Ordering::SeqCst)
         })
     }
 
@@ -119,12 +133,11 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
         self.slots().remove(key);
     }
 
-    /// Marks every entry expired: the next use reloads it, and an entry whose reload fails
-    /// temporarily is still served (see [`Cache::get_or_load`]).
+    /// Makes every entry stale, as if its TTL had passed (loads running now included): the next
+    /// use reloads it, and if reloading fails with an error for which `serve_stale` is true,
+    /// the old value still serves.
     pub(crate) fn expire_all(&self) {
-        for slot in self.slots().values() {
-            slot.expired.store(true, Ordering::Relaxed);
-        }
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     #[cfg(test)]
@@ -135,7 +148,7 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
 
@@ -216,11 +229,13 @@ mod tests {
             .await
             .unwrap();
         tokio::time::advance(Duration::from_secs(11)).await;
-        // `true` stands for a temporary error: the stale value is served.
-        assert_eq!(
-            cache.get_or_load(&1, async { Err(true) }, |e| *e).await,
-            Ok(1)
-        );
+        // `true` stands for a temporary error: the stale value is served, again and again.
+        for _ in 0..3 {
+            assert_eq!(
+                cache.get_or_load(&1, async { Err(true) }, |e| *e).await,
+                Ok(1)
+            );
+        }
         // A permanent error is returned.
         cache
             .get_or_load(&1, async { Ok::<_, bool>(1) }, never)
@@ -234,27 +249,34 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn expire_all_reloads_on_next_use_but_serves_the_old_value_while_the_storage_is_away() {
+    async fn expire_all_reloads_everything_but_keeps_serving_while_the_storage_is_away() {
         let cache: Cache<u8, u32> = Cache::new(Duration::from_secs(300));
-        cache
-            .get_or_load(&1, async { Ok::<_, bool>(1) }, never)
-            .await
-            .unwrap();
+        for key in [1, 2] {
+            cache
+                .get_or_load(&key, async { Ok::<_, bool>(1) }, never)
+                .await
+                .unwrap();
+        }
         cache.expire_all();
-        assert_eq!(cache.peek(&1), None, "expired at once, whatever its age");
-        assert_eq!(
-            cache.get_or_load(&1, async { Err(true) }, |e| *e).await,
-            Ok(1),
-            "a temporary failure serves the old value"
-        );
-        cache.expire_all();
+        assert_eq!(cache.peek(&1), None, "stale after expire_all");
+        // Reloaded on next use...
         assert_eq!(
             cache
                 .get_or_load(&1, async { Ok::<_, bool>(2) }, never)
                 .await,
-            Ok(2),
-            "a successful reload replaces it"
+            Ok(2)
         );
         assert_eq!(cache.peek(&1), Some(2));
+        // ...and served as it was when the reload fails temporarily; a permanent failure
+        // (the certificate is gone) is not served.
+        assert_eq!(
+            cache.get_or_load(&2, async { Err(true) }, |e| *e).await,
+            Ok(1)
+        );
+        cache.expire_all();
+        assert_eq!(
+            cache.get_or_load(&1, async { Err(false) }, |e| *e).await,
+            Err(false)
+        );
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! - [`CertStorage`]: a small, object-safe async trait over record text, which you implement
 //!   for your own backend. [`MemoryStorage`] is the default; `RedisStorage` (feature `redis`)
-//!   uses Tyk's key layout and pushes change notices across processes.
+//!   uses Tyk's key layout and pushes change notices across processes, on one Redis node, a
+//!   Redis Cluster or behind Redis Sentinel (`RedisConnection` describes which, with
+//!   credentials and TLS; `RedisLink` shares the same connection handling with other crates).
 //! - [`CertStore`]: the manager. It validates uploads with `tls-core` (clock injected), encrypts
 //!   private keys at rest, stores atomically, lists without scanning, caches decoded
 //!   certificates for TLS (one load per ID however many callers miss at once), invalidates the
@@ -59,7 +61,10 @@ pub use manager::{
 };
 pub use memory::MemoryStorage;
 #[cfg(feature = "redis")]
-pub use redis::{RedisConfig, RedisStorage};
+pub use redis::{
+    KeyClaim, RedisConfig, RedisConnection, RedisLink, RedisStorage, RedisTls, RedisTopology,
+    RepairReport,
+};
 #[cfg(feature = "redis")]
 pub use redis_migrate::ReindexReport;
 pub use storage::{CertStorage, Change, Changes, Cursor, Inserted, Page, PageRequest, Scope};

@@ -258,8 +258,9 @@ async fn apply_notices(inner: Weak<Inner>, mut notices: Changes) {
         let Some(inner) = inner.upgrade() else { return };
         match change.id() {
             Some(id) => inner.cache.invalidate(&CacheKey::Id(id.clone())),
-            // Anything may have changed (or the storage may have lost its data): reload every
-            // entry on next use, but keep serving the old one while the storage is away.
+            // Notices may have been missed (the subscription was lost, e.g. in a failover):
+            // everything reloads on its next use, and what cannot be reloaded because the
+            // storage is still away keeps serving, as after its TTL.
             None => inner.cache.expire_all(),
         }
         let _ = inner.changes.send(change);

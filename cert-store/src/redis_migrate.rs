@@ -29,16 +29,29 @@
 //! [`reindex`] does all of it on demand for every org found by SCAN `cert-raw-*` (the org of a
 //! record is its ID minus the last 64 characters), and also indexes records that were written
 //! after the org's index existed (which a listing, like Tyk's, never picks up).
+//!
+//! On a Redis Cluster the index, the marker, the orgs set and the records live in different hash
+//! slots, so the multi-key scripts above cannot run there (`CROSSSLOT`). The same migration then
+//! runs in single-key steps, each atomic on the node that owns its key, in an order that keeps
+//! it race-free and crash-safe: SCAN on every master (refusing to go on when the masters that
+//! answer do not cover all 16384 slots, so a failed-over node's records are never skipped and
+//! marked as migrated); check which records exist; push the missing entries with one script on
+//! the index alone that skips entries already there (two processes migrating one org at once
+//! push each ID once); check the pushed records again and take back the entry of one deleted
+//! meanwhile (as the cluster's delete protocol does); `SADD` the org; set the marker last. A
+//! crash before the marker leaves the migration to be redone by the next listing, never a
+//! marker over a half-built index. docs/FORMAT.md has the reasoning.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use redis::aio::ConnectionManager;
-use redis::{AsyncCommands as _, Script};
+use futures_util::future::join_all;
+use redis::Cmd;
 use tls_core::{CertId, OrgId};
 
 use crate::error::{StorageError, StorageErrorKind};
+use crate::redis::{Link, RedisStorage};
 
 /// Tyk's marker value.
 pub(crate) const MARKER_VALUE: &str = "1";
@@ -46,6 +59,8 @@ pub(crate) const MARKER_VALUE: &str = "1";
 const BATCH: usize = 500;
 /// SCAN's COUNT hint.
 const SCAN_COUNT: usize = 1000;
+/// Hash slots of a Redis Cluster.
+const CLUSTER_SLOTS: usize = 16384;
 
 /// The org-less index: a key no Tyk node reads. With Tyk's prefix `cert-` it is
 /// `certgate-orgless-index` (which does not start with `cert-`, so it is neither a Tyk key
@@ -68,6 +83,15 @@ fn tyk_index(prefix: &str, org: &OrgId) -> String {
     format!("{prefix}{org}-index")
 }
 
+/// The index certgate keeps for `org`: Tyk's, or the org-less one for the empty org.
+fn index_of(prefix: &str, org: &OrgId) -> String {
+    if org.is_empty() {
+        orgless_index(prefix)
+    } else {
+        tyk_index(prefix, org)
+    }
+}
+
 /// Tyk's migration marker of a non-empty org.
 pub(crate) fn marker(prefix: &str, org: &OrgId) -> String {
     format!("{prefix}{org}-index-migrated")
@@ -82,7 +106,7 @@ fn record_key(prefix: &str, id: &CertId) -> String {
 }
 
 /// `text` with Redis glob characters escaped.
-fn glob_escape(text: &str) -> String {
+pub(crate) fn glob_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\') {
@@ -143,6 +167,28 @@ if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('SADD', KEYS[3], '') end
 return moved
 ";
 
+/// Cluster: KEYS[1] an index; ARGV the entries. Pushes each entry not on the index yet (one
+/// key, so it runs atomically on the node that owns the index); returns the pushed entries.
+const PUSH_ABSENT: &str = r"
+local present = {}
+for _, entry in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do present[entry] = true end
+local pushed = {}
+for _, entry in ipairs(ARGV) do
+  if not present[entry] then
+    redis.call('RPUSH', KEYS[1], entry)
+    present[entry] = true
+    pushed[#pushed + 1] = entry
+  end
+end
+return pushed
+";
+
+/// Cluster: KEYS[1] a list; ARGV entries. Removes each (the list disappears when emptied).
+const REMOVE_ENTRIES: &str = r"
+for _, entry in ipairs(ARGV) do redis.call('LREM', KEYS[1], 0, entry) end
+return redis.call('EXISTS', KEYS[1])
+";
+
 /// What this process already migrated, so a listing costs no extra round trip afterwards.
 #[derive(Default)]
 pub(crate) struct Migration {
@@ -154,22 +200,20 @@ impl Migration {
     /// Runs before the first page of a listing: of `org`, or of every org when `None`.
     pub(crate) async fn before_listing(
         &self,
-        connection: &ConnectionManager,
-        prefix: &str,
+        storage: &RedisStorage,
         org: Option<&OrgId>,
     ) -> Result<(), StorageError> {
-        let mut connection = connection.clone();
         match org {
             Some(org) if !org.is_empty() => {
                 if self.locked_orgs().contains(org) {
                     return Ok(());
                 }
-                migrate_org(&mut connection, prefix, org).await?;
+                migrate_org(storage, org).await?;
                 self.locked_orgs().insert(org.clone());
             }
             _ => {
                 if !self.orgless_moved.load(Ordering::Relaxed) {
-                    move_orgless(&mut connection, prefix).await?;
+                    move_orgless(storage).await?;
                     self.orgless_moved.store(true, Ordering::Relaxed);
                 }
             }
@@ -184,31 +228,60 @@ impl Migration {
     }
 }
 
-fn redis_error(e: redis::RedisError) -> StorageError {
-    let kind = if e.is_timeout() {
-        StorageErrorKind::Timeout
-    } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
-        StorageErrorKind::Unavailable
-    } else {
-        StorageErrorKind::Other
-    };
+/// Says what failed (the migration) and keeps the classification (temporary or not).
+fn migration_error(e: StorageError) -> StorageError {
+    let kind = e.kind();
     StorageError::new(kind, "redis: the certificate index migration failed").with_source(e)
 }
 
+fn link_error(e: redis::RedisError) -> StorageError {
+    migration_error(crate::redis::link_error("redis", e))
+}
+
+/// Runs a write (a command or a script about `key` alone, or on one node about keys of any
+/// slot) through the store, which adds `WAIT` when replicas must acknowledge.
+async fn write<T: redis::FromRedisValue>(
+    storage: &RedisStorage,
+    key: &str,
+    cmd: Cmd,
+) -> Result<T, StorageError> {
+    storage.write(key, cmd).await.map_err(migration_error)
+}
+
 /// Tyk's first-listing migration of one non-empty org.
-async fn migrate_org(
-    connection: &mut ConnectionManager,
-    prefix: &str,
-    org: &OrgId,
-) -> Result<(), StorageError> {
-    let done: i64 = Script::new(CHECK)
-        .key(tyk_index(prefix, org))
-        .key(marker(prefix, org))
-        .arg(MARKER_VALUE)
-        .invoke_async(connection)
-        .await
-        .map_err(redis_error)?;
-    if done == 1 {
+async fn migrate_org(storage: &RedisStorage, org: &OrgId) -> Result<(), StorageError> {
+    let prefix = storage.prefix();
+    let index = tyk_index(prefix, org);
+    let marker_key = marker(prefix, org);
+    let link = storage.link();
+    let done = if link.is_cluster() {
+        // The same decision in single-key steps: setting the marker of an org whose index
+        // exists is what every listing does, so no atomicity is lost.
+        let marked: i64 = link
+            .read(redis::cmd("EXISTS").arg(&marker_key))
+            .await
+            .map_err(link_error)?;
+        let indexed: i64 = if marked == 1 {
+            0
+        } else {
+            link.read(redis::cmd("EXISTS").arg(&index))
+                .await
+                .map_err(link_error)?
+        };
+        if marked == 0 && indexed == 1 {
+            set_marker(storage, org).await?;
+        }
+        marked == 1 || indexed == 1
+    } else {
+        let done: i64 = write(
+            storage,
+            &index,
+            RedisStorage::eval(CHECK, &[&index, &marker_key], &[MARKER_VALUE]),
+        )
+        .await?;
+        done == 1
+    };
+    if done {
         return Ok(());
     }
     let pattern = format!(
@@ -216,49 +289,123 @@ async fn migrate_org(
         glob_escape(&format!("{prefix}raw-")),
         glob_escape(org.as_str())
     );
-    let ids: Vec<CertId> = scan_records(connection, prefix, &pattern)
+    let ids: Vec<CertId> = scan_records(link, prefix, &pattern)
         .await?
         .into_iter()
         .filter(|id| id.org() == org)
         .collect();
-    let added = add_missing(connection, prefix, org, &ids).await?;
-    let _: () = connection
-        .set(marker(prefix, org), MARKER_VALUE)
-        .await
-        .map_err(redis_error)?;
+    let added = add_missing(storage, org, &ids).await?;
+    // Last: a migration cut short before this point is redone by the next listing.
+    set_marker(storage, org).await?;
     if added > 0 {
         tracing::info!(%org, added, "indexed certificates stored without an index (Tyk's index migration)");
     }
     Ok(())
 }
 
-/// Every record ID under keys matching `pattern`, by SCAN.
+async fn set_marker(storage: &RedisStorage, org: &OrgId) -> Result<(), StorageError> {
+    let key = marker(storage.prefix(), org);
+    let mut set = redis::cmd("SET");
+    set.arg(&key).arg(MARKER_VALUE);
+    let _: () = write(storage, &key, set).await?;
+    Ok(())
+}
+
+/// The nodes a SCAN must visit: the one node (`None`), or every master of a cluster. On a
+/// cluster the masters that answer must cover every hash slot: a master that failed and has
+/// no successor yet would otherwise hide its records, and a migration would mark its org
+/// as done without them.
+async fn scan_nodes(link: &Link) -> Result<Vec<Option<(String, u16)>>, StorageError> {
+    if !link.is_cluster() {
+        return Ok(vec![None]);
+    }
+    let nodes: String = link
+        .query(&redis::cmd("CLUSTER").arg("NODES").clone())
+        .await
+        .map_err(link_error)?;
+    let mut covered = vec![false; CLUSTER_SLOTS];
+    let mut masters = Vec::new();
+    for line in nodes.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(flags) = fields.get(2) else { continue };
+        if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
+            continue;
+        }
+        let Some((host, port)) = fields
+            .get(1)
+            .and_then(|addr| addr.split('@').next())
+            .and_then(|addr| addr.rsplit_once(':'))
+        else {
+            continue;
+        };
+        let Ok(port) = port.parse::<u16>() else {
+            continue;
+        };
+        let mut serves = false;
+        // Fields 8.. are slots ("5", "0-5460") or slots in migration ("[5-<-id]"), skipped.
+        for range in fields.iter().skip(8).filter(|r| !r.starts_with('[')) {
+            let (low, high) = range.split_once('-').unwrap_or((range, range));
+            if let (Ok(low), Ok(high)) = (low.parse::<usize>(), high.parse::<usize>()) {
+                for slot in covered.iter_mut().take(high.saturating_add(1)).skip(low) {
+                    *slot = true;
+                    serves = true;
+                }
+            }
+        }
+        if serves {
+            masters.push(Some((host.to_owned(), port)));
+        }
+    }
+    if covered.iter().any(|slot| !slot) {
+        return Err(StorageError::new(
+            StorageErrorKind::Unavailable,
+            "redis: the certificate index migration needs every hash slot of the cluster served by a reachable master (a failover may be in progress); it runs again on the next listing",
+        ));
+    }
+    Ok(masters)
+}
+
+/// One SCAN call on `node` (`None`: the one node).
+async fn scan_step(
+    link: &Link,
+    node: Option<&(String, u16)>,
+    cursor: u64,
+    pattern: &str,
+) -> Result<(u64, Vec<String>), StorageError> {
+    let mut scan = redis::cmd("SCAN");
+    scan.arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(SCAN_COUNT);
+    match node {
+        Some((host, port)) => link.query_node(host, *port, scan).await,
+        None => link.query(&scan).await,
+    }
+    .map_err(link_error)
+}
+
+/// Every record ID under keys matching `pattern`, by SCAN (on every master of a cluster).
 async fn scan_records(
-    connection: &mut ConnectionManager,
+    link: &Link,
     prefix: &str,
     pattern: &str,
 ) -> Result<Vec<CertId>, StorageError> {
     let record_prefix = format!("{prefix}raw-");
     let mut ids = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(SCAN_COUNT)
-            .query_async(connection)
-            .await
-            .map_err(redis_error)?;
-        ids.extend(keys.iter().filter_map(|key| {
-            key.strip_prefix(&record_prefix)
-                .and_then(|id| id.parse::<CertId>().ok())
-        }));
-        if next == 0 {
-            break;
+    for node in scan_nodes(link).await? {
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys) = scan_step(link, node.as_ref(), cursor, pattern).await?;
+            ids.extend(keys.iter().filter_map(|key| {
+                key.strip_prefix(&record_prefix)
+                    .and_then(|id| id.parse::<CertId>().ok())
+            }));
+            if next == 0 {
+                break;
+            }
+            cursor = next;
         }
-        cursor = next;
     }
     // SCAN may return a key more than once.
     let mut seen = HashSet::new();
@@ -269,51 +416,105 @@ async fn scan_records(
 /// Pushes the entries of `ids` missing from the org's index (the org-less index for the empty
 /// org), batch by batch. Returns how many were pushed.
 async fn add_missing(
-    connection: &mut ConnectionManager,
-    prefix: &str,
+    storage: &RedisStorage,
     org: &OrgId,
     ids: &[CertId],
 ) -> Result<usize, StorageError> {
-    let index = if org.is_empty() {
-        orgless_index(prefix)
-    } else {
-        tyk_index(prefix, org)
-    };
-    let script = Script::new(ADD_MISSING);
+    let prefix = storage.prefix();
+    let index = index_of(prefix, org);
+    let orgs = orgs_set(prefix);
     let mut added = 0usize;
     for batch in ids.chunks(BATCH) {
-        let mut invocation = script.prepare_invoke();
-        invocation.key(&index).key(orgs_set(prefix));
-        for id in batch {
-            invocation.key(record_key(prefix, id));
+        if storage.link().is_cluster() {
+            added += add_missing_on_cluster(storage, org, &index, batch).await?;
+            continue;
         }
-        invocation.arg(org.as_str());
-        for id in batch {
-            invocation.arg(format!("raw-{id}"));
-        }
-        let n: i64 = invocation
-            .invoke_async(connection)
-            .await
-            .map_err(redis_error)?;
+        let records: Vec<String> = batch.iter().map(|id| record_key(prefix, id)).collect();
+        let entries: Vec<String> = batch.iter().map(|id| format!("raw-{id}")).collect();
+        let mut keys: Vec<&str> = vec![&index, &orgs];
+        keys.extend(records.iter().map(String::as_str));
+        let mut args: Vec<&str> = vec![org.as_str()];
+        args.extend(entries.iter().map(String::as_str));
+        let n: i64 = write(
+            storage,
+            &index,
+            RedisStorage::eval(ADD_MISSING, &keys, &args),
+        )
+        .await?;
         added += usize::try_from(n).unwrap_or(0);
     }
     Ok(added)
 }
 
-/// Moves the entries older certgate versions pushed onto `cert--index` to the org-less index.
-async fn move_orgless(
-    connection: &mut ConnectionManager,
-    prefix: &str,
+/// One batch of [`add_missing`] on a cluster, in single-key steps (see the module docs).
+async fn add_missing_on_cluster(
+    storage: &RedisStorage,
+    org: &OrgId,
+    index: &str,
+    batch: &[CertId],
 ) -> Result<usize, StorageError> {
-    let moved: i64 = Script::new(MOVE_ORGLESS)
-        .key(legacy_orgless_index(prefix))
-        .key(orgless_index(prefix))
-        .key(orgs_set(prefix))
-        .arg(prefix)
-        .invoke_async(connection)
+    let exists = storage
+        .records_exist(batch)
         .await
-        .map_err(redis_error)?;
-    let moved = usize::try_from(moved).unwrap_or(0);
+        .map_err(migration_error)?;
+    let present: Vec<&CertId> = batch
+        .iter()
+        .zip(exists)
+        .filter_map(|(id, exists)| exists.then_some(id))
+        .collect();
+    if present.is_empty() {
+        return Ok(0);
+    }
+    let entries: Vec<String> = present.iter().map(|id| format!("raw-{id}")).collect();
+    let args: Vec<&str> = entries.iter().map(String::as_str).collect();
+    let pushed: Vec<String> = write(
+        storage,
+        index,
+        RedisStorage::eval(PUSH_ABSENT, &[index], &args),
+    )
+    .await?;
+    let orgs = orgs_set(storage.prefix());
+    let mut sadd = redis::cmd("SADD");
+    sadd.arg(&orgs).arg(org.as_str());
+    let _: i64 = write(storage, &orgs, sadd).await?;
+    // A record deleted between the check and the push: its delete may already have cleaned
+    // the index, so take the entry back (the store's unindex re-adds it if the ID was stored
+    // again meanwhile).
+    let pushed: Vec<CertId> = pushed
+        .iter()
+        .filter_map(|entry| entry.strip_prefix("raw-").and_then(|id| id.parse().ok()))
+        .collect();
+    let still = storage
+        .records_exist(&pushed)
+        .await
+        .map_err(migration_error)?;
+    let mut added = pushed.len();
+    for (id, exists) in pushed.iter().zip(still) {
+        if !exists {
+            storage.unindex_record(id).await.map_err(migration_error)?;
+            added = added.saturating_sub(1);
+        }
+    }
+    Ok(added)
+}
+
+/// Moves the entries older certgate versions pushed onto `cert--index` to the org-less index.
+async fn move_orgless(storage: &RedisStorage) -> Result<usize, StorageError> {
+    let prefix = storage.prefix();
+    let legacy = legacy_orgless_index(prefix);
+    let moved = if storage.link().is_cluster() {
+        move_orgless_on_cluster(storage, &legacy).await?
+    } else {
+        let index = orgless_index(prefix);
+        let orgs = orgs_set(prefix);
+        let moved: i64 = write(
+            storage,
+            &legacy,
+            RedisStorage::eval(MOVE_ORGLESS, &[&legacy, &index, &orgs], &[prefix]),
+        )
+        .await?;
+        usize::try_from(moved).unwrap_or(0)
+    };
     if moved > 0 {
         tracing::info!(
             moved,
@@ -323,33 +524,62 @@ async fn move_orgless(
     Ok(moved)
 }
 
-/// Up to `limit` record texts, found by at most `steps` SCAN calls over `<prefix>raw-*` (a
-/// sample: never the whole keyspace).
+/// [`move_orgless`] on a cluster: index what the legacy list names (as a migration does), then
+/// remove exactly the entries read from it, so nothing pushed meanwhile is lost and a crash
+/// before the removal leaves the move to be redone.
+async fn move_orgless_on_cluster(
+    storage: &RedisStorage,
+    legacy: &str,
+) -> Result<usize, StorageError> {
+    let entries: Vec<String> = storage
+        .link()
+        .read(redis::cmd("LRANGE").arg(legacy).arg(0).arg(-1))
+        .await
+        .map_err(link_error)?;
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<CertId> = entries
+        .iter()
+        .filter_map(|entry| entry.strip_prefix("raw-").and_then(|id| id.parse().ok()))
+        .filter(|id: &CertId| id.org().is_empty())
+        .collect();
+    let moved = add_missing(storage, &OrgId::EMPTY, &ids).await?;
+    for chunk in entries.chunks(BATCH) {
+        let args: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let _: i64 = write(
+            storage,
+            legacy,
+            RedisStorage::eval(REMOVE_ENTRIES, &[legacy], &args),
+        )
+        .await?;
+    }
+    Ok(moved)
+}
+
+/// Up to `limit` record texts, found by at most `steps` SCAN calls over `<prefix>raw-*` (per
+/// master of a cluster; a sample: never the whole keyspace).
 pub(crate) async fn sample_records(
-    connection: &ConnectionManager,
-    prefix: &str,
+    storage: &RedisStorage,
     limit: usize,
     steps: usize,
 ) -> Result<Vec<String>, StorageError> {
-    let mut connection = connection.clone();
-    let pattern = format!("{}*", glob_escape(&format!("{prefix}raw-")));
+    let link = storage.link();
+    let pattern = format!("{}*", glob_escape(&format!("{}raw-", storage.prefix())));
     let mut keys: Vec<String> = Vec::new();
-    let mut cursor: u64 = 0;
-    for _ in 0..steps {
-        let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(SCAN_COUNT)
-            .query_async(&mut connection)
-            .await
-            .map_err(redis_error)?;
-        keys.extend(found);
-        if next == 0 || keys.len() >= limit {
-            break;
+    'nodes: for node in scan_nodes(link).await? {
+        let mut cursor: u64 = 0;
+        for _ in 0..steps {
+            let (next, found) = scan_step(link, node.as_ref(), cursor, &pattern).await?;
+            keys.extend(found);
+            if keys.len() >= limit {
+                break 'nodes;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
         }
-        cursor = next;
     }
     keys.sort_unstable();
     keys.dedup();
@@ -357,12 +587,22 @@ pub(crate) async fn sample_records(
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    // MGET explicitly: with one key, `mget` would send GET and answer a single value.
-    let texts: Vec<Option<String>> = redis::cmd("MGET")
-        .arg(&keys)
-        .query_async(&mut connection)
+    let texts: Vec<Option<String>> = if link.is_cluster() {
+        // MGET would be CROSSSLOT: one GET per key, sent at once.
+        join_all(keys.iter().map(|key| async move {
+            link.read::<Option<String>>(redis::cmd("GET").arg(key))
+                .await
+        }))
         .await
-        .map_err(redis_error)?;
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .map_err(link_error)?
+    } else {
+        // MGET explicitly (one key too: redis-rs's `mget` would send GET and answer one value).
+        link.read(redis::cmd("MGET").arg(&keys))
+            .await
+            .map_err(link_error)?
+    };
     Ok(texts.into_iter().flatten().collect())
 }
 
@@ -383,29 +623,23 @@ pub struct ReindexReport {
 /// Indexes every record of every org: SCAN `<prefix>raw-*`, then for each org push what its
 /// index lacks and set Tyk's marker (not for the empty org, whose marker belongs to Tyk's own
 /// org-less listing); the org-less entries of older certgate versions are moved first.
-pub(crate) async fn reindex(
-    connection: &ConnectionManager,
-    prefix: &str,
-) -> Result<ReindexReport, StorageError> {
-    let mut connection = connection.clone();
+pub(crate) async fn reindex(storage: &RedisStorage) -> Result<ReindexReport, StorageError> {
     let mut report = ReindexReport {
-        moved_orgless: move_orgless(&mut connection, prefix).await?,
+        moved_orgless: move_orgless(storage).await?,
         ..ReindexReport::default()
     };
+    let prefix = storage.prefix();
     let pattern = format!("{}*", glob_escape(&format!("{prefix}raw-")));
     let mut by_org: BTreeMap<OrgId, Vec<CertId>> = BTreeMap::new();
-    for id in scan_records(&mut connection, prefix, &pattern).await? {
+    for id in scan_records(storage.link(), prefix, &pattern).await? {
         by_org.entry(id.org().clone()).or_default().push(id);
     }
     report.orgs = by_org.len();
     for (org, ids) in &by_org {
         report.records += ids.len();
-        report.added += add_missing(&mut connection, prefix, org, ids).await?;
+        report.added += add_missing(storage, org, ids).await?;
         if !org.is_empty() {
-            let _: () = connection
-                .set(marker(prefix, org), MARKER_VALUE)
-                .await
-                .map_err(redis_error)?;
+            set_marker(storage, org).await?;
         }
     }
     Ok(report)

@@ -16,7 +16,7 @@ use tls_core::{EncodingSecret, OrgId};
 
 async fn storage(server: &RedisServer) -> Arc<dyn CertStorage> {
     Arc::new(
-        RedisStorage::connect(RedisConfig::new(server.url()))
+        RedisStorage::connect(RedisConfig::new(server.connection()))
             .await
             .expect("connect"),
     )

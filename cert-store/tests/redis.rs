@@ -13,7 +13,7 @@ use redis::AsyncCommands as _;
 use tls_core::{EncodingSecret, KeyFormat, OrgId, Record, Upload};
 
 async fn redis_store(server: &RedisServer) -> CertStore {
-    let storage = RedisStorage::connect(RedisConfig::new(server.url()))
+    let storage = RedisStorage::connect(RedisConfig::new(server.connection()))
         .await
         .expect("connect");
     store_over(Arc::new(storage) as Arc<dyn CertStorage>)

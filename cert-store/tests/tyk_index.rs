@@ -16,7 +16,7 @@ use redis::AsyncCommands as _;
 use tls_core::{CertId, OrgId};
 
 async fn storage(server: &RedisServer) -> RedisStorage {
-    RedisStorage::connect(RedisConfig::new(server.url()))
+    RedisStorage::connect(RedisConfig::new(server.connection()))
         .await
         .expect("connect")
 }

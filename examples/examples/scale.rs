@@ -10,6 +10,9 @@
 //!   from Redis (the gateway's store starts with an empty cache; it loads every configured
 //!   certificate before it listens, so "listening" is also "all warm").
 //!
+//! Every Redis figure is measured on one private `redis-server` and then on a private Redis
+//! Cluster of 3 masters and 3 replicas (`cert_store::testkit::RedisCluster`), in the same run.
+//!
 //! Records are the shared vectors' P-256 bundle (`testdata/vectors`, or `$CERTGATE_VECTORS`):
 //! the store is content-addressed, so distinct IDs are made by storing one certificate under many
 //! org IDs (import, cold start, propagation) or by indexing one record under synthetic
@@ -24,10 +27,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cert_store::testkit::RedisServer;
+use cert_store::testkit::{RedisCluster, RedisServer};
 use cert_store::{
     CertStorage, CertStore, Change, ManualClock, MemoryStorage, PageRequest, RedisConfig,
-    RedisStorage,
+    RedisConnection, RedisStorage,
 };
 use gateway_runtime::{GatewayBuilder, GatewayConfig};
 use time::macros::datetime;
@@ -163,16 +166,24 @@ async fn import(
     Ok(())
 }
 
-async fn redis_storage(server: &RedisServer) -> Result<Arc<dyn CertStorage>, Error> {
+async fn redis_storage(
+    connection: &RedisConnection,
+    prefix: &str,
+) -> Result<Arc<dyn CertStorage>, Error> {
     Ok(Arc::new(
-        RedisStorage::connect(RedisConfig::new(server.url())).await?,
+        RedisStorage::connect(RedisConfig::new(connection.clone()).with_key_prefix(prefix)).await?,
     ))
 }
 
 /// Adds on A, then times B seeing it; deletes on A, then times B's cache dropping it.
-async fn propagation(server: &RedisServer, pem: &str, n: usize) -> Result<(), Error> {
-    let node_a = store_over(redis_storage(server).await?);
-    let node_b = store_over(redis_storage(server).await?);
+async fn propagation(
+    label: &str,
+    connection: &RedisConnection,
+    pem: &str,
+    n: usize,
+) -> Result<(), Error> {
+    let node_a = store_over(redis_storage(connection, "prop-cert-").await?);
+    let node_b = store_over(redis_storage(connection, "prop-cert-").await?);
     let mut notices = node_b.subscribe();
     // Let both subscriptions settle.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -211,7 +222,7 @@ async fn propagation(server: &RedisServer, pem: &str, n: usize) -> Result<(), Er
     ] {
         times.sort();
         row(
-            &format!("Redis propagation ({n} rounds): {what}"),
+            &format!("{label} propagation ({n} rounds): {what}"),
             format!(
                 "p50 {:.2?}, p99 {:.2?}, max {:.2?}",
                 percentile(&times, 0.5),
@@ -291,18 +302,72 @@ async fn run() -> Result<(), Error> {
     import("memory", Arc::new(MemoryStorage::new()), &pem, import_n).await?;
     let cold_n = size("SCALE_COLD", 10_000);
     cold_start("memory", Arc::new(MemoryStorage::new()), &pem, cold_n).await?;
+    let propagation_n = size("SCALE_PROPAGATION", 500);
     match RedisServer::start() {
         Some(server) => {
-            listing("Redis", redis_storage(&server).await?, &pem, list_n).await?;
-            let server = RedisServer::start().ok_or("redis-server")?;
-            import("Redis", redis_storage(&server).await?, &pem, import_n).await?;
-            let server = RedisServer::start().ok_or("redis-server")?;
-            propagation(&server, &pem, size("SCALE_PROPAGATION", 500)).await?;
-            let server = RedisServer::start().ok_or("redis-server")?;
-            cold_start("Redis", redis_storage(&server).await?, &pem, cold_n).await?;
+            redis_figures(
+                "Redis",
+                &server.connection(),
+                &pem,
+                list_n,
+                import_n,
+                cold_n,
+                propagation_n,
+            )
+            .await?;
         }
         None => println!("| Redis figures | skipped: redis-server is not installed |"),
     }
+    match RedisCluster::start() {
+        Some(cluster) => {
+            redis_figures(
+                "Redis Cluster (3+3)",
+                &cluster.connection(),
+                &pem,
+                list_n,
+                import_n,
+                cold_n,
+                propagation_n,
+            )
+            .await?;
+        }
+        None => println!("| Redis Cluster figures | skipped: redis-server is not installed |"),
+    }
+    Ok(())
+}
+
+/// Every Redis figure on one deployment; each figure gets its own key prefix (a fresh store).
+async fn redis_figures(
+    label: &str,
+    connection: &RedisConnection,
+    pem: &str,
+    list_n: usize,
+    import_n: usize,
+    cold_n: usize,
+    propagation_n: usize,
+) -> Result<(), Error> {
+    listing(
+        label,
+        redis_storage(connection, "list-cert-").await?,
+        pem,
+        list_n,
+    )
+    .await?;
+    import(
+        label,
+        redis_storage(connection, "import-cert-").await?,
+        pem,
+        import_n,
+    )
+    .await?;
+    propagation(label, connection, pem, propagation_n).await?;
+    cold_start(
+        label,
+        redis_storage(connection, "cold-cert-").await?,
+        pem,
+        cold_n,
+    )
+    .await?;
     Ok(())
 }
 

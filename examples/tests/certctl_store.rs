@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use cert_store::testkit::RedisServer;
+use cert_store::testkit::{RedisCluster, RedisSentinels, RedisServer};
 use cert_store::{CertStore, ManualClock, MemoryStorage};
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
@@ -72,6 +72,8 @@ fn certctl(args: &[&str]) -> Output {
         .env_remove("CERTCTL_SECRET")
         .env_remove("CERTCTL_ENCODING_SECRET")
         .env_remove("CERTCTL_NEW_SECRET")
+        .env_remove("CERTCTL_REDIS")
+        .env_remove("CERTCTL_SENTINEL_PASSWORD")
         .output()
         .unwrap_or_else(|e| panic!("cannot run {CERTCTL}: {e}"))
 }
@@ -333,6 +335,86 @@ fn store_commands_work_against_redis() {
     assert!(text(&out.stderr).contains("no such certificate"));
     let (_, err) = run_fails(&target, &["delete", "not-an-id"]);
     assert!(err.contains("not a certificate ID"), "{err}");
+}
+
+/// add, list, delete, repair and reindex through a `redis+cluster://` or `redis+sentinel://` URL.
+fn store_commands_work_on(url: &str) {
+    let target = ["--redis", url, "--encoding-secret", ENCODING_SECRET];
+    let at = rfc3339(generated_at());
+    let leaf = id("leaf-p256-traditional", "org1");
+    let root = id("root_ca_only", "org1");
+    for (file, expected) in [
+        ("leaf-p256-traditional.bundle.pem", &leaf),
+        ("root-ca.pem", &root),
+    ] {
+        let path = vector_path(file);
+        let args = [
+            "add",
+            "--org",
+            "org1",
+            "--at",
+            &at,
+            "--min-replicas-to-ack",
+            "1",
+            &path,
+        ];
+        assert_eq!(run_ok(&target, &args), format!("{expected}\n"), "{file}");
+    }
+    let mut listed = lines(&run_ok(&target, &["list", "--org", "org1"]))
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    listed.sort_unstable();
+    let mut expected = vec![leaf.clone(), root.clone()];
+    expected.sort_unstable();
+    assert_eq!(listed, expected);
+    run_ok(&target, &["delete", &root]);
+    assert_eq!(
+        run_ok(&target, &["repair"]),
+        "records 1, added to their index 0, dead index entries dropped 0\n"
+    );
+    assert_eq!(lines(&run_ok(&target, &["list"])), [leaf.as_str()]);
+    // Tyk's index migration for every org, on every master of a cluster; the URL may come
+    // from CERTCTL_REDIS.
+    let out = Command::new(CERTCTL)
+        .arg("reindex")
+        .env_remove("CERTCTL_URL")
+        .env("CERTCTL_REDIS", url)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "orgs 1, records 1, index entries added 0, org-less entries moved from cert--index 0\n"
+    );
+}
+
+#[test]
+fn store_commands_work_against_a_redis_cluster_and_sentinels() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    store_commands_work_on(&format!("redis+cluster://{}", cluster.addrs().join(",")));
+    drop(cluster);
+    let Some(sentinels) = RedisSentinels::start() else {
+        return;
+    };
+    store_commands_work_on(&format!(
+        "redis+sentinel://{}/{}",
+        sentinels.sentinel_addrs().join(","),
+        RedisSentinels::MASTER_NAME
+    ));
+    // A cluster has only database 0: a clear error, nothing stored.
+    let (_, err) = run_fails(
+        &[
+            "--redis",
+            "redis+cluster://127.0.0.1:1/2",
+            "--encoding-secret",
+            "s",
+        ],
+        &["list"],
+    );
+    assert!(err.contains("cluster") && err.contains("database"), "{err}");
 }
 
 #[test]

@@ -12,9 +12,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cert_store::{RedisConfig, StorageError, StorageErrorKind};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError};
+use cert_store::{KeyClaim, RedisConnection, RedisLink, StorageError};
 use time::OffsetDateTime;
 use tls_core::Fingerprint;
 
@@ -25,14 +23,17 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(250);
 /// How long connecting may take with [`RedisCooldowns::connect`].
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// Cooldowns in Redis, shared by every monitor (and every Tyk gateway) using the same Redis.
+/// Cooldowns in Redis, shared by every monitor (and every Tyk gateway) using the same Redis:
+/// one node, a Redis Cluster (each claim is one key, so it runs on the node owning it) or a
+/// sentinel-managed master (followed through failovers).
 ///
 /// Claims run on the monitor's background worker, never on the request path. The connection
-/// is multiplexed and reconnects by itself; while Redis is unreachable claims fail fast (short
-/// timeouts, one reconnection retry) and the monitor uses its in-process cooldowns.
+/// reconnects by itself (cert-store's `RedisLink`, which also classifies errors); while Redis is
+/// unreachable claims fail fast (short timeouts, one reconnection retry) and the monitor uses
+/// its in-process cooldowns.
 #[derive(Clone)]
 pub struct RedisCooldowns {
-    connection: ConnectionManager,
+    link: RedisLink,
     prefix: String,
 }
 
@@ -45,40 +46,25 @@ impl core::fmt::Debug for RedisCooldowns {
 }
 
 impl RedisCooldowns {
-    /// Connects to `url` with short timeouts ([`DEFAULT_RESPONSE_TIMEOUT`],
-    /// [`DEFAULT_CONNECT_TIMEOUT`]) and Tyk's key prefix `cert-cooldown:`. Fails if Redis cannot
+    /// Connects to `connection` with timeouts no longer than [`DEFAULT_RESPONSE_TIMEOUT`] and
+    /// [`DEFAULT_CONNECT_TIMEOUT`], and Tyk's key prefix `cert-cooldown:`. Fails if Redis cannot
     /// be reached now.
-    pub async fn connect(url: &str) -> Result<Self, StorageError> {
-        let mut config = RedisConfig::new(url);
-        config.response_timeout = DEFAULT_RESPONSE_TIMEOUT;
-        config.connect_timeout = DEFAULT_CONNECT_TIMEOUT;
-        Self::connect_with(&config).await
+    pub async fn connect(connection: RedisConnection) -> Result<Self, StorageError> {
+        let connect = connection.connect_timeout.min(DEFAULT_CONNECT_TIMEOUT);
+        let response = connection.response_timeout.min(DEFAULT_RESPONSE_TIMEOUT);
+        Self::connect_with(&connection.with_timeouts(connect, response), "cert-").await
     }
 
-    /// Connects with `config`'s URL and timeouts (keep them short: a claim waits that long when
-    /// Redis hangs). Keys are `<key_prefix>cooldown:...`, so the default prefix `cert-` gives
-    /// Tyk's `cert-cooldown:...`. Fails if Redis cannot be reached now.
-    pub async fn connect_with(config: &RedisConfig) -> Result<Self, StorageError> {
-        let client = Client::open(config.url.as_str()).map_err(|e| {
-            StorageError::new(
-                StorageErrorKind::Rejected,
-                format!("invalid Redis URL: {e}"),
-            )
-            .with_source(e)
-        })?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(config.response_timeout))
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(100));
-        let connection = client
-            .get_connection_manager_with_config(manager_config)
-            .await
-            .map_err(storage_error)?;
+    /// Connects with `connection`'s timeouts as given (keep them short: a claim waits that long
+    /// when Redis hangs). Keys are `<key_prefix>cooldown:...`, so the prefix `cert-` gives Tyk's
+    /// `cert-cooldown:...`. Fails if Redis cannot be reached now.
+    pub async fn connect_with(
+        connection: &RedisConnection,
+        key_prefix: &str,
+    ) -> Result<Self, StorageError> {
         Ok(Self {
-            connection,
-            prefix: format!("{}cooldown:", config.key_prefix),
+            link: RedisLink::connect(connection, 1).await?,
+            prefix: format!("{key_prefix}cooldown:"),
         })
     }
 
@@ -89,12 +75,7 @@ impl RedisCooldowns {
 
     /// Checks that Redis answers (and reconnects if it had gone away).
     pub async fn ping(&self) -> Result<(), StorageError> {
-        let mut connection = self.connection.clone();
-        redis::cmd("PING")
-            .query_async::<String>(&mut connection)
-            .await
-            .map(drop)
-            .map_err(storage_error)
+        self.link.ping().await
     }
 }
 
@@ -108,47 +89,13 @@ impl CooldownStore for RedisCooldowns {
         _now: OffsetDateTime,
     ) -> Result<Claim, StorageError> {
         let key = self.key(kind, fingerprint);
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut connection = self.connection.clone();
-        let (set, pttl): (Option<String>, i64) = redis::pipe()
-            .cmd("SET")
-            .arg(&key)
-            .arg("1")
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl_ms)
-            .cmd("PTTL")
-            .arg(&key)
-            .query_async(&mut connection)
-            .await
-            .map_err(storage_error)?;
-        if set.is_some() {
-            return Ok(Claim::Won);
-        }
-        let remaining = match pttl {
+        Ok(match self.link.claim_key(&key, ttl).await? {
+            KeyClaim::Won => Claim::Won,
             // No TTL (written by someone else without one): treat it as a full cooldown.
-            -1 => ttl,
-            // Gone between SET and PTTL: it lapsed just now.
-            ms if ms < 0 => Duration::ZERO,
-            ms => Duration::from_millis(ms.unsigned_abs()),
-        };
-        Ok(Claim::Held { remaining })
+            KeyClaim::Held { remaining } => Claim::Held {
+                remaining: remaining.unwrap_or(ttl),
+            },
+            _ => Claim::Held { remaining: ttl },
+        })
     }
-}
-
-fn storage_error(e: RedisError) -> StorageError {
-    let kind = if e.is_timeout() {
-        StorageErrorKind::Timeout
-    } else if e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_unrecoverable_error()
-    {
-        StorageErrorKind::Unavailable
-    } else if matches!(e.kind(), redis::ErrorKind::AuthenticationFailed) {
-        StorageErrorKind::Rejected
-    } else {
-        StorageErrorKind::Other
-    };
-    StorageError::new(kind, format!("redis cooldowns: {e}")).with_source(e)
 }

@@ -1,5 +1,6 @@
-//! Monitors sharing cooldowns through one real Redis (a private `redis-server`): exactly one
-//! event per certificate per cooldown across the fleet, Tyk's keys, and an outage.
+//! Monitors sharing cooldowns through real Redis (a private `redis-server`, a private Redis
+//! Cluster of 3 masters and 3 replicas, a private Sentinel setup): exactly one event per
+//! certificate per cooldown across the fleet, Tyk's keys, and an outage.
 #![cfg(feature = "redis")]
 
 mod common;
@@ -7,8 +8,8 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
-use cert_store::testkit::RedisServer;
-use cert_store::{Clock as _, ManualClock, SystemClock};
+use cert_store::testkit::{RedisCluster, RedisSentinels, RedisServer};
+use cert_store::{Clock as _, ManualClock, RedisConnection, SystemClock};
 use common::{GENERATED_AT, drain, subject};
 use expiry_monitor::{
     CertSubject, ChannelSink, ExpiryEvent, ExpiryMonitor, ExpiryMonitorConfig, RedisCooldowns, Role,
@@ -30,6 +31,64 @@ async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
         .get_multiplexed_async_connection()
         .await
         .unwrap()
+}
+
+/// A Redis deployment the test started.
+enum Target {
+    One(RedisServer),
+    Cluster(RedisCluster),
+    Sentinel(RedisSentinels),
+}
+
+/// A plain redis-rs connection to a target, to look at its keys.
+enum Raw {
+    One(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl Target {
+    fn connection(&self) -> RedisConnection {
+        match self {
+            Self::One(server) => server.connection(),
+            Self::Cluster(cluster) => cluster.connection(),
+            Self::Sentinel(sentinels) => sentinels.connection(),
+        }
+    }
+
+    async fn raw(&self) -> Raw {
+        match self {
+            Self::One(server) => Raw::One(raw(server).await),
+            Self::Cluster(cluster) => Raw::Cluster(
+                redis::cluster::ClusterClient::new(
+                    cluster
+                        .addrs()
+                        .iter()
+                        .map(|a| format!("redis://{a}"))
+                        .collect::<Vec<_>>(),
+                )
+                .unwrap()
+                .get_async_connection()
+                .await
+                .unwrap(),
+            ),
+            Self::Sentinel(sentinels) => Raw::One(
+                redis::Client::open(format!("redis://127.0.0.1:{}/", sentinels.master_port()))
+                    .unwrap()
+                    .get_multiplexed_async_connection()
+                    .await
+                    .unwrap(),
+            ),
+        }
+    }
+}
+
+impl Raw {
+    async fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> T {
+        match self {
+            Self::One(c) => cmd.query_async(c).await.unwrap(),
+            Self::Cluster(c) => cmd.query_async(c).await.unwrap(),
+        }
+    }
 }
 
 /// Every monitor observes `cert` from several tasks at once, then each drains its queue.
@@ -54,9 +113,9 @@ async fn burst(monitors: &[Arc<ExpiryMonitor>], cert: &CertSubject) {
     }
 }
 
-/// Two monitors on `server`, each with its own connection, publishing to one channel.
+/// Two monitors on `connection`, each with its own connection, publishing to one channel.
 async fn fleet(
-    server: &RedisServer,
+    connection: RedisConnection,
     config: ExpiryMonitorConfig,
     clock: Arc<dyn cert_store::Clock>,
 ) -> (
@@ -69,7 +128,7 @@ async fn fleet(
     let mut monitors = Vec::new();
     let mut stores = Vec::new();
     for _ in 0..2 {
-        let cooldowns = RedisCooldowns::connect(&server.url()).await.unwrap();
+        let cooldowns = RedisCooldowns::connect(connection.clone()).await.unwrap();
         stores.push(cooldowns.clone());
         monitors.push(Arc::new(
             ExpiryMonitor::builder(config)
@@ -85,10 +144,10 @@ async fn fleet(
 }
 
 /// Waits (polling) until `key` is gone from Redis.
-async fn until_gone(redis: &mut redis::aio::MultiplexedConnection, key: &str) {
+async fn until_gone(redis: &mut Raw, key: &str) {
     let deadline = Instant::now() + StdDuration::from_secs(10);
     loop {
-        let exists: bool = redis.exists(key).await.unwrap();
+        let exists: bool = redis.query(redis::cmd("EXISTS").arg(key)).await;
         if !exists {
             return;
         }
@@ -97,13 +156,11 @@ async fn until_gone(redis: &mut redis::aio::MultiplexedConnection, key: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_monitors_on_one_redis_emit_exactly_one_event_per_cooldown() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
+/// Two monitors sharing `target`: exactly one event per cooldown, Tyk's keys.
+async fn exactly_one_event_per_cooldown_on(target: Target) {
     // Redis times its keys with the real clock, so this test uses it too, with 2 s cooldowns.
-    let (monitors, _, mut events) = fleet(&server, config(2, 2), Arc::new(SystemClock)).await;
+    let (monitors, _, mut events) =
+        fleet(target.connection(), config(2, 2), Arc::new(SystemClock)).await;
     let cert = subject("fleet.example", SystemClock.now(), Duration::days(5));
     let fp = cert.fingerprint().to_string();
     let event_key = format!("cert-cooldown:cert_expiry_event_cooldown:{fp}");
@@ -115,11 +172,11 @@ async fn two_monitors_on_one_redis_emit_exactly_one_event_per_cooldown() {
     assert_eq!(first[0].cert_id().to_string(), fp);
 
     // Tyk's keys, value "1", with the cooldowns as TTLs.
-    let mut redis = raw(&server).await;
+    let mut redis = target.raw().await;
     for key in [&event_key, &check_key] {
-        let value: String = redis.get(key).await.unwrap();
+        let value: String = redis.query(redis::cmd("GET").arg(key)).await;
         assert_eq!(value, "1", "{key}");
-        let ttl: i64 = redis.pttl(key).await.unwrap();
+        let ttl: i64 = redis.query(redis::cmd("PTTL").arg(key)).await;
         assert!((1..=2000).contains(&ttl), "{key}: {ttl} ms");
     }
     let claimed_events: u64 = monitors
@@ -142,12 +199,37 @@ async fn two_monitors_on_one_redis_emit_exactly_one_event_per_cooldown() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_monitors_on_one_redis_emit_exactly_one_event_per_cooldown() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    exactly_one_event_per_cooldown_on(Target::One(server)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_monitors_on_a_redis_cluster_emit_exactly_one_event_per_cooldown() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    exactly_one_event_per_cooldown_on(Target::Cluster(cluster)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_monitors_behind_redis_sentinel_emit_exactly_one_event_per_cooldown() {
+    let Some(sentinels) = RedisSentinels::start() else {
+        return;
+    };
+    exactly_one_event_per_cooldown_on(Target::Sentinel(sentinels)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redis_outage_falls_back_to_local_cooldowns_and_recovers() {
     let Some(mut server) = RedisServer::start() else {
         return;
     };
     let clock = Arc::new(ManualClock::new(GENERATED_AT));
-    let (monitors, stores, mut events) = fleet(&server, config(1, 3600), clock.clone()).await;
+    let (monitors, stores, mut events) =
+        fleet(server.connection(), config(1, 3600), clock.clone()).await;
     let (a, b) = (&monitors[0], &monitors[1]);
 
     // Redis up: one event for the fleet.

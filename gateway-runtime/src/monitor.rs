@@ -95,7 +95,11 @@ pub(crate) async fn start_monitor(
     }
     #[cfg(feature = "redis")]
     if config.storage.kind == "redis" {
-        let cooldowns = expiry_monitor::RedisCooldowns::connect(&config.storage.redis_url())
+        let connection = config
+            .storage
+            .redis_connection()
+            .map_err(|e| e.to_string())?;
+        let cooldowns = expiry_monitor::RedisCooldowns::connect(connection)
             .await
             .map_err(|e| e.to_string())?;
         builder = builder.cooldowns(cooldowns);

@@ -396,11 +396,13 @@ pub async fn store_from_config(config: &GatewayConfig) -> Result<CertStore, Gate
     let storage: Arc<dyn cert_store::CertStorage> = match config.storage.kind.as_str() {
         #[cfg(feature = "redis")]
         "redis" => {
-            let redis = cert_store::RedisStorage::connect(cert_store::RedisConfig::new(
-                config.storage.redis_url(),
-            ))
-            .await
-            .map_err(|e| GatewayError::Storage(e.to_string()))?;
+            let redis_config = config
+                .storage
+                .redis_config()
+                .map_err(|e| GatewayError::Storage(e.to_string()))?;
+            let redis = cert_store::RedisStorage::connect(redis_config)
+                .await
+                .map_err(|e| GatewayError::Storage(e.to_string()))?;
             crate::key_format::warn_on_foreign_format(&redis, config.key_format()).await;
             Arc::new(redis)
         }

@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 const SECRET: &str = "control-secret";
 
 async fn redis_store(server: &RedisServer) -> CertStore {
-    let storage = RedisStorage::connect(RedisConfig::new(server.url()))
+    let storage = RedisStorage::connect(RedisConfig::new(server.connection()))
         .await
         .expect("connect");
     CertStore::builder(Arc::new(storage) as Arc<dyn CertStorage>)

@@ -226,7 +226,7 @@ async fn no_answer_shows_internals_with_bad_inputs_a_corrupted_record_oom_or_red
         return;
     };
     let pki = Pki::new("plain ca");
-    let storage = RedisStorage::connect(RedisConfig::new(server.url()))
+    let storage = RedisStorage::connect(RedisConfig::new(server.connection()))
         .await
         .expect("connect");
     let store = CertStore::builder(Arc::new(storage) as Arc<dyn CertStorage>)

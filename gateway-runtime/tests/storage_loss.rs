@@ -23,7 +23,7 @@ const SECRET: &str = "control-secret";
 /// A store over `server` whose cache entries expire quickly, as they do after minutes in
 /// production: the attack waited that long between the flush and the next add.
 async fn redis_store(server: &RedisServer) -> CertStore {
-    let storage = RedisStorage::connect(RedisConfig::new(server.url()))
+    let storage = RedisStorage::connect(RedisConfig::new(server.connection()))
         .await
         .expect("connect");
     CertStore::builder(Arc::new(storage) as Arc<dyn CertStorage>)

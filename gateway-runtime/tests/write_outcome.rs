@@ -93,8 +93,8 @@ async fn adds_answered_503_while_redis_is_paused_are_safe_to_retry() {
         return;
     };
     let pki = Pki::new("outcome ca");
-    let mut redis = RedisConfig::new(server.url());
-    redis.response_timeout = Duration::from_millis(500);
+    let mut redis = RedisConfig::new(server.connection());
+    redis.connection.response_timeout = Duration::from_millis(500);
     let storage = RedisStorage::connect(redis).await.expect("connect");
     let store = CertStore::builder(Arc::new(storage) as Arc<dyn CertStorage>)
         .encoding_secret(EncodingSecret::new("test secret"))

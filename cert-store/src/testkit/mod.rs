@@ -2,9 +2,15 @@
 //!
 //! - [`conformance`]: the behaviour every [`CertStorage`](crate::CertStorage) backend must
 //!   have. Run it on your backend with one call: [`conformance::run_all`].
-//! - [`RedisServer`]: a private `redis-server` on a free loopback port, stopped on drop.
+//! - [`RedisServer`]: a private `redis-server` on a free loopback port, stopped on drop;
+//!   `RedisCluster` (3 masters, 3 replicas) and `RedisSentinels` (master, replica, three
+//!   sentinels) the same for the distributed topologies (feature `redis`).
 
 pub mod conformance;
 mod redis_server;
+#[cfg(feature = "redis")]
+mod redis_topologies;
 
 pub use redis_server::RedisServer;
+#[cfg(feature = "redis")]
+pub use redis_topologies::{RedisCluster, RedisSentinels};

@@ -85,15 +85,13 @@ impl RedisServer {
     }
 
     fn answers_ping(&self) -> bool {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
-        let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-        let mut reply = [0u8; 7];
-        stream.write_all(b"PING\r\n").is_ok()
-            && stream.read_exact(&mut reply).is_ok()
-            && &reply == b"+PONG\r\n"
+        answers_ping(self.port)
+    }
+
+    /// A connection description for this server.
+    #[cfg(feature = "redis")]
+    pub fn connection(&self) -> crate::RedisConnection {
+        crate::RedisConnection::single(format!("127.0.0.1:{}", self.port))
     }
 
     /// The URL to connect to, e.g. `redis://127.0.0.1:6390/`.
@@ -149,9 +147,21 @@ impl Drop for RedisServer {
     }
 }
 
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .expect("a free loopback port")
+}
+
+pub(super) fn answers_ping(port: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut reply = [0u8; 7];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut reply).is_ok()
+        && &reply == b"+PONG\r\n"
 }

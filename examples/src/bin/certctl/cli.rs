@@ -39,6 +39,16 @@ pub(crate) enum Command {
     /// Index every stored record of every org, as Tyk's first listing of an org does (needs
     /// --redis; SCANs the record keys once).
     Reindex(ReindexArgs),
+    /// Heal the indexes after an interrupted write on a Redis Cluster: index every record,
+    /// drop entries without a record (needs --redis).
+    Repair(RepairArgs),
+}
+
+/// Arguments of `repair`.
+#[derive(Debug, Args)]
+pub(crate) struct RepairArgs {
+    #[command(flatten)]
+    pub(crate) target: Target,
 }
 
 impl Command {
@@ -76,10 +86,26 @@ pub(crate) struct Target {
     /// The private key (PEM) of --cert.
     #[arg(long, value_name = "FILE", env = "CERTCTL_KEY", requires = "cert")]
     pub(crate) key: Option<PathBuf>,
-    /// Redis URL of the store, e.g. redis://127.0.0.1:6379/0 (the layout Tyk uses; default:
-    /// $CERTCTL_REDIS when --url is not given).
+    /// Redis URL of the store (the layout Tyk uses): one node `redis://[user:pass@]host:port/db`,
+    /// a Redis Cluster `redis+cluster://[user:pass@]host:port,host:port,...`, or Redis Sentinel
+    /// `redis+sentinel://[user:pass@]sentinel:port,.../master_name[/db]`; `rediss...` for TLS
+    /// (default: $CERTCTL_REDIS when --url is not given).
     #[arg(long, value_name = "URL")]
     pub(crate) redis: Option<String>,
+    /// Password on the sentinels, with a redis+sentinel:// URL.
+    #[arg(
+        long,
+        value_name = "S",
+        env = "CERTCTL_SENTINEL_PASSWORD",
+        hide_env_values = true
+    )]
+    pub(crate) sentinel_password: Option<String>,
+    /// ACL user name on the sentinels, with a redis+sentinel:// URL.
+    #[arg(long, value_name = "USER")]
+    pub(crate) sentinel_username: Option<String>,
+    /// With --redis: replicas that must have each write before it counts as done (WAIT).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(crate) min_replicas_to_ack: u32,
     /// The secret that encrypts private keys at rest, with --redis.
     #[arg(
         long,

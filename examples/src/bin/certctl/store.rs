@@ -145,18 +145,29 @@ async fn run_async(command: Command) -> Result<Outcome, String> {
                 failed: false,
             })
         }
+        Command::Repair(args) => {
+            let Some(url) = redis_target(&args.target)? else {
+                return Err("repair works only with --redis".to_owned());
+            };
+            let report = redis_storage(&url, &args.target)
+                .await?
+                .repair()
+                .await
+                .map_err(|e| format!("repair stopped: {e}"))?;
+            Ok(Outcome::ok(format!(
+                "records {}, added to their index {}, dead index entries dropped {}\n",
+                report.records, report.indexed, report.dropped
+            )))
+        }
         Command::Rekey(args) => {
-            let Target {
-                redis: Some(url), ..
-            } = &args.target
-            else {
+            let Some(url) = redis_target(&args.target)? else {
                 return Err(
                     "rekey works only with --redis: it rewrites the stored records, which a gateway's control API does not do"
                         .to_owned(),
                 );
             };
             let store = redis_store(
-                url,
+                &url,
                 &args.target,
                 Arc::new(SystemClock),
                 args.previous_secret.as_deref(),
@@ -199,17 +210,14 @@ async fn run_async(command: Command) -> Result<Outcome, String> {
             Ok(outcome)
         }
         Command::Reindex(args) => {
-            let Some(url) = &args.target.redis else {
+            let Some(url) = redis_target(&args.target)? else {
                 return Err(
                     "reindex works only with --redis: it writes Redis index keys, which a gateway's control API does not do"
                         .to_owned(),
                 );
             };
-            let config = RedisConfig::new(url).with_key_prefix(args.target.redis_prefix.clone());
-            let storage = RedisStorage::connect(config)
-                .await
-                .map_err(|e| format!("cannot use Redis at {}: {e}", redacted(url)))?;
-            let report = storage
+            let report = redis_storage(&url, &args.target)
+                .await?
                 .reindex()
                 .await
                 .map_err(|e| format!("reindex stopped: {e}"))?;
@@ -248,10 +256,7 @@ async fn redis_store(
                 .to_owned(),
         );
     };
-    let config = RedisConfig::new(url).with_key_prefix(target.redis_prefix.clone());
-    let storage = RedisStorage::connect(config)
-        .await
-        .map_err(|e| format!("cannot use Redis at {}: {e}", redacted(url)))?;
+    let storage = redis_storage(url, target).await?;
     let mut builder = CertStore::builder(Arc::new(storage))
         .encoding_secret(EncodingSecret::new(secret.clone()))
         .key_format(target.key_format)
@@ -260,6 +265,35 @@ async fn redis_store(
         builder = builder.previous_encoding_secret(EncodingSecret::new(previous));
     }
     Ok(builder.build())
+}
+
+/// The Redis URL a Redis-only command works on: --redis, or $CERTCTL_REDIS when --url is not
+/// given either.
+fn redis_target(target: &Target) -> Result<Option<String>, String> {
+    match (&target.url, &target.redis) {
+        (_, Some(redis)) => Ok(Some(redis.clone())),
+        (Some(_), None) => Ok(None),
+        (None, None) => env_target("CERTCTL_REDIS"),
+    }
+}
+
+/// Connects to the Redis store `url` names (one node, a cluster or sentinels) with the
+/// target's prefix, sentinel credentials and replica acknowledgements.
+async fn redis_storage(url: &str, target: &Target) -> Result<RedisStorage, String> {
+    let mut config = RedisConfig::from_url(url)
+        .map_err(|e| format!("--redis {}: {e}", redacted(url)))?
+        .with_key_prefix(target.redis_prefix.clone())
+        .with_min_replicas_to_ack(
+            target.min_replicas_to_ack,
+            std::time::Duration::from_secs(2),
+        );
+    config.connection = config.connection.with_sentinel_credentials(
+        target.sentinel_username.as_deref().unwrap_or_default(),
+        target.sentinel_password.as_deref().unwrap_or_default(),
+    );
+    RedisStorage::connect(config)
+        .await
+        .map_err(|e| format!("cannot use Redis at {}: {e}", redacted(url)))
 }
 
 /// A Redis URL without its password, for messages.
