@@ -361,6 +361,7 @@ impl Default for StorageConfig {
 }
 
 impl StorageConfig {
+    #[cfg(feature = "redis")]
     fn addrs_or_host(&self) -> Vec<String> {
         if self.addrs.is_empty() {
             vec![format!("{}:{}", self.host, self.port)]
