@@ -15,13 +15,21 @@ use std::time::{Duration, Instant};
 use cert_store::testkit::{RedisCluster, RedisSentinels};
 use cert_store::{CertStorage, CertStore, RedisConfig, RedisConnection, RedisStorage};
 use gateway_runtime::GatewayConfig;
-use rustls::pki_types::ServerName;
-use support::{Pki, client_config, https_get, start, tls_config};
+use support::{Pki, client_config, https_get, start, tls_config, tls_control};
 use tls_core::{EncodingSecret, OrgId};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
 
 const SECRET: &str = "control-secret";
+
+/// The status and body of a control API request over TLS on `a.test`.
+async fn control(
+    addr: SocketAddr,
+    pki: &Pki,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<(u16, String), String> {
+    tls_control(addr, "a.test", pki, SECRET, (method, path, body)).await
+}
 
 async fn redis_store(connection: RedisConnection) -> CertStore {
     let storage = RedisStorage::connect(
@@ -32,47 +40,6 @@ async fn redis_store(connection: RedisConnection) -> CertStore {
     CertStore::builder(Arc::new(storage) as Arc<dyn CertStorage>)
         .encoding_secret(EncodingSecret::new("test secret"))
         .build()
-}
-
-/// The status and body of a control API request over TLS.
-async fn control(
-    addr: SocketAddr,
-    pki: &Pki,
-    method: &str,
-    path: &str,
-    body: &[u8],
-) -> Result<(u16, String), String> {
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let connector = tokio_rustls::TlsConnector::from(client_config(&[pki.ca_der()], None));
-    let name = ServerName::try_from("a.test".to_owned()).map_err(|e| e.to_string())?;
-    let mut tls = connector
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: a.test\r\nx-tyk-authorization: {SECRET}\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    tls.write_all(head.as_bytes())
-        .await
-        .map_err(|e| format!("write: {e}"))?;
-    tls.write_all(body)
-        .await
-        .map_err(|e| format!("write: {e}"))?;
-    let mut raw = Vec::new();
-    let _ = tls.read_to_end(&mut raw).await;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("no HTTP answer: {text:?}"))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
 }
 
 /// Kills the master holding a key and brings the deployment back to full strength.

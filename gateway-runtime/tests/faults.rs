@@ -12,40 +12,16 @@ use std::time::{Duration, Instant};
 use cert_store::testkit::RedisServer;
 use cert_store::{CertStorage, CertStore, RedisConfig, RedisStorage};
 use rustls::pki_types::ServerName;
-use support::{Pki, client_config, https_get, memory_store, start, tls_config};
+use support::{
+    Pki, client_config, https_get, memory_store, redis_command, start, tls_config, tls_control,
+};
 use tls_core::{EncodingSecret, OrgId};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 const SECRET: &str = "control-secret";
 
-async fn redis_store(server: &RedisServer) -> CertStore {
-    let storage = RedisStorage::connect(RedisConfig::new(server.connection()))
-        .await
-        .expect("connect");
-    CertStore::builder(Arc::new(storage) as Arc<dyn CertStorage>)
-        .encoding_secret(EncodingSecret::new("test secret"))
-        .build()
-}
-
-/// Sends one Redis command over RESP (gateway-runtime has no Redis client of its own).
-async fn redis_command(server: &RedisServer, args: &[&[u8]]) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", server.port()))
-        .await
-        .unwrap();
-    let mut command = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        command.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        command.extend_from_slice(arg);
-        command.extend_from_slice(b"\r\n");
-    }
-    stream.write_all(&command).await.unwrap();
-    let mut reply = vec![0u8; 4096];
-    let n = stream.read(&mut reply).await.unwrap();
-    String::from_utf8_lossy(&reply[..n]).into_owned()
-}
-
-/// The status and body of a control API request over TLS (HTTP/1.1, `Connection: close`).
+/// The status and body of a control API request over TLS to `sni`, with the secret.
 async fn control(
     addr: SocketAddr,
     sni: &str,
@@ -54,36 +30,16 @@ async fn control(
     path: &str,
     body: &[u8],
 ) -> Result<(u16, String), String> {
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let connector = tokio_rustls::TlsConnector::from(client_config(&[roots.ca_der()], None));
-    let name = ServerName::try_from(sni.to_owned()).map_err(|e| e.to_string())?;
-    let mut tls = connector
-        .connect(name, tcp)
+    tls_control(addr, sni, roots, SECRET, (method, path, body)).await
+}
+
+async fn redis_store(server: &RedisServer) -> CertStore {
+    let storage = RedisStorage::connect(RedisConfig::new(server.connection()))
         .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {sni}\r\nx-tyk-authorization: {SECRET}\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    tls.write_all(head.as_bytes())
-        .await
-        .map_err(|e| format!("write: {e}"))?;
-    // The server may answer (413) before reading the whole body: ignore a failed body write.
-    let _ = tls.write_all(body).await;
-    let mut raw = Vec::new();
-    let _ = tls.read_to_end(&mut raw).await;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("no HTTP answer: {text:?}"))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
+        .expect("connect");
+    CertStore::builder(Arc::new(storage) as Arc<dyn CertStorage>)
+        .encoding_secret(EncodingSecret::new("test secret"))
+        .build()
 }
 
 /// Waits until `check` is true, for at most `limit`.
@@ -244,7 +200,7 @@ async fn a_record_corrupted_in_redis_is_not_served_and_the_others_are() {
         .await
         .unwrap();
     let reply = redis_command(
-        &server,
+        server.port(),
         &[
             b"SET",
             format!("cert-raw-{broken}").as_bytes(),

@@ -15,29 +15,12 @@ use std::time::Duration;
 use cert_store::testkit::RedisServer;
 use cert_store::{CertStorage, CertStore, RedisConfig, RedisStorage};
 use rustls::pki_types::ServerName;
-use support::{Pki, client_config, start, tls_config};
+use support::{Pki, client_config, redis_command, start, tls_config};
 use tls_core::{EncodingSecret, OrgId};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 const SECRET: &str = "control-secret";
-
-/// Sends one Redis command over RESP; the raw reply.
-async fn redis_command(server: &RedisServer, args: &[&[u8]]) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", server.port()))
-        .await
-        .unwrap();
-    let mut command = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        command.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        command.extend_from_slice(arg);
-        command.extend_from_slice(b"\r\n");
-    }
-    stream.write_all(&command).await.unwrap();
-    let mut reply = vec![0u8; 4096];
-    let n = stream.read(&mut reply).await.unwrap();
-    String::from_utf8_lossy(&reply[..n]).into_owned()
-}
 
 /// Status and body of a request over TLS; `secret` adds the control API header.
 async fn call(
@@ -262,7 +245,8 @@ async fn no_answer_shows_internals_with_bad_inputs_a_corrupted_record_oom_or_red
         "-----BEGIN CERTIFICATE-----\nMIIBkTCB+wIBADANBgkqhkiG9w0BAQsFADA=\n-----END CERTIFICATE-----\n",
         "not pem at all",
     ] {
-        let reply = redis_command(&server, &[b"SET", key.as_bytes(), garbage.as_bytes()]).await;
+        let reply =
+            redis_command(server.port(), &[b"SET", key.as_bytes(), garbage.as_bytes()]).await;
         assert_eq!(reply, "+OK\r\n");
         scan.check("GET", "/tyk/certs?mode=detailed", b"", true)
             .await;
@@ -273,7 +257,7 @@ async fn no_answer_shows_internals_with_bad_inputs_a_corrupted_record_oom_or_red
     }
 
     // Out of memory: writes fail (Lua scripts included).
-    let reply = redis_command(&server, &[b"CONFIG", b"SET", b"maxmemory", b"1"]).await;
+    let reply = redis_command(server.port(), &[b"CONFIG", b"SET", b"maxmemory", b"1"]).await;
     assert_eq!(reply, "+OK\r\n");
     let upload = pki.server(&["oom.test"]).bundle();
     let status = scan
@@ -281,7 +265,7 @@ async fn no_answer_shows_internals_with_bad_inputs_a_corrupted_record_oom_or_red
         .await;
     assert_eq!(status, 500, "an add refused by an out-of-memory Redis");
     scan.every_route(&served).await;
-    let reply = redis_command(&server, &[b"CONFIG", b"SET", b"maxmemory", b"0"]).await;
+    let reply = redis_command(server.port(), &[b"CONFIG", b"SET", b"maxmemory", b"0"]).await;
     assert_eq!(reply, "+OK\r\n");
 
     // Redis down: the open /hello says so in plain words.

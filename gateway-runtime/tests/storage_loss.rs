@@ -12,13 +12,26 @@ use std::time::{Duration, Instant};
 use cert_store::testkit::RedisServer;
 use cert_store::{CertStorage, CertStore, RedisConfig, RedisStorage};
 use gateway_runtime::Gateway;
-use rustls::pki_types::ServerName;
-use support::{Issued, Pki, api, client_config, echo_upstream, https_get, start, tls_config};
+use support::{
+    Issued, Pki, api, client_config, echo_upstream, https_get, redis_command, start, tls_config,
+    tls_control,
+};
 use tls_core::{EncodingSecret, OrgId};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
 
 const SECRET: &str = "control-secret";
+
+/// Status and body of a control API request over TLS on `open.test` (0 when nothing answered).
+async fn control(
+    addr: SocketAddr,
+    pki: &Pki,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> (u16, String) {
+    tls_control(addr, "open.test", pki, SECRET, (method, path, body))
+        .await
+        .unwrap_or_else(|e| (0, e))
+}
 
 /// A store over `server` whose cache entries expire quickly, as they do after minutes in
 /// production: the attack waited that long between the flush and the next add.
@@ -30,57 +43,6 @@ async fn redis_store(server: &RedisServer) -> CertStore {
         .encoding_secret(EncodingSecret::new("test secret"))
         .cache_ttl(Duration::from_millis(300))
         .build()
-}
-
-/// Sends one Redis command over RESP.
-async fn redis_command(server: &RedisServer, args: &[&[u8]]) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", server.port()))
-        .await
-        .unwrap();
-    let mut command = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        command.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        command.extend_from_slice(arg);
-        command.extend_from_slice(b"\r\n");
-    }
-    stream.write_all(&command).await.unwrap();
-    let mut reply = vec![0u8; 4096];
-    let n = stream.read(&mut reply).await.unwrap();
-    String::from_utf8_lossy(&reply[..n]).into_owned()
-}
-
-/// Status and body of a control API request over TLS on `open.test`.
-async fn control(
-    addr: SocketAddr,
-    pki: &Pki,
-    method: &str,
-    path: &str,
-    body: &[u8],
-) -> (u16, String) {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let connector = tokio_rustls::TlsConnector::from(client_config(&[pki.ca_der()], None));
-    let name = ServerName::try_from("open.test").unwrap();
-    let mut tls = connector.connect(name, tcp).await.unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: open.test\r\nx-tyk-authorization: {SECRET}\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    tls.write_all(head.as_bytes()).await.unwrap();
-    tls.write_all(body).await.unwrap();
-    let mut raw = Vec::new();
-    let _ = tls.read_to_end(&mut raw).await;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 /// Waits until `check` is true, for at most 20 s.
@@ -341,7 +303,7 @@ async fn flushall_then_an_unrelated_add_keeps_tls_serving_from_the_last_good_sna
         return;
     };
     assert_eq!(
-        redis_command(&setup.server, &[b"FLUSHALL"]).await,
+        redis_command(setup.server.port(), &[b"FLUSHALL"]).await,
         "+OK\r\n"
     );
     // Past the cache lifetime, as minutes are in production; then an unrelated add rebuilds.

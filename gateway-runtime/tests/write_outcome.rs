@@ -10,32 +10,12 @@ use std::time::Duration;
 
 use cert_store::testkit::RedisServer;
 use cert_store::{CertStorage, CertStore, RedisConfig, RedisStorage};
-use rustls::pki_types::ServerName;
-use support::{Pki, client_config, start, tls_config};
+use support::{Pki, redis_command, start, tls_config, tls_control};
 use tls_core::EncodingSecret;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
 
 const SECRET: &str = "control-secret";
 
-/// Sends one Redis command over RESP; the raw reply.
-async fn redis_command(server: &RedisServer, args: &[&[u8]]) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", server.port()))
-        .await
-        .unwrap();
-    let mut command = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        command.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        command.extend_from_slice(arg);
-        command.extend_from_slice(b"\r\n");
-    }
-    stream.write_all(&command).await.unwrap();
-    let mut reply = vec![0u8; 65536];
-    let n = stream.read(&mut reply).await.unwrap();
-    String::from_utf8_lossy(&reply[..n]).into_owned()
-}
-
-/// Status and body of a control API request over TLS.
+/// Status and body of a control API request over TLS on `api.test` (0 when nothing answered).
 async fn control(
     addr: SocketAddr,
     pki: &Pki,
@@ -43,30 +23,9 @@ async fn control(
     path: &str,
     body: &[u8],
 ) -> (u16, String) {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let connector = tokio_rustls::TlsConnector::from(client_config(&[pki.ca_der()], None));
-    let name = ServerName::try_from("api.test").unwrap();
-    let mut tls = connector.connect(name, tcp).await.unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: api.test\r\nx-tyk-authorization: {SECRET}\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    tls.write_all(head.as_bytes()).await.unwrap();
-    tls.write_all(body).await.unwrap();
-    let mut raw = Vec::new();
-    let _ = tls.read_to_end(&mut raw).await;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    tls_control(addr, "api.test", pki, SECRET, (method, path, body))
+        .await
+        .unwrap_or_else(|e| (0, e))
 }
 
 fn signal(server: &RedisServer, signal: &str) {
@@ -148,7 +107,11 @@ async fn adds_answered_503_while_redis_is_paused_are_safe_to_retry() {
 
     // Redis applies what it had received; the retries then answer 200 with the same IDs.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let index = redis_command(&server, &[b"LRANGE", b"cert-pause-org-index", b"0", b"-1"]).await;
+    let index = redis_command(
+        server.port(),
+        &[b"LRANGE", b"cert-pause-org-index", b"0", b"-1"],
+    )
+    .await;
     let applied_before_retry = index.matches("raw-pause-org").count();
     eprintln!(
         "adds applied after their 503: {applied_before_retry} of {}",
@@ -188,7 +151,11 @@ async fn adds_answered_503_while_redis_is_paused_are_safe_to_retry() {
         assert_eq!(status, 200, "{body}");
         assert!(body.contains(id.as_str()), "{body}");
     }
-    let index = redis_command(&server, &[b"LRANGE", b"cert-pause-org-index", b"0", b"-1"]).await;
+    let index = redis_command(
+        server.port(),
+        &[b"LRANGE", b"cert-pause-org-index", b"0", b"-1"],
+    )
+    .await;
     for id in &ids {
         assert_eq!(
             index.matches(&format!("raw-{id}\r\n")).count(),

@@ -343,3 +343,60 @@ pub(crate) async fn https_get(
         resumed,
     })
 }
+
+/// Sends one Redis command over RESP to the server on `port`; the raw reply (gateway-runtime
+/// has no Redis client of its own).
+pub(crate) async fn redis_command(port: u16, args: &[&[u8]]) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut command = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        command.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        command.extend_from_slice(arg);
+        command.extend_from_slice(b"\r\n");
+    }
+    stream.write_all(&command).await.unwrap();
+    let mut reply = vec![0u8; 65536];
+    let n = stream.read(&mut reply).await.unwrap();
+    String::from_utf8_lossy(&reply[..n]).into_owned()
+}
+
+/// The status and body of a control API request over TLS to `sni` (HTTP/1.1,
+/// `Connection: close`), trusting `roots`' CA and sending `secret`.
+pub(crate) async fn tls_control(
+    addr: SocketAddr,
+    sni: &str,
+    roots: &Pki,
+    secret: &str,
+    (method, path, body): (&str, &str, &[u8]),
+) -> Result<(u16, String), String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let connector = tokio_rustls::TlsConnector::from(client_config(&[roots.ca_der()], None));
+    let name = ServerName::try_from(sni.to_owned()).map_err(|e| e.to_string())?;
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {sni}\r\nx-tyk-authorization: {secret}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes())
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    // The server may answer (413) before reading the whole body: ignore a failed body write.
+    let _ = tls.write_all(body).await;
+    let mut raw = Vec::new();
+    let _ = tls.read_to_end(&mut raw).await;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no HTTP answer: {text:?}"))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
