@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: certgate's gateway against nginx (and against a bare tokio-rustls
-# server, the limit), on the same certificates, TLS 1.3 only, TLS_AES_128_GCM_SHA256, X25519.
+# Side-by-side benchmark: certgate's gateway against nginx and HAProxy (and against a bare
+# tokio-rustls server, the limit), on the same certificates, TLS 1.3 only, TLS_AES_128_GCM_SHA256,
+# X25519.
 #
 # Primary metric: operations per server CPU-second (utime+stime from /proc/<pid>/stat, summed
 # over nginx's master and worker). Each server is one process pinned to CPU 1 (`taskset -c 1`;
-# one nginx worker, one Tokio worker since Tokio sizes its pool from the affinity mask); the load
+# one nginx worker, one HAProxy thread, one Tokio worker since Tokio sizes its pool from the
+# affinity mask); the load
 # generators and the shared upstream run on CPU 0. Each run also reports the server's and the
 # load generators' CPU as % of one core (the clients' from bash `times`): near 100 % marks the
 # bound side, where peak rates stop being comparable (CPU per operation still is).
@@ -21,12 +23,25 @@
 #                     nginx (`ssl_verify_client on`) and bare_tls (`--client-ca`) verify the
 #                     client's chain to the CA; the gateway allow-lists the client certificate
 #                     (an API's `client_certificates`), and `gateway-ca` lists the CA instead
-#                     (chain verified as the others do). nginx and the gateways proxy the GET.
+#                     (chain verified as the others do). nginx, HAProxy and the gateways proxy
+#                     the GET.
+#   h2                `h2load -c4 -m16`: HTTP/2 streams over 4 connections, proxied to the upstream
+#                     (HTTP/1.1 keep-alive there); nginx, HAProxy and the gateway
+#   idle-mem          resident memory per idle TLS connection: `hs_load --hold N` opens N
+#                     connections (BENCH_IDLE_CONNECTIONS, default 9900: HAProxy keeps two descriptors per connection and the hard descriptor limit here is 20000), handshakes done, no
+#                     request; (VmRSS with them - VmRSS before) / N, in KiB. Not with --icount.
+#   latency-ka, latency-new
+#                     latency at a fixed rate below saturation, measured from each request's
+#                     scheduled start (no coordinated omission): `hs_load --rate R`, keep-alive
+#                     on 16 connections (BENCH_RATE_KA, default 5000/s) or a new connection per
+#                     request (BENCH_RATE_NEW, default 500/s); p50/p99/p99.9 in microseconds.
+#                     Not with --icount.
 # Servers are alternated run by run; each ratio is printed as median [min-max] over the runs.
 #
 # Usage: bench/compare.sh [--smoke] [--runs N] [--duration SECONDS] [--only SCENARIO[,...]] [--no-build]
 #   --smoke     one run of every step for ~2 s (keeps the script from rotting)
-#   --only      run only these scenarios (hs-ecdsa, hs-rsa, keepalive, hs-mtls)
+#   --only      run only these scenarios (hs-ecdsa, hs-rsa, keepalive, hs-mtls, h2, idle-mem,
+#               latency-ka, latency-new)
 #   --no-build  use the existing target/release/{gateway,bare_tls,hs_load}
 #   --icount    run every server under valgrind's callgrind and count instructions per operation
 #               instead of CPU time: repeatable whatever else the machine does; uses (and builds)
@@ -42,7 +57,7 @@ smoke=0
 build=1
 profile=release
 icount=0
-scenarios=(hs-ecdsa hs-rsa keepalive hs-mtls)
+scenarios=(hs-ecdsa hs-rsa keepalive hs-mtls h2 idle-mem latency-ka latency-new)
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --smoke) smoke=1; runs=1; duration=2 ;;
@@ -59,7 +74,7 @@ while [[ $# -gt 0 ]]; do
 done
 for scenario in "${scenarios[@]}"; do
     case "$scenario" in
-        hs-ecdsa|hs-rsa|keepalive|hs-mtls) ;;
+        hs-ecdsa|hs-rsa|keepalive|hs-mtls|h2|idle-mem|latency-ka|latency-new) ;;
         *) echo "unknown scenario $scenario" >&2; exit 2 ;;
     esac
 done
@@ -75,6 +90,7 @@ declare -A port=(
     [bare-ecdsa]=$((base + 63)) [bare-rsa]=$((base + 64))
     [nginx-mtls]=$((base + 45)) [gateway-mtls]=$((base + 55)) [gateway-ca-mtls]=$((base + 56))
     [bare-mtls]=$((base + 65))
+    [haproxy-ecdsa]=$((base + 73)) [haproxy-rsa]=$((base + 74)) [haproxy-mtls]=$((base + 75))
 )
 log() { printf '[compare %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
@@ -84,6 +100,8 @@ nginx_bin="$(command -v nginx || true)"
 missing=()
 [[ -z "$nginx_bin" ]] && missing+=(nginx-light)
 command -v wrk >/dev/null || missing+=(wrk)
+command -v haproxy >/dev/null || missing+=(haproxy)
+command -v h2load >/dev/null || missing+=(nghttp2-client)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v taskset >/dev/null || missing+=(util-linux)
 ((icount)) && ! command -v valgrind >/dev/null && missing+=(valgrind)
@@ -96,7 +114,7 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
 fi
 [[ $(nproc) -ge 2 ]] || { echo "needs 2 CPUs (server on CPU 1, clients on CPU 0)" >&2; exit 1; }
-ulimit -n 65536 2>/dev/null || true
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 if ((build)); then
     log "building the gateway, bare_tls and hs_load ($profile)"
@@ -176,7 +194,8 @@ worker_processes 1;
 user root root;
 error_log $work/%s-error.log warn;
 pid $work/%s.pid;
-events { worker_connections 4096; }
+worker_rlimit_nofile 20000;
+events { worker_connections 16384; }
 "
 nginx_temp="
     access_log off;
@@ -219,8 +238,10 @@ pids+=($!)
     ssl_ecdh_curve X25519;
     ssl_session_cache off;
     ssl_session_tickets on;
+    client_header_timeout 120s;
+    keepalive_timeout 120s;
     server {
-        listen 127.0.0.1:${port[nginx-ecdsa]} ssl;
+        listen 127.0.0.1:${port[nginx-ecdsa]} ssl http2;
         ssl_certificate $work/pki-ecdsa/leaf.pem;
         ssl_certificate_key $work/pki-ecdsa/leaf.key;
         location / {
@@ -230,7 +251,7 @@ pids+=($!)
         }
     }
     server {
-        listen 127.0.0.1:${port[nginx-rsa]} ssl;
+        listen 127.0.0.1:${port[nginx-rsa]} ssl http2;
         ssl_certificate $work/pki-rsa/leaf.pem;
         ssl_certificate_key $work/pki-rsa/leaf.key;
         location / {
@@ -257,6 +278,40 @@ CONF
 "${sut[@]}" "$nginx_bin" -c "$work/nginx.conf" -p "$work" &
 nginx_master=$!
 pids+=("$nginx_master")
+
+# HAProxy under test: one process (no master), one thread, on CPU 1; the same TLS parameters,
+# tickets on (its default), keep-alive connections to the upstream reused (`http-reuse always`).
+haproxy_bind="ssl alpn h2,http/1.1 ssl-min-ver TLSv1.3 ciphersuites TLS_AES_128_GCM_SHA256 curves X25519"
+cat >"$work/haproxy.cfg" <<CONF
+global
+    nbthread 1
+    maxconn 9990
+    ulimit-n 20000
+    log stderr format short local0 warning
+defaults
+    mode http
+    log global
+    timeout connect 5s
+    timeout client 120s
+    timeout server 30s
+    timeout http-request 120s
+    timeout http-keep-alive 120s
+    http-reuse always
+backend up
+    server upstream 127.0.0.1:$port_up maxconn 64
+frontend ecdsa
+    bind 127.0.0.1:${port[haproxy-ecdsa]} $haproxy_bind crt $work/pki-ecdsa/bundle.pem
+    default_backend up
+frontend rsa
+    bind 127.0.0.1:${port[haproxy-rsa]} $haproxy_bind crt $work/pki-rsa/bundle.pem
+    default_backend up
+frontend mtls
+    bind 127.0.0.1:${port[haproxy-mtls]} $haproxy_bind crt $work/pki-ecdsa/bundle.pem verify required ca-file $work/pki-ecdsa/ca.pem
+    default_backend up
+CONF
+"${sut[@]}" haproxy -db -f "$work/haproxy.cfg" 2>"$work/haproxy.log" &
+pids+=($!)
+haproxy_pid=$!
 
 # The gateways: one per key type and per mTLS variant, the certificates inline in the
 # configuration and in the API definitions; each gateway reads its own app folder.
@@ -286,7 +341,10 @@ start_gateway() { # name kind app-folder
   "http_server_options": {
     "use_ssl": true,
     "min_version": 772,
-    "ssl_certificates": [$(json_string "$work/pki-$2/bundle.pem")]
+    "ssl_certificates": [$(json_string "$work/pki-$2/bundle.pem")],
+    "enable_http2": true,
+    "idle_timeout": 120,
+    "max_connections": 18000
   }
 }
 JSON
@@ -320,6 +378,7 @@ nginx_pids() { echo "$nginx_master $(pgrep -P "$nginx_master" | tr '\n' ' ')"; }
 sut_pid[nginx-ecdsa]="$(nginx_pids)"
 sut_pid[nginx-rsa]="${sut_pid[nginx-ecdsa]}"
 sut_pid[nginx-mtls]="${sut_pid[nginx-ecdsa]}"
+for kind in ecdsa rsa mtls; do sut_pid[haproxy-$kind]="$haproxy_pid"; done
 
 # --- measurement -------------------------------------------------------------------------------
 ticks="$(getconf CLK_TCK)"
@@ -348,14 +407,25 @@ cpu_ticks() { # pids...: utime+stime summed
     echo "$total"
 }
 
-mtls_servers=(nginx-mtls gateway-mtls gateway-ca-mtls bare-mtls)
+mtls_servers=(nginx-mtls haproxy-mtls gateway-mtls gateway-ca-mtls bare-mtls)
 client_cert=(-cert "$work/pki-ecdsa/client.pem" -key "$work/pki-ecdsa/client.key")
 log "negotiated parameters (checked once per server):"
-for name in nginx-ecdsa gateway-ecdsa bare-ecdsa nginx-rsa gateway-rsa bare-rsa "${mtls_servers[@]}"; do
+for name in nginx-ecdsa haproxy-ecdsa gateway-ecdsa bare-ecdsa nginx-rsa haproxy-rsa gateway-rsa \
+    bare-rsa "${mtls_servers[@]}"; do
     cert=(); [[ "$name" == *-mtls ]] && cert=("${client_cert[@]}")
     summary="$(openssl s_client -connect "127.0.0.1:${port[$name]}" "${cert[@]}" </dev/null 2>&1 |
         grep -E '^New, |Server Temp Key|Peer signature type' | tr '\n' ';' || true)"
     log "  $name: $summary"
+done
+log "HTTP/2: every h2 server must choose h2 by ALPN:"
+for name in nginx-ecdsa haproxy-ecdsa gateway-ecdsa; do
+    alpn="$(openssl s_client -connect "127.0.0.1:${port[$name]}" -alpn h2,http/1.1 </dev/null 2>&1 |
+        grep -m1 '^ALPN protocol' || true)"
+    [[ "$alpn" == "ALPN protocol: h2" ]] || {
+        echo "$name did not choose h2 (${alpn:-no ALPN})" >&2
+        exit 1
+    }
+    log "  $name: $alpn"
 done
 
 # hs_load verifies the server's chain to the bench CA for bench.example; with `--cert/--key`
@@ -394,7 +464,7 @@ results="$work/results.tsv"
 # client-cpu%" to results.
 measure() {
     local scenario="$1" server="$2" run="$3" kind out ops before after started
-    kind="${scenario##*-}"; [[ "$scenario" == keepalive ]] && kind=ecdsa
+    kind="${scenario##*-}"; [[ "$scenario" == keepalive || "$scenario" == h2 ]] && kind=ecdsa
     local name="$server-$kind"
     times >"$work/times.before"
     started="$EPOCHREALTIME"
@@ -433,6 +503,15 @@ measure() {
             fi
             ops="$(echo "$out" | awk '/requests in/ { print $1; exit }')"
             ;;
+        h2)
+            out="$(taskset -c 0 h2load -t1 -c4 -m16 -D "$duration" "https://127.0.0.1:${port[$name]}/" 2>&1)"
+            if ! echo "$out" | grep -qE '^requests: .* 0 failed, 0 errored, 0 timeout'; then
+                echo "$out" >&2
+                echo "invalid run: $name: h2load reported failures" >&2
+                exit 1
+            fi
+            ops="$(echo "$out" | awk '/^status codes:/ { print $3; exit }')"
+            ;;
     esac
     # shellcheck disable=SC2086
     if ((icount)); then after="$(icount_stop ${sut_pid[$name]})"; else after="$(cpu_ticks ${sut_pid[$name]})"; fi
@@ -454,14 +533,88 @@ measure() {
         }' | tee -a "$results" >&2
 }
 
+rss_kib() { # pids...: VmRSS summed, KiB
+    local total=0 pid
+    for pid in "$@"; do
+        total=$((total + $(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")))
+    done
+    echo "$total"
+}
+
+memory="$work/memory.tsv"
+: >"$memory"
+idle_connections="${BENCH_IDLE_CONNECTIONS:-9900}"
+((smoke)) && idle_connections=200
+# Resident memory per idle connection: appends "server run connections rss-before-KiB
+# rss-with-KiB KiB-per-connection" to memory.
+measure_memory() { # server run
+    local name="$1-ecdsa" run="$2" before with out held
+    before="$(rss_kib ${sut_pid[$name]})"
+    taskset -c 0 "$hs_load_bin" "${hs_load_args[@]}" --connect "127.0.0.1:${port[$name]}" \
+        --hold "$idle_connections" --tasks 8 --duration 600 >"$work/hold.out" 2>&1 &
+    local hold_pid=$!
+    for _ in $(seq 3000); do
+        grep -q '^held ' "$work/hold.out" && break
+        kill -0 "$hold_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    held="$(awk '/^held / { print $2 }' "$work/hold.out")"
+    if [[ "$held" != "$idle_connections" ]]; then
+        kill "$hold_pid" 2>/dev/null || true
+        cat "$work/hold.out" >&2
+        tail -5 "$work/$name.log" >&2 2>/dev/null || true
+        echo "invalid run: $name: held ${held:-no} connections of $idle_connections" >&2
+        exit 1
+    fi
+    sleep 1 # the server finishes the last handshakes (it reads the client's Finished)
+    with="$(rss_kib ${sut_pid[$name]})"
+    kill "$hold_pid" 2>/dev/null || true
+    wait "$hold_pid" 2>/dev/null || true
+    sleep 2 # the connections close before the next server is measured
+    printf '%s\t%s\t%s\t%s\t%s\t%.1f\n' "$1" "$run" "$held" "$before" "$with" \
+        "$(awk -v a="$before" -v b="$with" -v n="$held" 'BEGIN { print (b - a) / n }')" |
+        tee -a "$memory" >&2
+}
+
+latency="$work/latency.tsv"
+: >"$latency"
+rate_ka="${BENCH_RATE_KA:-5000}"
+rate_new="${BENCH_RATE_NEW:-500}"
+((smoke)) && rate_ka=200 rate_new=50
+# Latency at a fixed rate: appends "scenario server run rate p50 p99 p99.9 max (microseconds)".
+measure_latency() { # scenario server run
+    local scenario="$1" name="$2-ecdsa" run="$3" rate out
+    local args=(--rate "$rate_new" --tasks 64)
+    rate="$rate_new"
+    [[ "$scenario" == latency-ka ]] && args=(--rate "$rate_ka" --keep-alive --tasks 16) && rate="$rate_ka"
+    out="$(taskset -c 0 "$hs_load_bin" "${hs_load_args[@]}" --connect "127.0.0.1:${port[$name]}" \
+        "${args[@]}" --duration "$duration" 2>&1)" || {
+        echo "$out" >&2
+        echo "invalid run: $name: hs_load reported errors at $rate/s" >&2
+        exit 1
+    }
+    echo "$out" | awk -v s="$scenario" -v v="$2" -v r="$run" -v rate="$rate" '
+        /^latency_us / { printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s, v, r, rate, $3, $5, $7, $9 }' |
+        tee -a "$latency" >&2
+}
+
 log "runs: $runs x ${duration}s per step; columns: scenario server run ops server-cpu-s ops/cpu-s ops/s server-cpu% client-cpu%"
+log "  (idle-mem: server run connections rss-before-KiB rss-with-KiB KiB/connection;"
+log "   latency-*: scenario server run rate p50 p99 p99.9 max, microseconds)"
 for run in $(seq "$runs"); do
     for scenario in "${scenarios[@]}"; do
-        servers=(nginx gateway bare)
-        [[ "$scenario" == hs-mtls ]] && servers=(nginx gateway gateway-ca bare)
+        case "$scenario" in
+            hs-mtls) servers=(nginx haproxy gateway gateway-ca bare) ;;
+            h2 | latency-*) servers=(nginx haproxy gateway) ;;
+            *) servers=(nginx haproxy gateway bare) ;;
+        esac
         ((run % 2)) || mapfile -t servers < <(printf '%s\n' "${servers[@]}" | tac)
         for server in "${servers[@]}"; do
-            measure "$scenario" "$server" "$run"
+            case "$scenario" in
+                idle-mem) ((icount)) || measure_memory "$server" "$run" ;;
+                latency-*) ((icount)) || measure_latency "$scenario" "$server" "$run" ;;
+                *) measure "$scenario" "$server" "$run" ;;
+            esac
         done
     done
 done
@@ -492,13 +645,47 @@ else
 fi
 [[ $profile == debug ]] && echo "   (debug binaries: the steps ran; these figures mean nothing)"
 ratio hs-ecdsa gateway nginx "full handshakes ECDSA  gateway/nginx"
+ratio hs-ecdsa gateway haproxy "full handshakes ECDSA  gateway/haproxy"
 ratio hs-ecdsa gateway bare "full handshakes ECDSA  gateway/bare_tls"
 ratio hs-rsa gateway nginx "full handshakes RSA    gateway/nginx"
+ratio hs-rsa gateway haproxy "full handshakes RSA    gateway/haproxy"
 ratio hs-rsa gateway bare "full handshakes RSA    gateway/bare_tls"
 ratio keepalive gateway nginx "keep-alive proxied     gateway/nginx"
+ratio keepalive gateway haproxy "keep-alive proxied     gateway/haproxy"
 ratio keepalive gateway bare "keep-alive (bare answers itself) gw/bare"
 ratio hs-mtls gateway nginx "mTLS full handshakes   gateway/nginx"
+ratio hs-mtls gateway haproxy "mTLS full handshakes   gateway/haproxy"
 ratio hs-mtls gateway bare "mTLS full handshakes   gateway/bare_tls"
 ratio hs-mtls gateway-ca nginx "mTLS, CA-listed        gateway-ca/nginx"
 ratio hs-mtls gateway-ca bare "mTLS, CA-listed        gateway-ca/bare_tls"
+ratio hs-mtls gateway-ca haproxy "mTLS, CA-listed        gateway-ca/haproxy"
+ratio h2 gateway nginx "HTTP/2 streams proxied gateway/nginx"
+ratio h2 gateway haproxy "HTTP/2 streams proxied gateway/haproxy"
+if [[ -s "$memory" ]]; then
+    echo
+    echo "== resident memory per idle TLS connection (KiB, median over runs; lower is better)"
+    awk -F'\t' '{ v[$1] = v[$1] " " $6 } END { for (s in v) print s, v[s] }' "$memory" | sort |
+        while read -r server values; do
+            printf '%-10s %s KiB  (runs:%s)\n' "$server" \
+                "$(echo "$values" | tr ' ' '\n' | sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }')" \
+                " $values"
+        done
+fi
+if [[ -s "$latency" ]]; then
+    echo
+    echo "== latency at a fixed rate (microseconds from the scheduled start; median of each percentile over runs)"
+    printf '%-12s %-8s %7s %9s %9s %9s %9s\n' scenario server rate p50 p99 p99.9 max
+    awk -F'\t' '{ k = $1 "\t" $2 "\t" $4; for (i = 5; i <= 8; i++) v[k, i] = v[k, i] " " $i; keys[k] = 1 }
+        END {
+            for (k in keys) {
+                line = k
+                for (i = 5; i <= 8; i++) {
+                    n = split(substr(v[k, i], 2), a, " ")
+                    for (x = 1; x <= n; x++) for (y = x + 1; y <= n; y++) if (a[y] < a[x]) { t = a[x]; a[x] = a[y]; a[y] = t }
+                    line = line "\t" ((n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2)
+                }
+                print line
+            }
+        }' "$latency" | sort | awk -F'\t' '{ printf "%-12s %-8s %7s %9s %9s %9s %9s\n", $1, $2, $3, $4, $5, $6, $7 }'
+fi
 echo "work folder: $work"

@@ -1,19 +1,37 @@
-//! `hs_load`: the full-handshake load client of `bench/compare.sh`, for mutual TLS. wrk and
-//! h2load cannot send client certificates, and one client measures every server the same way.
+//! `hs_load`: the TLS load client of `bench/compare.sh` for what wrk and h2load cannot do: client
+//! certificates, latency at a fixed request rate, and many idle connections. One client measures
+//! every server the same way.
 //!
-//! `--tasks` concurrent tasks on one thread each loop for `--duration` seconds: connect, make a
-//! full TLS 1.3 handshake (resumption disabled, TLS_AES_128_GCM_SHA256 and X25519 only, the
-//! server's chain verified against `--ca` for the name `--sni`, presenting `--cert`/`--key` if
-//! given), send `GET /` with `Connection: close`, and read the response to its end. A 2xx
-//! status line counts as a success; anything else (including a refused client certificate,
-//! which TLS 1.3 reports only after the handshake) as an error. It prints
-//! `successes N errors N seconds S` and exits with 1 if there was any error or no success.
+//! Every connection makes a full TLS 1.3 handshake (resumption disabled, TLS_AES_128_GCM_SHA256
+//! and X25519 only, the server's chain verified against `--ca` for the name `--sni`, presenting
+//! `--cert`/`--key` if given). Three modes:
+//!
+//! - **closed loop** (default): `--tasks` concurrent tasks on one thread each loop for `--duration`
+//!   seconds: connect, handshake, send `GET /` with `Connection: close`, read the response to its
+//!   end. A 2xx status line counts as a success; anything else (including a refused client
+//!   certificate, which TLS 1.3 reports only after the handshake) as an error.
+//! - **paced** (`--rate R`): requests are scheduled every `1/R` seconds for `--duration` seconds,
+//!   whether or not earlier ones have finished, and each request's latency is measured from the
+//!   moment it was *scheduled*, so a stalled server is charged for the requests that queued
+//!   behind the stall (no coordinated omission). `--tasks` workers take the scheduled requests;
+//!   with `--keep-alive` each worker keeps one connection open and sends its requests on it,
+//!   without it every request is a new connection. Prints
+//!   `latency_us p50 A p99 B p999 C max D` after the counts.
+//! - **hold** (`--hold N`): opens `N` connections (`--tasks` handshakes at a time), sends
+//!   nothing, prints `held N seconds S` once all are open and keeps them open for `--duration`
+//!   seconds: resident memory per idle connection is read off the server meanwhile.
+//!
+//! It prints `successes N errors N seconds S` and exits with 1 if there was any error or no
+//! success.
 //!
 //! ```sh
 //! cargo run --release -p certgate-examples --bin hs_load -- --connect 127.0.0.1:9443 \
 //!     --sni bench.example --ca ca.pem --cert client.pem --key client.key --tasks 4 --duration 10
+//! cargo run --release -p certgate-examples --bin hs_load -- --connect 127.0.0.1:9443 \
+//!     --sni bench.example --ca ca.pem --rate 2000 --keep-alive --tasks 16 --duration 10
 //! ```
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,7 +41,9 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+use tokio::sync::{Mutex, mpsc};
 use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::client::Resumption;
 use tokio_rustls::rustls::crypto::{CryptoProvider, ring};
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;
@@ -33,7 +53,8 @@ use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 /// Longest one connection (connect, handshake, request, response) may take.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Full TLS 1.3 handshakes in a loop, each carrying one `GET /`.
+/// Full TLS 1.3 handshakes in a loop, each carrying one `GET /`; or requests at a fixed rate; or
+/// many idle connections.
 #[derive(Parser)]
 #[command(name = "hs_load")]
 struct Args {
@@ -55,9 +76,19 @@ struct Args {
     /// Concurrent connections.
     #[arg(long, default_value_t = 4)]
     tasks: usize,
-    /// Seconds to keep starting connections (fractions allowed).
+    /// Seconds to keep starting connections, or to schedule requests, or to hold the
+    /// connections open (fractions allowed).
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
+    /// Schedule this many requests per second and report their latency (paced mode).
+    #[arg(long, conflicts_with = "hold")]
+    rate: Option<f64>,
+    /// In paced mode, send the requests on kept-alive connections (one per task).
+    #[arg(long, requires = "rate")]
+    keep_alive: bool,
+    /// Open this many connections, send nothing, and keep them open (hold mode).
+    #[arg(long)]
+    hold: Option<usize>,
 }
 
 /// What one task did.
@@ -66,6 +97,29 @@ struct Tally {
     successes: u64,
     errors: u64,
     first_error: Option<String>,
+    /// Paced mode: each request's latency from its scheduled start, in microseconds.
+    latencies_us: Vec<u64>,
+}
+
+impl Tally {
+    fn record(&mut self, outcome: Result<(), String>) {
+        match outcome {
+            Ok(()) => self.successes += 1,
+            Err(message) => {
+                self.errors += 1;
+                self.first_error.get_or_insert(message);
+            }
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.successes += other.successes;
+        self.errors += other.errors;
+        if let Some(message) = other.first_error {
+            eprintln!("hs_load: error: {message}");
+        }
+        self.latencies_us.extend(other.latencies_us);
+    }
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -109,28 +163,24 @@ fn client_config(args: &Args) -> Result<ClientConfig, String> {
     Ok(config)
 }
 
-/// One connection: handshake, request, whole response; `Ok` on a 2xx status.
-async fn exchange(
+/// Connects and makes the handshake.
+async fn open(
     connector: &TlsConnector,
     address: SocketAddr,
     name: ServerName<'static>,
-    request: &[u8],
-) -> Result<(), String> {
+) -> Result<TlsStream<TcpStream>, String> {
     let tcp = TcpStream::connect(address)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     tcp.set_nodelay(true).map_err(|e| format!("nodelay: {e}"))?;
-    let mut tls = connector
+    connector
         .connect(name, tcp)
         .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    tls.write_all(request)
-        .await
-        .map_err(|e| format!("request: {e}"))?;
-    let mut response = Vec::with_capacity(1024);
-    tls.read_to_end(&mut response)
-        .await
-        .map_err(|e| format!("response: {e}"))?;
+        .map_err(|e| format!("handshake: {e}"))
+}
+
+/// `Ok` when a response's status line is 2xx.
+fn check_status(response: &[u8]) -> Result<(), String> {
     let status = response.split(|&b| b == b'\r').next().unwrap_or_default();
     if status.starts_with(b"HTTP/1.1 2") || status.starts_with(b"HTTP/1.0 2") {
         Ok(())
@@ -139,66 +189,266 @@ async fn exchange(
     }
 }
 
-/// Connections one after another until `deadline`.
-async fn task(
-    connector: TlsConnector,
+/// One connection: handshake, request, whole response; `Ok` on a 2xx status.
+async fn exchange(
+    connector: &TlsConnector,
     address: SocketAddr,
     name: ServerName<'static>,
-    request: Arc<[u8]>,
-    deadline: Instant,
-) -> Tally {
+    request: &[u8],
+) -> Result<(), String> {
+    let mut tls = open(connector, address, name).await?;
+    tls.write_all(request)
+        .await
+        .map_err(|e| format!("request: {e}"))?;
+    let mut response = Vec::with_capacity(1024);
+    tls.read_to_end(&mut response)
+        .await
+        .map_err(|e| format!("response: {e}"))?;
+    check_status(&response)
+}
+
+/// Reads one response with a `Content-Length` body from a kept-alive connection; `buffer` keeps
+/// what arrived beyond it.
+async fn read_response(tls: &mut TlsStream<TcpStream>, buffer: &mut Vec<u8>) -> Result<(), String> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(head_end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|value| value.trim().parse::<usize>().ok())
+                .ok_or("a kept-alive response without Content-Length")?;
+            let total = head_end + 4 + length;
+            while buffer.len() < total {
+                read_more(tls, buffer, &mut chunk).await?;
+            }
+            let outcome = check_status(buffer);
+            buffer.drain(..total);
+            return outcome;
+        }
+        read_more(tls, buffer, &mut chunk).await?;
+    }
+}
+
+async fn read_more(
+    tls: &mut TlsStream<TcpStream>,
+    buffer: &mut Vec<u8>,
+    chunk: &mut [u8],
+) -> Result<(), String> {
+    match tls.read(chunk).await {
+        Ok(0) => Err("the server closed a kept-alive connection".to_owned()),
+        Ok(n) => {
+            buffer.extend_from_slice(&chunk[..n]);
+            Ok(())
+        }
+        Err(e) => Err(format!("response: {e}")),
+    }
+}
+
+/// Connections one after another until `deadline`.
+async fn task(target: Target, deadline: Instant) -> Tally {
     let mut tally = Tally::default();
     while Instant::now() < deadline {
+        let name = target.name.clone();
         let outcome = tokio::time::timeout(
             EXCHANGE_TIMEOUT,
-            exchange(&connector, address, name.clone(), &request),
+            exchange(&target.connector, target.address, name, &target.request_close),
         )
         .await
         .unwrap_or_else(|_| Err(format!("no response within {EXCHANGE_TIMEOUT:?}")));
-        match outcome {
-            Ok(()) => tally.successes += 1,
-            Err(message) => {
-                tally.errors += 1;
-                tally.first_error.get_or_insert(message);
-            }
-        }
+        tally.record(outcome);
     }
     tally
+}
+
+/// What every connection of a run shares.
+#[derive(Clone)]
+struct Target {
+    connector: TlsConnector,
+    address: SocketAddr,
+    name: ServerName<'static>,
+    /// `GET /` with `Connection: close`.
+    request_close: Arc<[u8]>,
+    /// `GET /` on a kept-alive connection.
+    request_keep: Arc<[u8]>,
+}
+
+/// Paced mode: one request every `1 / rate` seconds until `deadline`, taken by `tasks` workers.
+async fn paced(target: Target, tasks: usize, rate: f64, keep_alive: bool, duration: Duration) -> Tally {
+    let (schedule, scheduled) = mpsc::unbounded_channel::<Instant>();
+    let scheduled = Arc::new(Mutex::new(scheduled));
+    let workers: Vec<_> = (0..tasks)
+        .map(|_| tokio::spawn(paced_worker(target.clone(), Arc::clone(&scheduled), keep_alive)))
+        .collect();
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let start = Instant::now();
+    for n in 0u32.. {
+        let at = start + interval * n;
+        if at.duration_since(start) >= duration {
+            break;
+        }
+        tokio::time::sleep_until(at.into()).await;
+        if schedule.send(at).is_err() {
+            break;
+        }
+    }
+    drop(schedule);
+    let mut total = Tally::default();
+    for worker in workers {
+        match worker.await {
+            Ok(tally) => total.merge(tally),
+            Err(e) => total.record(Err(format!("worker: {e}"))),
+        }
+    }
+    total
+}
+
+/// Takes scheduled requests until the schedule ends; latency counts from the scheduled moment.
+async fn paced_worker(
+    target: Target,
+    scheduled: Arc<Mutex<mpsc::UnboundedReceiver<Instant>>>,
+    keep_alive: bool,
+) -> Tally {
+    let mut tally = Tally::default();
+    let mut connection: Option<TlsStream<TcpStream>> = None;
+    let mut buffer = Vec::with_capacity(4096);
+    loop {
+        let next = scheduled.lock().await.recv().await;
+        let Some(at) = next else { break };
+        let attempt = async {
+            if !keep_alive {
+                let name = target.name.clone();
+                return exchange(&target.connector, target.address, name, &target.request_close)
+                    .await;
+            }
+            let tls = match &mut connection {
+                Some(tls) => tls,
+                slot => {
+                    let name = target.name.clone();
+                    slot.insert(open(&target.connector, target.address, name).await?)
+                }
+            };
+            tls.write_all(&target.request_keep)
+                .await
+                .map_err(|e| format!("request: {e}"))?;
+            read_response(tls, &mut buffer).await
+        };
+        let outcome = tokio::time::timeout(EXCHANGE_TIMEOUT, attempt)
+            .await
+            .unwrap_or_else(|_| Err(format!("no response within {EXCHANGE_TIMEOUT:?}")));
+        if outcome.is_ok() {
+            let micros = u64::try_from(at.elapsed().as_micros()).unwrap_or(u64::MAX);
+            tally.latencies_us.push(micros);
+        } else {
+            connection = None;
+            buffer.clear();
+        }
+        tally.record(outcome);
+    }
+    tally
+}
+
+/// Hold mode: opens `count` connections, `tasks` at a time, and keeps them for `duration`.
+async fn hold(target: Target, tasks: usize, count: usize, duration: Duration) -> Tally {
+    let started = Instant::now();
+    let opened = Arc::new(std::sync::Mutex::new(Vec::with_capacity(count)));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers: Vec<_> = (0..tasks)
+        .map(|_| {
+            let (target, opened, next) = (target.clone(), Arc::clone(&opened), Arc::clone(&next));
+            tokio::spawn(async move {
+                let mut tally = Tally::default();
+                while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < count {
+                    let name = target.name.clone();
+                    let outcome = tokio::time::timeout(
+                        EXCHANGE_TIMEOUT,
+                        open(&target.connector, target.address, name),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Err(format!("no handshake within {EXCHANGE_TIMEOUT:?}")));
+                    tally.record(outcome.map(|tls| {
+                        opened
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(tls);
+                    }));
+                }
+                tally
+            })
+        })
+        .collect();
+    let mut total = Tally::default();
+    for worker in workers {
+        match worker.await {
+            Ok(tally) => total.merge(tally),
+            Err(e) => total.record(Err(format!("worker: {e}"))),
+        }
+    }
+    let held = opened
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .len();
+    println!("held {held} seconds {:.2}", started.elapsed().as_secs_f64());
+    let _ = std::io::stdout().flush();
+    tokio::time::sleep(duration).await;
+    total
 }
 
 async fn run(args: Args, config: ClientConfig) -> Result<Tally, String> {
     let name = ServerName::try_from(args.sni.clone()).map_err(|e| format!("--sni: {e}"))?;
     let duration = Duration::try_from_secs_f64(args.duration)
         .map_err(|e| format!("--duration {}: {e}", args.duration))?;
-    let request: Arc<[u8]> = format!(
-        "GET / HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-        args.sni
-    )
-    .into_bytes()
-    .into();
-    let connector = TlsConnector::from(Arc::new(config));
+    let request = |connection: &str| -> Arc<[u8]> {
+        format!(
+            "GET / HTTP/1.1\r\nHost: {}\r\nConnection: {connection}\r\n\r\n",
+            args.sni
+        )
+        .into_bytes()
+        .into()
+    };
+    let target = Target {
+        connector: TlsConnector::from(Arc::new(config)),
+        address: args.connect,
+        name,
+        request_close: request("close"),
+        request_keep: request("keep-alive"),
+    };
+    let tasks = args.tasks.max(1);
+    if let Some(count) = args.hold {
+        return Ok(hold(target, tasks, count, duration).await);
+    }
+    if let Some(rate) = args.rate {
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(format!("--rate {rate}: needs a positive number of requests per second"));
+        }
+        return Ok(paced(target, tasks, rate, args.keep_alive, duration).await);
+    }
     let deadline = Instant::now() + duration;
-    let tasks: Vec<_> = (0..args.tasks.max(1))
-        .map(|_| {
-            tokio::spawn(task(
-                connector.clone(),
-                args.connect,
-                name.clone(),
-                Arc::clone(&request),
-                deadline,
-            ))
-        })
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| tokio::spawn(task(target.clone(), deadline)))
         .collect();
     let mut total = Tally::default();
-    for handle in tasks {
-        let tally = handle.await.map_err(|e| e.to_string())?;
-        total.successes += tally.successes;
-        total.errors += tally.errors;
-        if let Some(message) = tally.first_error {
-            eprintln!("hs_load: error: {message}");
-        }
+    for handle in handles {
+        total.merge(handle.await.map_err(|e| e.to_string())?);
     }
     Ok(total)
+}
+
+/// `p50 A p99 B p999 C max D` of latencies in microseconds (nearest rank).
+fn percentiles(latencies: &mut [u64]) -> String {
+    latencies.sort_unstable();
+    let at = |q: f64| {
+        let rank = (q * latencies.len() as f64).ceil() as usize;
+        latencies[rank.clamp(1, latencies.len()) - 1]
+    };
+    format!(
+        "p50 {} p99 {} p999 {} max {}",
+        at(0.50),
+        at(0.99),
+        at(0.999),
+        latencies[latencies.len() - 1]
+    )
 }
 
 fn main() -> ExitCode {
@@ -212,13 +462,16 @@ fn main() -> ExitCode {
             .block_on(run(args, config))
     });
     match result {
-        Ok(tally) => {
+        Ok(mut tally) => {
             println!(
                 "successes {} errors {} seconds {:.2}",
                 tally.successes,
                 tally.errors,
                 started.elapsed().as_secs_f64()
             );
+            if !tally.latencies_us.is_empty() {
+                println!("latency_us {}", percentiles(&mut tally.latencies_us));
+            }
             if tally.errors == 0 && tally.successes > 0 {
                 ExitCode::SUCCESS
             } else {
