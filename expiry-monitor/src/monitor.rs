@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use cert_store::{CertStore, CertUse, Clock, PageRequest, StoreError, SystemClock};
+use cert_store::{CertStore, CertUse, Clock, PageWalk, StoreError, SystemClock};
 use time::OffsetDateTime;
 use tls_core::Fingerprint;
 use tokio::sync::{mpsc, oneshot};
@@ -403,10 +403,13 @@ async fn sweep_forever(shared: Arc<Shared>, store: CertStore, every: Duration) {
 async fn sweep(shared: &Shared, store: &CertStore) -> Result<SweepReport, MonitorError> {
     shared.refresh_now();
     let mut report = SweepReport::default();
-    let mut page = PageRequest::first(SWEEP_PAGE);
-    loop {
-        let ids = store.list(None, &page).await.map_err(MonitorError::Store)?;
-        for id in &ids.items {
+    let mut walk = PageWalk::new(SWEEP_PAGE);
+    while let Some(request) = walk.request() {
+        let page = store
+            .list(None, request)
+            .await
+            .map_err(MonitorError::Store)?;
+        for id in &walk.advance(page) {
             report.listed += 1;
             let cert = match store.get(id).await {
                 Ok(cert) => cert,
@@ -434,11 +437,8 @@ async fn sweep(shared: &Shared, store: &CertStore) -> Result<SweepReport, Monito
                 report.skipped += 1;
             }
         }
-        match ids.next {
-            Some(next) => page = PageRequest::after(next, SWEEP_PAGE),
-            None => return Ok(report),
-        }
     }
+    Ok(report)
 }
 
 /// The role and API a sweep reports a certificate under: its first use that is not a pin

@@ -398,7 +398,10 @@ fn percent_decode(text: &str) -> Result<String, StorageError> {
     // Strict, unlike `percent_decode_str` alone: every `%` must start a two-hex-digit escape.
     let bytes = text.as_bytes();
     let well_formed = bytes.iter().enumerate().all(|(i, b)| {
-        *b != b'%' || bytes.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+        *b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
     });
     if !well_formed {
         return Err(StorageError::new(

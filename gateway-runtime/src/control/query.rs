@@ -64,7 +64,11 @@ fn decode_lossy(text: &str) -> String {
 
 /// What a query value keeps unescaped: RFC 3986 unreserved characters.
 #[cfg(test)]
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Percent-encodes a query value (everything but unreserved characters).
 #[cfg(test)]
