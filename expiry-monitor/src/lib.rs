@@ -27,7 +27,7 @@
 //! use std::sync::Arc;
 //!
 //! use cert_store::ManualClock;
-//! use expiry_monitor::{CertSubject, ChannelSink, ExpiryMonitor, ExpiryMonitorConfig, Role};
+//! use expiry_monitor::{CertRole, CertSubject, ChannelSink, ExpiryMonitor, ExpiryMonitorConfig};
 //! use time::{Duration, macros::datetime};
 //! use tls_core::Fingerprint;
 //!
@@ -48,7 +48,7 @@
 //!     "api.example.com",
 //! );
 //! for _request in 0..1000 {
-//!     monitor.observe(&cert, Role::Client, "api1"); // returns at once
+//!     monitor.observe(&cert, CertRole::Client, "api1"); // returns at once
 //! }
 //! monitor.flush().await; // wait for the background worker
 //!
@@ -90,4 +90,7 @@ pub use monitor::{
 #[cfg(feature = "redis")]
 pub use redis::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, RedisCooldowns};
 pub use sink::{ChannelSink, EventSink, SinkError, TracingSink, mask_cert_id};
-pub use subject::{CertSubject, Role};
+pub use subject::CertSubject;
+
+/// The role a certificate is observed in (cert-store's, re-exported for convenience).
+pub use cert_store::CertRole;
