@@ -13,7 +13,7 @@
 //! hash; an `{id}` is only ever a certificate ID, never a file path.
 
 mod certs;
-mod query;
+pub(crate) mod query;
 mod shapes;
 
 #[cfg(test)]

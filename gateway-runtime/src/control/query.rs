@@ -1,9 +1,8 @@
-//! Request paths and query strings: trailing-slash removal, percent-decoding, and Go's
-//! `URL.Query().Get` (first value wins, `+` is a space, bad escapes kept as written).
+//! Request paths and query strings: trailing-slash removal, percent-decoding and -encoding
+//! (for the control API and the UI's forms and links), and Go's `URL.Query().Get` (first value
+//! wins, `+` is a space, bad escapes kept as written).
 
-use percent_encoding::percent_decode_str;
-#[cfg(test)]
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 /// The path without trailing slashes (Tyk's `stripSlashes`); `/` stays `/`.
 pub(crate) fn strip_trailing_slashes(path: &str) -> &str {
@@ -58,20 +57,20 @@ impl Query {
     }
 }
 
-fn decode_lossy(text: &str) -> String {
+/// Percent-decodes `text` with `+` as a space (form and query encoding); bad escapes are kept
+/// as written and bytes that are not UTF-8 become U+FFFD.
+pub(crate) fn decode_lossy(text: &str) -> String {
     String::from_utf8_lossy(&decode_bytes(text, true)).into_owned()
 }
 
 /// What a query value keeps unescaped: RFC 3986 unreserved characters.
-#[cfg(test)]
 const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
 
-/// Percent-encodes a query value (everything but unreserved characters).
-#[cfg(test)]
+/// Percent-encodes a path segment or query value (everything but unreserved characters).
 pub(crate) fn encode_component(text: &str) -> String {
     utf8_percent_encode(text, COMPONENT).to_string()
 }
