@@ -18,7 +18,7 @@
 //! - An optional sweep checks every certificate of a [`cert_store::CertStore`] on a schedule,
 //!   so an idle certificate warns too (Tyk only checks certificates in use).
 //! - [`MetricsSnapshot`] counts checks, skips and events and gives each certificate's seconds to
-//!   expiry, also as Prometheus text.
+//!   expiry, as plain figures (the gateway renders them on `/metrics`).
 //! - [`ExpiryMonitorConfig`] reads Tyk's `security.certificate_expiry_monitor` block and its
 //!   `TYK_GW_SECURITY_CERTIFICATEEXPIRYMONITOR_*` environment overrides.
 //!
