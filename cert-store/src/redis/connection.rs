@@ -1166,6 +1166,9 @@ mod tests {
             ("redis+cluster://a:1/3", "no database"),
             ("redis://h:1/x", "not a number"),
             ("redis://u:%zz@h:1", "%-escape"),
+            ("redis://u:p%4@h:1", "%-escape"),
+            ("redis://u:%+1@h:1", "%-escape"),
+            ("redis://u%ff:p@h:1", "not UTF-8"),
         ] {
             let err = RedisConnection::from_url(url)
                 .and_then(|c| c.validate())
