@@ -67,5 +67,7 @@ pub use redis::{
 };
 #[cfg(feature = "redis")]
 pub use redis_migrate::ReindexReport;
-pub use storage::{CertStorage, Change, Changes, Cursor, Inserted, Page, PageRequest, Scope};
+pub use storage::{
+    CertStorage, Change, Changes, Cursor, Inserted, Page, PageRequest, PageWalk, Scope,
+};
 pub use usage::{CertRole, CertUse, UsageIndex};

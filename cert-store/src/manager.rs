@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use crate::cache::Cache;
 use crate::clock::{Clock, SystemClock};
 use crate::error::StoreError;
-use crate::storage::{CertStorage, Change, Changes, Inserted, Page, PageRequest, Scope};
+use crate::storage::{CertStorage, Change, Changes, Inserted, Page, PageRequest, PageWalk, Scope};
 use crate::usage::{CertUse, UsageIndex};
 
 /// Cache lifetime when the backend pushes change notices (a safety net only).
@@ -684,20 +684,16 @@ impl CertStore {
             previous: Some(Arc::clone(&old.current)),
         }));
         let mut report = RekeyReport::default();
-        let mut page = PageRequest::first(500);
-        loop {
-            let ids = self.inner.storage.list(Scope::All, &page).await?;
-            for id in &ids.items {
-                match self.rekey_one(id, old.previous.as_deref()).await {
+        let mut walk = PageWalk::new(500);
+        while let Some(request) = walk.request() {
+            let page = self.inner.storage.list(Scope::All, request).await?;
+            for id in walk.advance(page) {
+                match self.rekey_one(&id, old.previous.as_deref()).await {
                     Ok(true) => report.rekeyed += 1,
                     Ok(false) => report.unchanged += 1,
                     Err(e) if e.is_temporary() => return Err(e),
-                    Err(e) => report.failed.push((id.clone(), e)),
+                    Err(e) => report.failed.push((id, e)),
                 }
-            }
-            match ids.next {
-                Some(next) => page = PageRequest::after(next, page.limit),
-                None => break,
             }
         }
         if report.failed.is_empty() {

@@ -85,6 +85,64 @@ impl Default for PageRequest {
     }
 }
 
+/// Walks a listing from its first page to its last: the one loop every caller that wants a
+/// whole listing runs, whatever fetches the pages (a [`CertStorage`], the
+/// [`CertStore`](crate::CertStore) manager, or an HTTP API that hands out cursors).
+///
+/// ```
+/// # use cert_store::{Page, PageWalk};
+/// # let fetch = |_: &cert_store::PageRequest| Ok::<_, ()>(Page { items: vec![1], next: None });
+/// let mut walk = PageWalk::new(500);
+/// let mut all = Vec::new();
+/// while let Some(request) = walk.request() {
+///     let page = fetch(request)?;
+///     all.extend(walk.advance(page));
+/// }
+/// # assert_eq!(all, [1]);
+/// # Ok::<(), ()>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageWalk {
+    next: Option<PageRequest>,
+    limit: usize,
+    pages_left: usize,
+}
+
+impl PageWalk {
+    /// A walk from the first page, asking for `limit` items a page.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            next: Some(PageRequest::first(limit)),
+            limit,
+            pages_left: usize::MAX,
+        }
+    }
+
+    /// Stops after at most `pages` pages, whether or not the listing goes on.
+    pub fn at_most(mut self, pages: usize) -> Self {
+        self.pages_left = pages;
+        if pages == 0 {
+            self.next = None;
+        }
+        self
+    }
+
+    /// The page to fetch next; `None` once the last page (or the page budget) is used up.
+    pub fn request(&self) -> Option<&PageRequest> {
+        self.next.as_ref()
+    }
+
+    /// Takes in the page just fetched for [`PageWalk::request`] and returns its items.
+    pub fn advance<T>(&mut self, page: Page<T>) -> Vec<T> {
+        self.pages_left = self.pages_left.saturating_sub(1);
+        self.next = page
+            .next
+            .filter(|_| self.pages_left > 0)
+            .map(|cursor| PageRequest::after(cursor, self.limit));
+        page.items
+    }
+}
+
 /// One page of certificate IDs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Page<T> {
@@ -193,4 +251,50 @@ pub trait CertStorage: Send + Sync + 'static {
 
     /// Checks that the storage answers.
     async fn ping(&self) -> Result<(), StorageError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pages of `items` split in threes, cursors being the next offset.
+    fn fetch(items: &[u32], request: &PageRequest) -> Page<u32> {
+        let start = request
+            .cursor
+            .as_ref()
+            .map_or(0, |c| c.as_str().parse().unwrap());
+        let end = (start + request.limit).min(items.len());
+        Page {
+            items: items[start..end].to_vec(),
+            next: (end < items.len()).then(|| Cursor::new(end.to_string())),
+        }
+    }
+
+    #[test]
+    fn page_walk_visits_every_page_once_in_order() {
+        let items: Vec<u32> = (0..10).collect();
+        let mut walk = PageWalk::new(3);
+        let (mut seen, mut pages) = (Vec::new(), 0);
+        while let Some(request) = walk.request() {
+            assert_eq!(request.limit, 3);
+            let page = fetch(&items, request);
+            seen.extend(walk.advance(page));
+            pages += 1;
+        }
+        assert_eq!(seen, items);
+        assert_eq!(pages, 4);
+    }
+
+    #[test]
+    fn page_walk_stops_at_its_page_budget() {
+        let items: Vec<u32> = (0..10).collect();
+        let mut walk = PageWalk::new(3).at_most(2);
+        let mut seen = Vec::new();
+        while let Some(request) = walk.request() {
+            let page = fetch(&items, request);
+            seen.extend(walk.advance(page));
+        }
+        assert_eq!(seen, [0, 1, 2, 3, 4, 5]);
+        assert!(PageWalk::new(3).at_most(0).request().is_none());
+    }
 }

@@ -3,12 +3,13 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::RwLock;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tls_core::CertId;
 
-/// How an API uses a certificate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// How a certificate is used: by an API (the usage index), or when it is observed by the expiry
+/// monitor (Tyk's `cert_role`: `server`, `client` or `upstream`; a pin does not expire).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum CertRole {
     /// Served to clients (`certificates`, `ssl_certificates`).
@@ -19,6 +20,24 @@ pub enum CertRole {
     Upstream,
     /// Pinned upstream public key (`pinned_public_keys`).
     Pin,
+}
+
+impl CertRole {
+    /// The lowercase name used in events and answers: `server`, `client`, `upstream` or `pin`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Server => "server",
+            Self::Client => "client",
+            Self::Upstream => "upstream",
+            Self::Pin => "pin",
+        }
+    }
+}
+
+impl core::fmt::Display for CertRole {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One use of a certificate.

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use cert_store::testkit::{RedisCluster, RedisServer};
 use cert_store::{
-    CertStorage, CertStore, Change, ManualClock, MemoryStorage, PageRequest, RedisConfig,
+    CertStorage, CertStore, Change, ManualClock, MemoryStorage, PageRequest, PageWalk, RedisConfig,
     RedisConnection, RedisStorage,
 };
 use gateway_runtime::{GatewayBuilder, GatewayConfig};
@@ -108,17 +108,13 @@ async fn listing(
     }
     for limit in [100usize, 1000] {
         let started = Instant::now();
-        let mut page = PageRequest::first(limit);
+        let mut walk = PageWalk::new(limit);
         let mut seen = 0;
         let mut pages = 0;
-        loop {
-            let listed = store.list(Some(&org), &page).await?;
-            seen += listed.items.len();
+        while let Some(request) = walk.request() {
+            let listed = store.list(Some(&org), request).await?;
+            seen += walk.advance(listed).len();
             pages += 1;
-            match listed.next {
-                Some(cursor) => page = PageRequest::after(cursor, limit),
-                None => break,
-            }
         }
         let elapsed = started.elapsed();
         assert_eq!(seen, n, "listed every ID");

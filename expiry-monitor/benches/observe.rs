@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use cert_store::ManualClock;
 use criterion::{Criterion, criterion_group, criterion_main};
-use expiry_monitor::{CertSubject, ExpiryMonitor, ExpiryMonitorConfig, Role};
+use expiry_monitor::{CertRole, CertSubject, ExpiryMonitor, ExpiryMonitorConfig};
 use time::{Duration, macros::datetime};
 use tls_core::Fingerprint;
 
@@ -38,7 +38,7 @@ fn observe_within_cooldown(c: &mut Criterion) {
     // The first observation of each certificate queues its check; after it, every observation
     // is within the check cooldown.
     for cert in &certs {
-        monitor.observe(cert, Role::Client, "api1");
+        monitor.observe(cert, CertRole::Client, "api1");
     }
     runtime.block_on(monitor.flush());
     assert_eq!(monitor.metrics().checks, 1000);
@@ -48,7 +48,7 @@ fn observe_within_cooldown(c: &mut Criterion) {
         b.iter(|| {
             next = (next + 1) % certs.len();
             if let Some(cert) = certs.get(next) {
-                monitor.observe(black_box(cert), Role::Client, black_box("api1"));
+                monitor.observe(black_box(cert), CertRole::Client, black_box("api1"));
             }
         });
     });

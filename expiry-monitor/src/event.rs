@@ -5,11 +5,12 @@
 //! `-(hours % -24)` more hours. So 30 minutes left is "0 hours", a certificate expired 59 minutes
 //! ago is "expired since 0 hours", and 24 hours left is "1 days" (sic).
 
+use cert_store::CertRole;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime, UtcOffset};
 use tls_core::{Fingerprint, Validity};
 
-use crate::subject::{CertSubject, Role};
+use crate::subject::CertSubject;
 
 /// The event types, with Tyk's names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -64,7 +65,7 @@ pub struct CertificateExpiringSoon {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub api_id: String,
     /// How the certificate was used.
-    pub cert_role: Role,
+    pub cert_role: CertRole,
 }
 
 /// Meta of a `CertificateExpired` event; serialises exactly as Tyk's
@@ -93,7 +94,7 @@ pub struct CertificateExpired {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub api_id: String,
     /// How the certificate was used.
-    pub cert_role: Role,
+    pub cert_role: CertRole,
 }
 
 /// An expiry event. Serialises to Tyk's meta JSON (the variant's fields, untagged); the type
@@ -114,7 +115,7 @@ impl ExpiryEvent {
     /// healthy or not yet valid.
     pub fn at(
         cert: &CertSubject,
-        role: Role,
+        role: CertRole,
         api_id: &str,
         now: OffsetDateTime,
         warning: Duration,
@@ -204,7 +205,7 @@ impl ExpiryEvent {
     }
 
     /// The role (`cert_role`).
-    pub fn role(&self) -> Role {
+    pub fn role(&self) -> CertRole {
         match self {
             Self::ExpiringSoon(e) => e.cert_role,
             Self::Expired(e) => e.cert_role,
@@ -288,7 +289,7 @@ mod tests {
     fn with_left(left: Duration) -> Option<ExpiryEvent> {
         ExpiryEvent::at(
             &cert(),
-            Role::Client,
+            CertRole::Client,
             "api1",
             NOT_AFTER - left,
             Duration::days(30),
@@ -335,7 +336,7 @@ mod tests {
         );
         let now = NOT_AFTER - Duration::days(10);
         assert_eq!(
-            ExpiryEvent::at(&cert, Role::Server, "", now, Duration::days(30)),
+            ExpiryEvent::at(&cert, CertRole::Server, "", now, Duration::days(30)),
             None
         );
     }
@@ -419,7 +420,7 @@ mod tests {
     fn expired_serialises_as_tyks_meta_without_an_empty_api_id() {
         let event = ExpiryEvent::at(
             &cert(),
-            Role::Upstream,
+            CertRole::Upstream,
             "",
             NOT_AFTER + 3 * DAY,
             Duration::days(30),
@@ -453,7 +454,7 @@ mod tests {
         );
         let event = ExpiryEvent::at(
             &cert,
-            Role::Server,
+            CertRole::Server,
             "",
             datetime!(2026-12-01 0:00 UTC),
             Duration::days(30),

@@ -18,7 +18,7 @@
 //! - An optional sweep checks every certificate of a [`cert_store::CertStore`] on a schedule,
 //!   so an idle certificate warns too (Tyk only checks certificates in use).
 //! - [`MetricsSnapshot`] counts checks, skips and events and gives each certificate's seconds to
-//!   expiry, also as Prometheus text.
+//!   expiry, as plain figures (the gateway renders them on `/metrics`).
 //! - [`ExpiryMonitorConfig`] reads Tyk's `security.certificate_expiry_monitor` block and its
 //!   `TYK_GW_SECURITY_CERTIFICATEEXPIRYMONITOR_*` environment overrides.
 //!
@@ -27,7 +27,7 @@
 //! use std::sync::Arc;
 //!
 //! use cert_store::ManualClock;
-//! use expiry_monitor::{CertSubject, ChannelSink, ExpiryMonitor, ExpiryMonitorConfig, Role};
+//! use expiry_monitor::{CertRole, CertSubject, ChannelSink, ExpiryMonitor, ExpiryMonitorConfig};
 //! use time::{Duration, macros::datetime};
 //! use tls_core::Fingerprint;
 //!
@@ -48,7 +48,7 @@
 //!     "api.example.com",
 //! );
 //! for _request in 0..1000 {
-//!     monitor.observe(&cert, Role::Client, "api1"); // returns at once
+//!     monitor.observe(&cert, CertRole::Client, "api1"); // returns at once
 //! }
 //! monitor.flush().await; // wait for the background worker
 //!
@@ -90,4 +90,7 @@ pub use monitor::{
 #[cfg(feature = "redis")]
 pub use redis::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, RedisCooldowns};
 pub use sink::{ChannelSink, EventSink, SinkError, TracingSink, mask_cert_id};
-pub use subject::{CertSubject, Role};
+pub use subject::CertSubject;
+
+/// The role a certificate is observed in (cert-store's, re-exported for convenience).
+pub use cert_store::CertRole;

@@ -1,8 +1,8 @@
-//! Counters and per-certificate expiry gauges, as a snapshot and as Prometheus text.
+//! Counters and per-certificate expiry gauges, as a snapshot: figures, not text. Whoever
+//! exposes them (the gateway's `/metrics`) chooses names and format.
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -145,6 +145,23 @@ pub struct CertificateExpiry {
     pub seconds_to_expiry: i64,
 }
 
+impl CertificateExpiry {
+    /// An entry from its parts (for renderers' tests and custom snapshots).
+    pub fn new(
+        fingerprint: Fingerprint,
+        name: impl Into<String>,
+        not_after: OffsetDateTime,
+        seconds_to_expiry: i64,
+    ) -> Self {
+        Self {
+            fingerprint,
+            name: name.into(),
+            not_after,
+            seconds_to_expiry,
+        }
+    }
+}
+
 /// The monitor's metrics at one instant.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -178,153 +195,11 @@ impl MetricsSnapshot {
             EventType::CertificateExpired => self.events_expired,
         }
     }
-
-    /// The Prometheus text exposition (format 0.0.4) of these metrics, names prefixed
-    /// `certgate_`.
-    pub fn to_prometheus(&self) -> String {
-        let mut out = String::new();
-        header(
-            &mut out,
-            "certgate_certificate_expiry_seconds",
-            "Seconds until the certificate's notAfter (negative once expired), by leaf fingerprint and subject CN.",
-            "gauge",
-        );
-        for cert in &self.certificates {
-            let _ = writeln!(
-                out,
-                "certgate_certificate_expiry_seconds{{fingerprint=\"{}\",cn=\"{}\"}} {}",
-                cert.fingerprint,
-                escape_label(&cert.name),
-                cert.seconds_to_expiry
-            );
-        }
-        header(
-            &mut out,
-            "certgate_expiry_events_total",
-            "Certificate expiry events emitted, by event type.",
-            "counter",
-        );
-        for event_type in [
-            EventType::CertificateExpiringSoon,
-            EventType::CertificateExpired,
-        ] {
-            let _ = writeln!(
-                out,
-                "certgate_expiry_events_total{{event_type=\"{}\"}} {}",
-                event_type.as_str(),
-                self.events(event_type)
-            );
-        }
-        for (name, help, value) in [
-            (
-                "certgate_expiry_checks_total",
-                "Certificate expiry checks done.",
-                self.checks,
-            ),
-            (
-                "certgate_expiry_checks_skipped_total",
-                "Certificate uses that led to no check because of the check cooldown.",
-                self.checks_skipped,
-            ),
-            (
-                "certgate_expiry_events_suppressed_total",
-                "Expiry events not emitted because the event cooldown was held.",
-                self.events_suppressed,
-            ),
-            (
-                "certgate_expiry_queue_full_total",
-                "Checks dropped because the monitor's queue was full.",
-                self.queue_full,
-            ),
-            (
-                "certgate_expiry_shared_cooldown_errors_total",
-                "Failed claims on the shared cooldown store.",
-                self.shared_store_errors,
-            ),
-            (
-                "certgate_expiry_sink_errors_total",
-                "Failed event deliveries to sinks.",
-                self.sink_errors,
-            ),
-        ] {
-            header(&mut out, name, help, "counter");
-            let _ = writeln!(out, "{name} {value}");
-        }
-        out
-    }
-}
-
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// Label values escape backslash, double quote and line feed.
-fn escape_label(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Help text escapes backslash and line feed.
-fn escape_help(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use time::macros::datetime;
-
-    #[test]
-    fn prometheus_text_has_help_type_and_escaped_labels() {
-        let snapshot = MetricsSnapshot {
-            certificates: vec![CertificateExpiry {
-                fingerprint: Fingerprint::from_bytes([0xab; 32]),
-                name: "we\"ird\\name\nx".into(),
-                not_after: datetime!(2026-12-09 04:57:32 UTC),
-                seconds_to_expiry: -42,
-            }],
-            checks: 3,
-            checks_skipped: 7,
-            events_expiring_soon: 2,
-            events_expired: 1,
-            ..MetricsSnapshot::default()
-        };
-        let text = snapshot.to_prometheus();
-        let fp = "ab".repeat(32);
-        for line in [
-            "# TYPE certgate_certificate_expiry_seconds gauge".to_owned(),
-            format!(
-                r#"certgate_certificate_expiry_seconds{{fingerprint="{fp}",cn="we\"ird\\name\nx"}} -42"#
-            ),
-            "# TYPE certgate_expiry_events_total counter".to_owned(),
-            r#"certgate_expiry_events_total{event_type="CertificateExpiringSoon"} 2"#.to_owned(),
-            r#"certgate_expiry_events_total{event_type="CertificateExpired"} 1"#.to_owned(),
-            "certgate_expiry_checks_total 3".to_owned(),
-            "certgate_expiry_checks_skipped_total 7".to_owned(),
-            "certgate_expiry_queue_full_total 0".to_owned(),
-        ] {
-            assert!(
-                text.lines().any(|l| l == line),
-                "missing {line:?} in\n{text}"
-            );
-        }
-        // Every sample's metric has HELP and TYPE lines before it.
-        for sample in text.lines().filter(|l| !l.starts_with('#')) {
-            let name = sample.split(['{', ' ']).next().unwrap();
-            assert!(text.contains(&format!("# HELP {name} ")), "{name}");
-            assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
-            assert!(name.starts_with("certgate_"));
-        }
-    }
 
     #[test]
     fn striped_counter_sums_across_threads() {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use cert_store::{CertStore, CertUse, Clock, PageRequest, StoreError, SystemClock};
+use cert_store::{CertRole, CertStore, CertUse, Clock, PageWalk, StoreError, SystemClock};
 use time::OffsetDateTime;
 use tls_core::Fingerprint;
 use tokio::sync::{mpsc, oneshot};
@@ -27,7 +27,7 @@ use crate::event::{EventType, ExpiryEvent};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::schedule::{Schedule, Slot, Take};
 use crate::sink::{EventSink, mask_cert_id};
-use crate::subject::{CertSubject, Role};
+use crate::subject::CertSubject;
 
 /// Default capacity of the queue between `observe` and the worker.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
@@ -224,8 +224,9 @@ impl ExpiryMonitor {
     ///
     /// Call it for certificates from configuration (allow-lists, server and upstream
     /// certificates), not for every certificate a client presents: each new fingerprint adds
-    /// an entry that is kept.
-    pub fn observe(&self, cert: &CertSubject, role: Role, api_id: &str) {
+    /// an entry that is kept. A [`CertRole::Pin`] is ignored: a pinned public key does not
+    /// expire.
+    pub fn observe(&self, cert: &CertSubject, role: CertRole, api_id: &str) {
         self.shared.observe(cert, role, api_id);
     }
 
@@ -306,7 +307,7 @@ enum Job {
 
 struct Check {
     subject: CertSubject,
-    role: Role,
+    role: CertRole,
     api_id: Arc<str>,
     slot: Arc<Slot>,
 }
@@ -318,7 +319,10 @@ impl Shared {
         now
     }
 
-    fn observe(&self, cert: &CertSubject, role: Role, api_id: &str) {
+    fn observe(&self, cert: &CertSubject, role: CertRole, api_id: &str) {
+        if role == CertRole::Pin {
+            return;
+        }
         let now_ms = self.now_ms.load(Ordering::Relaxed);
         match self.schedule.take_if_due(cert.fingerprint(), now_ms) {
             Take::NotDue => self.metrics.skipped_on_observe.increment(),
@@ -342,7 +346,7 @@ impl Shared {
     async fn enqueue(
         &self,
         cert: CertSubject,
-        role: Role,
+        role: CertRole,
         api_id: Arc<str>,
     ) -> Result<bool, MonitorError> {
         let now_ms = self.now_ms.load(Ordering::Relaxed);
@@ -403,10 +407,13 @@ async fn sweep_forever(shared: Arc<Shared>, store: CertStore, every: Duration) {
 async fn sweep(shared: &Shared, store: &CertStore) -> Result<SweepReport, MonitorError> {
     shared.refresh_now();
     let mut report = SweepReport::default();
-    let mut page = PageRequest::first(SWEEP_PAGE);
-    loop {
-        let ids = store.list(None, &page).await.map_err(MonitorError::Store)?;
-        for id in &ids.items {
+    let mut walk = PageWalk::new(SWEEP_PAGE);
+    while let Some(request) = walk.request() {
+        let page = store
+            .list(None, request)
+            .await
+            .map_err(MonitorError::Store)?;
+        for id in &walk.advance(page) {
             report.listed += 1;
             let cert = match store.get(id).await {
                 Ok(cert) => cert,
@@ -434,28 +441,25 @@ async fn sweep(shared: &Shared, store: &CertStore) -> Result<SweepReport, Monito
                 report.skipped += 1;
             }
         }
-        match ids.next {
-            Some(next) => page = PageRequest::after(next, SWEEP_PAGE),
-            None => return Ok(report),
-        }
     }
+    Ok(report)
 }
 
 /// The role and API a sweep reports a certificate under: its first use that is not a pin
 /// (uses are sorted by API ID), or `server` with no API when it has none. The gateway's own
 /// marker API ID `__server__` becomes no API.
-fn sweep_use(uses: &[CertUse]) -> (Role, Arc<str>) {
+fn sweep_use(uses: &[CertUse]) -> (CertRole, Arc<str>) {
     uses.iter()
-        .find_map(|u| {
-            let role = Role::from_cert_role(u.role)?;
+        .find(|u| u.role != CertRole::Pin)
+        .map(|u| {
             let api_id = if u.api_id == GATEWAY_API_ID {
                 ""
             } else {
                 u.api_id.as_str()
             };
-            Some((role, Arc::from(api_id)))
+            (u.role, Arc::from(api_id))
         })
-        .unwrap_or_else(|| (Role::Server, Arc::from("")))
+        .unwrap_or_else(|| (CertRole::Server, Arc::from("")))
 }
 
 /// This process's view of one certificate's cooldowns.
@@ -653,7 +657,6 @@ fn later(now: OffsetDateTime, by: Duration) -> OffsetDateTime {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cert_store::CertRole;
 
     #[test]
     fn sweeps_report_the_first_non_pin_use_or_the_server_role() {
@@ -671,14 +674,14 @@ mod tests {
                 role: CertRole::Client,
             },
         ];
-        assert_eq!(sweep_use(&uses), (Role::Upstream, Arc::from("b")));
-        assert_eq!(sweep_use(&uses[..1]), (Role::Server, Arc::from("")));
-        assert_eq!(sweep_use(&[]), (Role::Server, Arc::from("")));
+        assert_eq!(sweep_use(&uses), (CertRole::Upstream, Arc::from("b")));
+        assert_eq!(sweep_use(&uses[..1]), (CertRole::Server, Arc::from("")));
+        assert_eq!(sweep_use(&[]), (CertRole::Server, Arc::from("")));
         let gateway = [CertUse {
             api_id: GATEWAY_API_ID.into(),
             role: CertRole::Server,
         }];
-        assert_eq!(sweep_use(&gateway), (Role::Server, Arc::from("")));
+        assert_eq!(sweep_use(&gateway), (CertRole::Server, Arc::from("")));
     }
 
     #[test]

@@ -1,51 +1,10 @@
-//! What the monitor needs to know about a certificate, and the role it plays.
+//! What the monitor needs to know about a certificate.
 
 use std::sync::Arc;
 
-use cert_store::{CertRole, LoadedCert};
-use serde::{Deserialize, Serialize};
+use cert_store::LoadedCert;
 use time::OffsetDateTime;
 use tls_core::{Fingerprint, Metadata};
-
-/// How a certificate is used when it is observed: Tyk's `cert_role`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Served to clients by a TLS listener.
-    Server,
-    /// Trusted to authenticate clients (an mTLS allow-list entry).
-    Client,
-    /// Presented to an upstream.
-    Upstream,
-}
-
-impl Role {
-    /// The lowercase name used in events: `server`, `client` or `upstream`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Server => "server",
-            Self::Client => "client",
-            Self::Upstream => "upstream",
-        }
-    }
-
-    /// The role for a usage-index role; `None` for [`CertRole::Pin`] (a pinned public key does
-    /// not expire).
-    pub fn from_cert_role(role: CertRole) -> Option<Self> {
-        match role {
-            CertRole::Server => Some(Self::Server),
-            CertRole::Client => Some(Self::Client),
-            CertRole::Upstream => Some(Self::Upstream),
-            _ => None,
-        }
-    }
-}
-
-impl core::fmt::Display for Role {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// The little the monitor needs about a certificate: its leaf fingerprint, validity and subject
 /// CN. Build it once, when the certificate is loaded, and keep it beside the certificate: it is

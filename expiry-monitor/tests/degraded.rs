@@ -10,7 +10,7 @@ use std::time::Duration as StdDuration;
 
 use common::flaky::{Flaky, start};
 use common::{GENERATED_AT, drain, subject};
-use expiry_monitor::Role;
+use expiry_monitor::CertRole;
 use time::Duration;
 
 #[tokio::test(start_paused = true)]
@@ -20,7 +20,7 @@ async fn after_a_failure_the_shared_store_rests_for_the_retry_pause() {
     let observe = |name: &str| {
         monitor.observe(
             &subject(name, GENERATED_AT, -Duration::days(2)),
-            Role::Upstream,
+            CertRole::Upstream,
             "",
         );
     };

@@ -9,7 +9,7 @@ use std::time::Duration as StdDuration;
 
 use common::flaky::{Flaky, start};
 use common::{Capture, GENERATED_AT, Line, drain, subject};
-use expiry_monitor::Role;
+use expiry_monitor::CertRole;
 use time::Duration;
 
 fn count(lines: &[Line], level: &str, says: &str) -> usize {
@@ -28,7 +28,7 @@ async fn an_outage_is_warned_about_once_and_its_end_noted() {
     let observe = |name: &str| {
         monitor.observe(
             &subject(name, GENERATED_AT, Duration::days(2)),
-            Role::Client,
+            CertRole::Client,
             "",
         );
     };

@@ -12,7 +12,8 @@ use cert_store::testkit::{RedisCluster, RedisSentinels, RedisServer};
 use cert_store::{Clock as _, ManualClock, RedisConnection, SystemClock};
 use common::{GENERATED_AT, drain, subject};
 use expiry_monitor::{
-    CertSubject, ChannelSink, ExpiryEvent, ExpiryMonitor, ExpiryMonitorConfig, RedisCooldowns, Role,
+    CertRole, CertSubject, ChannelSink, ExpiryEvent, ExpiryMonitor, ExpiryMonitorConfig,
+    RedisCooldowns,
 };
 use redis::AsyncCommands as _;
 use time::Duration;
@@ -99,7 +100,7 @@ async fn burst(monitors: &[Arc<ExpiryMonitor>], cert: &CertSubject) {
             let cert = cert.clone();
             tokio::spawn(async move {
                 for _ in 0..500 {
-                    monitor.observe(&cert, Role::Client, "api1");
+                    monitor.observe(&cert, CertRole::Client, "api1");
                     tokio::task::yield_now().await;
                 }
             })
@@ -242,9 +243,9 @@ async fn a_redis_outage_falls_back_to_local_cooldowns_and_recovers() {
     let during = subject("during.example", GENERATED_AT, -Duration::minutes(30));
     let started = Instant::now();
     for _ in 0..1000 {
-        a.observe(&during, Role::Upstream, "api2");
-        a.observe(&before, Role::Client, "api1");
-        b.observe(&before, Role::Client, "api1");
+        a.observe(&during, CertRole::Upstream, "api2");
+        a.observe(&before, CertRole::Client, "api1");
+        b.observe(&before, CertRole::Client, "api1");
     }
     assert!(
         started.elapsed() < StdDuration::from_millis(500),
@@ -265,7 +266,7 @@ async fn a_redis_outage_falls_back_to_local_cooldowns_and_recovers() {
     let earlier = a.metrics();
     clock.advance(Duration::seconds(2));
     a.sync_clock();
-    a.observe(&during, Role::Upstream, "api2");
+    a.observe(&during, CertRole::Upstream, "api2");
     a.flush().await;
     assert!(drain(&mut events).is_empty());
     let metrics = a.metrics();

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{Capture, GENERATED_AT, Line, subject, vector_subject};
-use expiry_monitor::{EventSink, ExpiryEvent, Role, TracingSink};
+use expiry_monitor::{CertRole, EventSink, ExpiryEvent, TracingSink};
 use time::Duration;
 use tracing::Level;
 
@@ -19,7 +19,7 @@ async fn expiring_soon_is_one_warning_with_a_masked_id() {
     let cert = vector_subject("expiring-10d.bundle.pem");
     let event = ExpiryEvent::at(
         &cert,
-        Role::Client,
+        CertRole::Client,
         "api1",
         GENERATED_AT,
         Duration::days(30),
@@ -51,8 +51,14 @@ async fn expiring_soon_is_one_warning_with_a_masked_id() {
 #[tokio::test]
 async fn expired_is_one_warning_with_days_since_expiry() {
     let cert = subject("gone.example", GENERATED_AT, -Duration::days(3));
-    let event =
-        ExpiryEvent::at(&cert, Role::Upstream, "", GENERATED_AT, Duration::days(30)).unwrap();
+    let event = ExpiryEvent::at(
+        &cert,
+        CertRole::Upstream,
+        "",
+        GENERATED_AT,
+        Duration::days(30),
+    )
+    .unwrap();
     let lines = logged(&event).await;
     assert_eq!(lines.len(), 1);
     let line = &lines[0];

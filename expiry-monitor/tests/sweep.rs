@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use cert_store::{CertRole, CertStore, ManualClock, MemoryStorage};
 use common::{GENERATED_AT, drain, vector};
-use expiry_monitor::{
-    ChannelSink, ExpiryEvent, ExpiryMonitor, ExpiryMonitorConfig, MonitorError, Role,
-};
+use expiry_monitor::{ChannelSink, ExpiryEvent, ExpiryMonitor, ExpiryMonitorConfig, MonitorError};
 use tls_core::{CertId, OrgId};
 use tokio::sync::broadcast;
 
@@ -70,7 +68,10 @@ async fn a_sweep_warns_about_the_idle_expiring_certificate_only() {
     );
     assert_eq!(event.cert_name, "expiring-10d.vectors.test");
     assert_eq!(event.days_remaining, 10);
-    assert_eq!((event.cert_role, event.api_id.as_str()), (Role::Server, ""));
+    assert_eq!(
+        (event.cert_role, event.api_id.as_str()),
+        (CertRole::Server, "")
+    );
     assert_eq!(monitor.metrics().checks, 2);
 
     // A second sweep within the check cooldown checks nothing.
@@ -97,7 +98,7 @@ async fn a_sweep_reports_the_role_and_api_from_the_usage_index() {
     assert_eq!(events.len(), 1);
     assert_eq!(
         (events[0].role(), events[0].api_id()),
-        (Role::Upstream, "api-b")
+        (CertRole::Upstream, "api-b")
     );
 }
 

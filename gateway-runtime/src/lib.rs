@@ -46,6 +46,7 @@ mod metrics;
 mod monitor;
 mod mtls;
 mod observe;
+mod prometheus;
 mod proxy;
 mod request_path;
 mod retain;

@@ -1,8 +1,9 @@
 //! Gateway counters, rendered as Prometheus text.
 
-use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::prometheus::{Exposition, Kind};
 
 /// Counters the listener and proxy update.
 #[derive(Debug, Default)]
@@ -51,7 +52,13 @@ impl GatewayMetrics {
 
     /// Prometheus text exposition of the counters and gauges.
     pub fn render(&self) -> String {
-        let mut out = String::new();
+        let mut out = Exposition::new();
+        self.write(&mut out);
+        out.finish()
+    }
+
+    /// Appends the counters and gauges to `out`.
+    pub(crate) fn write(&self, out: &mut Exposition) {
         for (name, help, counter) in [
             (
                 "certgate_tls_handshakes_total",
@@ -89,11 +96,7 @@ impl GatewayMetrics {
                 &self.idle_connections_closed,
             ),
         ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                counter.load(Ordering::Relaxed)
-            );
+            out.single(name, help, Kind::Counter, counter.load(Ordering::Relaxed));
         }
         for (name, help, value) in [
             (
@@ -107,11 +110,7 @@ impl GatewayMetrics {
                 self.crls_past_next_update.load(Ordering::Relaxed),
             ),
         ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
+            out.single(name, help, Kind::Gauge, value);
         }
-        out
     }
 }

@@ -7,10 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use cert_store::{CertStore, LoadedCert};
-use expiry_monitor::{
-    CertSubject, EventSink, ExpiryEvent, ExpiryMonitor, Role, SinkError, TracingSink,
-};
+use cert_store::{CertRole, CertStore, LoadedCert};
+use expiry_monitor::{CertSubject, EventSink, ExpiryEvent, ExpiryMonitor, SinkError, TracingSink};
 use http::{Method, Request};
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
@@ -19,7 +17,8 @@ use rustls_pki_types::CertificateDer;
 use tls_core::Fingerprint;
 
 use crate::config::{GatewayConfig, WebhookConfig};
-use crate::observe::{CertObserver, UseRole};
+use crate::observe::CertObserver;
+use crate::prometheus::Exposition;
 use crate::proxy::connector::UpstreamConnector;
 use crate::proxy::upstream_tls::Trust;
 
@@ -40,7 +39,9 @@ impl MonitorObserver {
 
     /// The monitor's metrics as Prometheus text.
     pub(crate) fn prometheus(&self) -> String {
-        self.monitor.metrics().to_prometheus()
+        let mut out = Exposition::new();
+        out.expiry(&self.monitor.metrics());
+        out.finish()
     }
 
     fn subject(&self, cert: &LoadedCert) -> Option<Arc<CertSubject>> {
@@ -63,12 +64,7 @@ impl MonitorObserver {
 }
 
 impl CertObserver for MonitorObserver {
-    fn observe(&self, cert: &LoadedCert, role: UseRole, api_id: &str) {
-        let role = match role {
-            UseRole::Server => Role::Server,
-            UseRole::Client => Role::Client,
-            UseRole::Upstream => Role::Upstream,
-        };
+    fn observe(&self, cert: &LoadedCert, role: CertRole, api_id: &str) {
         if let Some(subject) = self.subject(cert) {
             self.monitor.observe(&subject, role, api_id);
         }

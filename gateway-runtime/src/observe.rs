@@ -1,22 +1,12 @@
 //! Where the runtime reports certificate use to the expiry monitor.
 
-use cert_store::LoadedCert;
-
-/// How a certificate was used.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum UseRole {
-    /// Served in a handshake.
-    Server,
-    /// Presented by a client and accepted.
-    Client,
-    /// Presented to an upstream.
-    Upstream,
-}
+use cert_store::{CertRole, LoadedCert};
 
 /// Receives certificate uses on the hot path; must return at once.
 pub(crate) trait CertObserver: Send + Sync {
-    /// `cert` was used in `role` for `api_id` (empty when no API is known).
-    fn observe(&self, cert: &LoadedCert, role: UseRole, api_id: &str);
+    /// `cert` was used in `role` (server, client or upstream) for `api_id` (empty when no API
+    /// is known).
+    fn observe(&self, cert: &LoadedCert, role: CertRole, api_id: &str);
 }
 
 /// An observer that ignores everything (tests).
@@ -26,5 +16,5 @@ pub(crate) struct NoObserver;
 
 #[cfg(test)]
 impl CertObserver for NoObserver {
-    fn observe(&self, _cert: &LoadedCert, _role: UseRole, _api_id: &str) {}
+    fn observe(&self, _cert: &LoadedCert, _role: CertRole, _api_id: &str) {}
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use cert_store::CertRole;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -20,7 +21,6 @@ use tokio_rustls::LazyConfigAcceptor;
 use crate::connections::{Activity, Refused, Tracked};
 use crate::http_util::{Body, ClientInfo, json_error, json_response};
 use crate::metrics::GatewayMetrics;
-use crate::observe::UseRole;
 use crate::request_path::PathRefusal;
 use crate::runtime::Shared;
 
@@ -149,7 +149,7 @@ async fn serve_connection(
                 .peer_certificates()
                 .map(|certs| Arc::new(certs.iter().map(|c| c.clone().into_owned()).collect()));
             if let Some(served) = shared.tls.load().certs.select(sni.as_deref()) {
-                shared.observer.observe(&served.cert, UseRole::Server, "");
+                shared.observer.observe(&served.cert, CertRole::Server, "");
             }
             let client = ClientInfo::new(remote_addr, true, peer_certs);
             serve_http(TokioIo::new(tls), client, role, shared, stop).await;
@@ -375,7 +375,7 @@ async fn dispatch(
             Some(policy) => check_client(shared, policy, client).map(|entry| {
                 shared
                     .observer
-                    .observe(&entry, UseRole::Client, &route.def.api_id);
+                    .observe(&entry, CertRole::Client, &route.def.api_id);
             }),
             None => Err(crate::mtls::Refusal::Missing.to_string()),
         };

@@ -395,33 +395,29 @@ impl core::fmt::Debug for RedisTopology {
 }
 
 fn percent_decode(text: &str) -> Result<String, StorageError> {
+    // Strict, unlike `percent_decode_str` alone: every `%` must start a two-hex-digit escape.
     let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text
+    let well_formed = bytes.iter().enumerate().all(|(i, b)| {
+        *b != b'%'
+            || bytes
                 .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| {
-                    StorageError::new(
-                        StorageErrorKind::Rejected,
-                        "invalid Redis URL: a bad %-escape in the credentials",
-                    )
-                })?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| {
-        StorageError::new(
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return Err(StorageError::new(
             StorageErrorKind::Rejected,
-            "invalid Redis URL: the credentials are not UTF-8",
-        )
-    })
+            "invalid Redis URL: a bad %-escape in the credentials",
+        ));
+    }
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .map(|decoded| decoded.into_owned())
+        .map_err(|_| {
+            StorageError::new(
+                StorageErrorKind::Rejected,
+                "invalid Redis URL: the credentials are not UTF-8",
+            )
+        })
 }
 
 /// Splits `host:port` (`[v6]:port`).
@@ -1170,6 +1166,9 @@ mod tests {
             ("redis+cluster://a:1/3", "no database"),
             ("redis://h:1/x", "not a number"),
             ("redis://u:%zz@h:1", "%-escape"),
+            ("redis://u:p%4@h:1", "%-escape"),
+            ("redis://u:%+1@h:1", "%-escape"),
+            ("redis://u%ff:p@h:1", "not UTF-8"),
         ] {
             let err = RedisConnection::from_url(url)
                 .and_then(|c| c.validate())

@@ -1,7 +1,9 @@
 //! The `/tyk/certs` handlers: add, list, get, delete, and which APIs use a certificate.
 
 use bytes::Bytes;
-use cert_store::{Cursor, Listed, Page, PageRequest, StorageError, StorageErrorKind, StoreError};
+use cert_store::{
+    Cursor, Listed, Page, PageRequest, PageWalk, StorageError, StorageErrorKind, StoreError,
+};
 use http::{HeaderMap, Response, StatusCode, header};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use time::Duration;
@@ -346,24 +348,17 @@ impl ControlApi {
                 .await
                 .map_err(|e| list_failure(&e, page));
         }
-        let mut all = Page {
-            items: Vec::new(),
-            next: None,
-        };
-        let mut page = PageRequest::first(PAGE);
-        for _ in 0..MAX_PAGES {
-            let got = self
+        let mut items = Vec::new();
+        let mut walk = PageWalk::new(PAGE).at_most(MAX_PAGES);
+        while let Some(request) = walk.request() {
+            let page = self
                 .store
-                .list(org, &page)
+                .list(org, request)
                 .await
-                .map_err(|e| list_failure(&e, &page))?;
-            all.items.extend(got.items);
-            match got.next {
-                Some(next) => page = PageRequest::after(next, PAGE),
-                None => break,
-            }
+                .map_err(|e| list_failure(&e, request))?;
+            items.extend(walk.advance(page));
         }
-        Ok(all)
+        Ok(Page { items, next: None })
     }
 
     /// The entries asked for, with metadata: one page, or every page.
@@ -376,24 +371,17 @@ impl ControlApi {
                 .await
                 .map_err(|e| list_failure(&e, page));
         }
-        let mut all = Page {
-            items: Vec::new(),
-            next: None,
-        };
-        let mut page = PageRequest::first(PAGE);
-        for _ in 0..MAX_PAGES {
-            let got = self
+        let mut items = Vec::new();
+        let mut walk = PageWalk::new(PAGE).at_most(MAX_PAGES);
+        while let Some(request) = walk.request() {
+            let page = self
                 .store
-                .list_detailed(org, &page)
+                .list_detailed(org, request)
                 .await
-                .map_err(|e| list_failure(&e, &page))?;
-            all.items.extend(got.items);
-            match got.next {
-                Some(next) => page = PageRequest::after(next, PAGE),
-                None => break,
-            }
+                .map_err(|e| list_failure(&e, request))?;
+            items.extend(walk.advance(page));
         }
-        Ok(all)
+        Ok(Page { items, next: None })
     }
 
     /// `GET /tyk/certs/{id}` or `GET /tyk/certs/{id1},{id2},...`.

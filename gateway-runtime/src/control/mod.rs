@@ -13,14 +13,13 @@
 //! hash; an `{id}` is only ever a certificate ID, never a file path.
 
 mod certs;
-mod query;
+pub(crate) mod query;
 mod shapes;
 
 #[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -31,6 +30,7 @@ use ring::hmac;
 use crate::config::GatewayConfig;
 use crate::http_util::{Body, BoxError, full};
 use crate::metrics::GatewayMetrics;
+use crate::prometheus::{self, Exposition, Kind};
 
 use self::query::{Query, strip_trailing_slashes};
 use self::shapes::{Health, HealthCheck, HealthDetails, error, respond};
@@ -314,31 +314,34 @@ impl ControlApi {
 
     /// Prometheus text: the gateway's counters, the extra ones, and the control API's own.
     fn render_metrics(&self) -> Response<Body> {
-        let mut text = self.metrics.render();
-        text.push_str(&(self.extra_metrics)());
-        if !text.is_empty() && !text.ends_with('\n') {
-            text.push('\n');
-        }
-        let undecryptable = "certgate_undecryptable_private_keys";
-        let _ = writeln!(
-            text,
-            "# HELP {undecryptable} Certificates seen since start whose private key does not decrypt with this node's encoding secret.\n# TYPE {undecryptable} gauge\n{undecryptable} {}",
-            self.store.undecryptable_keys()
+        let mut out = Exposition::new();
+        self.metrics.write(&mut out);
+        out.append(&(self.extra_metrics)());
+        out.single(
+            "certgate_undecryptable_private_keys",
+            "Certificates seen since start whose private key does not decrypt with this node's encoding secret.",
+            Kind::Gauge,
+            self.store.undecryptable_keys(),
         );
         let name = "certgate_control_api_requests_total";
-        let _ = writeln!(
-            text,
-            "# HELP {name} Control API requests by route template and status code.\n# TYPE {name} counter"
+        out.family(
+            name,
+            "Control API requests by route template and status code.",
+            Kind::Counter,
         );
         let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         for ((route, code), count) in requests.iter() {
-            let _ = writeln!(text, "{name}{{route=\"{route}\",code=\"{code}\"}} {count}");
+            out.sample(
+                name,
+                &[("route", route), ("code", &code.to_string())],
+                count,
+            );
         }
         drop(requests);
-        let mut response = Response::new(full(text));
+        let mut response = Response::new(full(out.finish()));
         response.headers_mut().insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            HeaderValue::from_static(prometheus::CONTENT_TYPE),
         );
         response
     }

@@ -1,5 +1,8 @@
-//! Request paths and query strings: trailing-slash removal, percent-decoding, and Go's
-//! `URL.Query().Get` (first value wins, `+` is a space, bad escapes kept as written).
+//! Request paths and query strings: trailing-slash removal, percent-decoding and -encoding
+//! (for the control API and the UI's forms and links), and Go's `URL.Query().Get` (first value
+//! wins, `+` is a space, bad escapes kept as written).
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 /// The path without trailing slashes (Tyk's `stripSlashes`); `/` stays `/`.
 pub(crate) fn strip_trailing_slashes(path: &str) -> &str {
@@ -14,36 +17,11 @@ pub(crate) fn percent_decode(text: &str, plus_is_space: bool) -> Option<String> 
 }
 
 fn decode_bytes(text: &str, plus_is_space: bool) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                if let (Some(high), Some(low)) = (
-                    bytes.get(i + 1).and_then(|b| hex_value(*b)),
-                    bytes.get(i + 2).and_then(|b| hex_value(*b)),
-                ) {
-                    out.push(high << 4 | low);
-                    i += 3;
-                    continue;
-                }
-                out.push(b'%');
-            }
-            b'+' if plus_is_space => out.push(b' '),
-            other => out.push(other),
-        }
-        i += 1;
-    }
-    out
-}
-
-fn hex_value(byte: u8) -> Option<u8> {
-    match byte {
-        b'0'..=b'9' => Some(byte - b'0'),
-        b'a'..=b'f' => Some(byte - b'a' + 10),
-        b'A'..=b'F' => Some(byte - b'A' + 10),
-        _ => None,
+    if plus_is_space && text.contains('+') {
+        // `+` never appears inside an escape, so replacing it first leaves `%2B` a plus.
+        percent_decode_str(&text.replace('+', " ")).collect()
+    } else {
+        percent_decode_str(text).collect()
     }
 }
 
@@ -79,23 +57,22 @@ impl Query {
     }
 }
 
-fn decode_lossy(text: &str) -> String {
+/// Percent-decodes `text` with `+` as a space (form and query encoding); bad escapes are kept
+/// as written and bytes that are not UTF-8 become U+FFFD.
+pub(crate) fn decode_lossy(text: &str) -> String {
     String::from_utf8_lossy(&decode_bytes(text, true)).into_owned()
 }
 
-/// Percent-encodes a query value (everything but unreserved characters).
-#[cfg(test)]
+/// What a query value keeps unescaped: RFC 3986 unreserved characters.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes a path segment or query value (everything but unreserved characters).
 pub(crate) fn encode_component(text: &str) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
-    out
+    utf8_percent_encode(text, COMPONENT).to_string()
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use cert_store::{CertStore, LoadedCert};
+use cert_store::{CertRole, CertStore, LoadedCert};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Extensions, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt as _;
@@ -72,7 +72,7 @@ use crate::api::{ApiRoute, ApiTable};
 use crate::config::{ApiDefinition, ConfigError, GatewayConfig, TLS12, tls_version};
 use crate::http_util::{Body, BoxError, ClientInfo, json_response};
 use crate::metrics::GatewayMetrics;
-use crate::observe::{CertObserver, UseRole};
+use crate::observe::CertObserver;
 use crate::retain::Retained;
 
 /// The body of requests sent upstream.
@@ -265,7 +265,7 @@ impl Proxy {
             }
         };
         if let Some(cert) = &upstream.client_cert {
-            self.observer.observe(cert, UseRole::Upstream, api_id);
+            self.observer.observe(cert, CertRole::Upstream, api_id);
         }
         let sent = async {
             match via {

@@ -18,10 +18,10 @@ use crate::http_util::ClientInfo;
 
 /// Records every observation.
 #[derive(Default)]
-struct Recorder(Mutex<Vec<(String, UseRole, String)>>);
+struct Recorder(Mutex<Vec<(String, CertRole, String)>>);
 
 impl CertObserver for Recorder {
-    fn observe(&self, cert: &LoadedCert, role: UseRole, api_id: &str) {
+    fn observe(&self, cert: &LoadedCert, role: CertRole, api_id: &str) {
         self.0
             .lock()
             .unwrap()
@@ -389,7 +389,7 @@ async fn the_apis_upstream_certificate_is_presented_and_observed() {
     assert_eq!(reply.seen()["client_cert"], client.fingerprint());
     assert_eq!(
         *h.observer.0.lock().unwrap(),
-        [(id.clone(), UseRole::Upstream, "with-cert".to_owned())]
+        [(id.clone(), CertRole::Upstream, "with-cert".to_owned())]
     );
 }
 

@@ -59,15 +59,4 @@ pub(super) async fn call(
 }
 
 /// Percent-encodes a query or path value (everything but unreserved characters).
-pub(super) fn encode(text: &str) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
-    out
-}
+pub(super) use crate::control::query::encode_component as encode;

@@ -1,6 +1,8 @@
 //! Form bodies: `application/x-www-form-urlencoded`, and `multipart/form-data` for the upload
 //! form's file pickers. Both are read into memory under the control API's body limit.
 
+use crate::control::query::decode_lossy;
+
 /// The fields of a submitted form, in order; a name may repeat.
 #[derive(Debug, Default)]
 pub(super) struct Form {
@@ -37,7 +39,7 @@ impl Form {
             .filter(|pair| !pair.is_empty())
             .map(|pair| {
                 let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-                (decode(name), decode(value))
+                (decode_lossy(name), decode_lossy(value))
             })
             .collect();
         Self { fields }
@@ -98,35 +100,6 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
         return None;
     }
     haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Percent-decoding with `+` as a space; bad escapes are kept as written and bytes that are not
-/// UTF-8 become U+FFFD.
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            other => out.push(other),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

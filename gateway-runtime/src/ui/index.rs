@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
-use cert_store::{CertStore, Change, PageRequest, StoreError};
+use cert_store::{CertStore, Change, PageWalk, StoreError};
 use time::OffsetDateTime;
 use tls_core::{CertId, Metadata};
 use tokio::sync::watch;
@@ -327,16 +327,12 @@ impl Index {
     /// Reads every certificate of the store; replaces the index when the scan completes.
     async fn scan(&self, store: &CertStore) -> Result<(), StoreError> {
         let mut fresh = State::default();
-        let mut page = PageRequest::first(SCAN_PAGE);
-        for _ in 0..MAX_SCAN_PAGES {
-            let got = store.list_detailed(None, &page).await?;
-            for listed in got.items {
+        let mut walk = PageWalk::new(SCAN_PAGE).at_most(MAX_SCAN_PAGES);
+        while let Some(request) = walk.request() {
+            let page = store.list_detailed(None, request).await?;
+            for listed in walk.advance(page) {
                 let problem = listed.problem.as_ref().map(ToString::to_string);
                 fresh.put(Summary::new(&listed.id, listed.metadata.as_ref(), problem));
-            }
-            match got.next {
-                Some(next) => page = PageRequest::after(next, SCAN_PAGE),
-                None => break,
             }
         }
         fresh.ready = true;

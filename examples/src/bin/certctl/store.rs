@@ -5,7 +5,7 @@ use std::io::IsTerminal as _;
 use std::sync::Arc;
 
 use cert_store::{
-    CertStore, Clock, Listed, ManualClock, PageRequest, RedisConfig, RedisStorage, StoreError,
+    CertStore, Clock, Listed, ManualClock, PageWalk, RedisConfig, RedisStorage, StoreError,
     SystemClock,
 };
 use http::{Method, StatusCode};
@@ -403,15 +403,12 @@ impl Backend {
             }
             Self::Redis(store) => {
                 let mut ids = Vec::new();
-                let mut page = PageRequest::first(1000);
-                loop {
-                    let got = store.list(org, &page).await.map_err(|e| e.to_string())?;
-                    ids.extend(got.items.iter().map(ToString::to_string));
-                    match got.next {
-                        Some(next) => page = PageRequest::after(next, 1000),
-                        None => return Ok(ids),
-                    }
+                let mut walk = PageWalk::new(1000);
+                while let Some(request) = walk.request() {
+                    let page = store.list(org, request).await.map_err(|e| e.to_string())?;
+                    ids.extend(walk.advance(page).iter().map(ToString::to_string));
                 }
+                Ok(ids)
             }
         }
     }
@@ -429,18 +426,15 @@ impl Backend {
             }
             Self::Redis(store) => {
                 let mut out = Vec::new();
-                let mut page = PageRequest::first(500);
-                loop {
-                    let got = store
-                        .list_detailed(org, &page)
+                let mut walk = PageWalk::new(500);
+                while let Some(request) = walk.request() {
+                    let page = store
+                        .list_detailed(org, request)
                         .await
                         .map_err(|e| e.to_string())?;
-                    out.extend(got.items.iter().map(Summary::from_listed));
-                    match got.next {
-                        Some(next) => page = PageRequest::after(next, 500),
-                        None => return Ok(out),
-                    }
+                    out.extend(walk.advance(page).iter().map(Summary::from_listed));
                 }
+                Ok(out)
             }
         }
     }
