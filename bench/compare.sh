@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: certgate's gateway against nginx and HAProxy (and against a bare
-# tokio-rustls server, the limit), on the same certificates, TLS 1.3 only, TLS_AES_128_GCM_SHA256,
-# X25519.
+# Side-by-side benchmark: certgate's gateway against nginx, HAProxy and a proxy on Cloudflare's
+# pingora framework (bench/pingora-peer, rustls), and against a bare tokio-rustls server (the
+# limit), on the same certificates, TLS 1.3 only, TLS_AES_128_GCM_SHA256, X25519.
 #
 # Primary metric: operations per server CPU-second (utime+stime from /proc/<pid>/stat, summed
 # over nginx's master and worker). Each server is one process pinned to CPU 1 (`taskset -c 1`;
-# one nginx worker, one HAProxy thread, one Tokio worker since Tokio sizes its pool from the
-# affinity mask); the load
+# one nginx worker, one HAProxy thread, one pingora worker thread, one Tokio worker since Tokio
+# sizes its pool from the affinity mask); the load
 # generators and the shared upstream run on CPU 0. Each run also reports the server's and the
 # load generators' CPU as % of one core (the clients' from bash `times`): near 100 % marks the
 # bound side, where peak rates stop being comparable (CPU per operation still is).
@@ -42,7 +42,9 @@
 #   --smoke     one run of every step for ~2 s (keeps the script from rotting)
 #   --only      run only these scenarios (hs-ecdsa, hs-rsa, keepalive, hs-mtls, h2, idle-mem,
 #               latency-ka, latency-new)
-#   --no-build  use the existing target/release/{gateway,bare_tls,hs_load}
+#   --no-build  use the existing target/release/{gateway,bare_tls,hs_load} and
+#               bench/pingora-peer/target/release/pingora_peer
+#   --no-pingora leave the pingora peer out (building it the first time takes minutes)
 #   --icount    run every server under valgrind's callgrind and count instructions per operation
 #               instead of CPU time: repeatable whatever else the machine does; uses (and builds)
 #               the `profiling` profile; user-space only (the kernel's share is not counted)
@@ -58,6 +60,7 @@ build=1
 profile=release
 icount=0
 scenarios=(hs-ecdsa hs-rsa keepalive hs-mtls h2 idle-mem latency-ka latency-new)
+pingora=1
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --smoke) smoke=1; runs=1; duration=2 ;;
@@ -65,6 +68,7 @@ while [[ $# -gt 0 ]]; do
         --duration) duration="$2"; shift ;;
         --only) IFS=, read -r -a scenarios <<<"$2"; shift ;;
         --no-build) build=0 ;;
+        --no-pingora) pingora=0 ;;
         --debug) profile=debug ;;
         --icount) icount=1; profile=profiling ;;
         -h|--help) sed -n '2,/^set /{/^#/p}' "$0"; exit 0 ;;
@@ -91,7 +95,11 @@ declare -A port=(
     [nginx-mtls]=$((base + 45)) [gateway-mtls]=$((base + 55)) [gateway-ca-mtls]=$((base + 56))
     [bare-mtls]=$((base + 65))
     [haproxy-ecdsa]=$((base + 73)) [haproxy-rsa]=$((base + 74)) [haproxy-mtls]=$((base + 75))
+    [pingora-ecdsa]=$((base + 93)) [pingora-rsa]=$((base + 94)) [pingora-mtls]=$((base + 95))
 )
+# The peers besides the gateway, in every scenario that they can do.
+peers=(nginx haproxy)
+((pingora)) && peers+=(pingora)
 log() { printf '[compare %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
 # --- tools -------------------------------------------------------------------------------------
@@ -105,6 +113,8 @@ command -v h2load >/dev/null || missing+=(nghttp2-client)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v taskset >/dev/null || missing+=(util-linux)
 ((icount)) && ! command -v valgrind >/dev/null && missing+=(valgrind)
+# pingora's zlib-ng is built with cmake.
+((pingora && build)) && ! command -v cmake >/dev/null && missing+=(cmake)
 if [[ ${#missing[@]} -gt 0 ]]; then
     log "installing ${missing[*]}"
     as_root=(); [[ $(id -u) -ne 0 ]] && as_root=(sudo)
@@ -122,7 +132,12 @@ if ((build)); then
     [[ $profile == debug ]] && profile_args=()
     (cd "$repo" && cargo build "${profile_args[@]}" --locked -q -p certgate-gateway --bin gateway \
         -p certgate-examples --bin bare_tls --bin hs_load)
+    if ((pingora)); then
+        log "building the pingora peer ($profile; the first build takes minutes)"
+        (cd "$repo/bench/pingora-peer" && cargo build "${profile_args[@]}" --locked -q)
+    fi
 fi
+pingora_bin="$repo/bench/pingora-peer/target/$profile/pingora_peer"
 gateway_bin="$repo/target/$profile/gateway"
 bare_bin="$repo/target/$profile/bare_tls"
 hs_load_bin="$repo/target/$profile/hs_load"
@@ -360,13 +375,26 @@ start_bare() { # name kind [bare_tls options...]
     sut_pid[$name]=$!
     pids+=($!)
 }
+start_pingora() { # name kind [--client-ca file]
+    local name="$1" kind="$2"
+    shift 2
+    "${sut[@]}" "$pingora_bin" --upstream "127.0.0.1:$port_up" --listen "127.0.0.1:${port[$name]}" \
+        --cert "$work/pki-$kind/leaf.pem" --key "$work/pki-$kind/leaf.key" "$@" 2>"$work/$name.log" &
+    sut_pid[$name]=$!
+    pids+=($!)
+}
 for kind in ecdsa rsa; do
     start_gateway "gateway-$kind" "$kind" "$work/apps"
     start_bare "bare-$kind" "$kind"
+    ((pingora)) && start_pingora "pingora-$kind" "$kind"
 done
+((pingora)) && start_pingora pingora-mtls ecdsa --client-ca "$work/pki-ecdsa/ca.pem"
 start_gateway gateway-mtls ecdsa "$work/apps-mtls"
 start_gateway gateway-ca-mtls ecdsa "$work/apps-mtls-ca"
 start_bare bare-mtls ecdsa --client-ca "$work/pki-ecdsa/ca.pem"
+for name in "${!port[@]}"; do
+    [[ $name == pingora-* ]] && ((!pingora)) && unset "port[$name]"
+done
 for p in "$port_up" "${port[@]}"; do wait_port "$p"; done
 for pid in "${pids[@]}"; do
     kill -0 "$pid" 2>/dev/null || {
@@ -408,9 +436,10 @@ cpu_ticks() { # pids...: utime+stime summed
 }
 
 mtls_servers=(nginx-mtls haproxy-mtls gateway-mtls gateway-ca-mtls bare-mtls)
+((pingora)) && mtls_servers+=(pingora-mtls)
 client_cert=(-cert "$work/pki-ecdsa/client.pem" -key "$work/pki-ecdsa/client.key")
 log "negotiated parameters (checked once per server):"
-for name in nginx-ecdsa haproxy-ecdsa gateway-ecdsa bare-ecdsa nginx-rsa haproxy-rsa gateway-rsa \
+for name in "${peers[@]/%/-ecdsa}" gateway-ecdsa bare-ecdsa "${peers[@]/%/-rsa}" gateway-rsa \
     bare-rsa "${mtls_servers[@]}"; do
     cert=(); [[ "$name" == *-mtls ]] && cert=("${client_cert[@]}")
     summary="$(openssl s_client -connect "127.0.0.1:${port[$name]}" "${cert[@]}" </dev/null 2>&1 |
@@ -418,7 +447,7 @@ for name in nginx-ecdsa haproxy-ecdsa gateway-ecdsa bare-ecdsa nginx-rsa haproxy
     log "  $name: $summary"
 done
 log "HTTP/2: every h2 server must choose h2 by ALPN:"
-for name in nginx-ecdsa haproxy-ecdsa gateway-ecdsa; do
+for name in "${peers[@]/%/-ecdsa}" gateway-ecdsa; do
     alpn="$(openssl s_client -connect "127.0.0.1:${port[$name]}" -alpn h2,http/1.1 </dev/null 2>&1 |
         grep -m1 '^ALPN protocol' || true)"
     [[ "$alpn" == "ALPN protocol: h2" ]] || {
@@ -604,9 +633,9 @@ log "   latency-*: scenario server run rate p50 p99 p99.9 max, microseconds)"
 for run in $(seq "$runs"); do
     for scenario in "${scenarios[@]}"; do
         case "$scenario" in
-            hs-mtls) servers=(nginx haproxy gateway gateway-ca bare) ;;
-            h2 | latency-*) servers=(nginx haproxy gateway) ;;
-            *) servers=(nginx haproxy gateway bare) ;;
+            hs-mtls) servers=("${peers[@]}" gateway gateway-ca bare) ;;
+            h2 | latency-*) servers=("${peers[@]}" gateway) ;;
+            *) servers=("${peers[@]}" gateway bare) ;;
         esac
         ((run % 2)) || mapfile -t servers < <(printf '%s\n' "${servers[@]}" | tac)
         for server in "${servers[@]}"; do
@@ -646,21 +675,27 @@ fi
 [[ $profile == debug ]] && echo "   (debug binaries: the steps ran; these figures mean nothing)"
 ratio hs-ecdsa gateway nginx "full handshakes ECDSA  gateway/nginx"
 ratio hs-ecdsa gateway haproxy "full handshakes ECDSA  gateway/haproxy"
+ratio hs-ecdsa gateway pingora "full handshakes ECDSA  gateway/pingora"
 ratio hs-ecdsa gateway bare "full handshakes ECDSA  gateway/bare_tls"
 ratio hs-rsa gateway nginx "full handshakes RSA    gateway/nginx"
 ratio hs-rsa gateway haproxy "full handshakes RSA    gateway/haproxy"
+ratio hs-rsa gateway pingora "full handshakes RSA    gateway/pingora"
 ratio hs-rsa gateway bare "full handshakes RSA    gateway/bare_tls"
 ratio keepalive gateway nginx "keep-alive proxied     gateway/nginx"
 ratio keepalive gateway haproxy "keep-alive proxied     gateway/haproxy"
+ratio keepalive gateway pingora "keep-alive proxied     gateway/pingora"
 ratio keepalive gateway bare "keep-alive (bare answers itself) gw/bare"
 ratio hs-mtls gateway nginx "mTLS full handshakes   gateway/nginx"
 ratio hs-mtls gateway haproxy "mTLS full handshakes   gateway/haproxy"
+ratio hs-mtls gateway pingora "mTLS full handshakes   gateway/pingora"
 ratio hs-mtls gateway bare "mTLS full handshakes   gateway/bare_tls"
 ratio hs-mtls gateway-ca nginx "mTLS, CA-listed        gateway-ca/nginx"
 ratio hs-mtls gateway-ca bare "mTLS, CA-listed        gateway-ca/bare_tls"
 ratio hs-mtls gateway-ca haproxy "mTLS, CA-listed        gateway-ca/haproxy"
+ratio hs-mtls gateway-ca pingora "mTLS, CA-listed        gateway-ca/pingora"
 ratio h2 gateway nginx "HTTP/2 streams proxied gateway/nginx"
 ratio h2 gateway haproxy "HTTP/2 streams proxied gateway/haproxy"
+ratio h2 gateway pingora "HTTP/2 streams proxied gateway/pingora"
 if [[ -s "$memory" ]]; then
     echo
     echo "== resident memory per idle TLS connection (KiB, median over runs; lower is better)"
