@@ -51,6 +51,7 @@ mod request_path;
 mod retain;
 mod runtime;
 mod server;
+mod shared;
 mod sni;
 mod state;
 mod tls;
@@ -61,7 +62,7 @@ pub use http_util::{Body, BoxError};
 pub use metrics::GatewayMetrics;
 pub use runtime::{Gateway, GatewayBuilder, GatewayError, store_from_config};
 pub use tls::cipher_suites;
-pub use ui::CertificateUiConfig;
+pub use ui::settings::CertificateUiConfig;
 
 // What the fallback's signature names, so an embedder needs no crate of its own for them.
 pub use http;

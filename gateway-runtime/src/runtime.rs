@@ -21,7 +21,8 @@ use crate::monitor::start_monitor;
 use crate::observe::CertObserver;
 use crate::proxy::Proxy;
 use crate::retain::Retained;
-use crate::server::{ListenerRole, Tracker, accept_loop};
+use crate::server::{Tracker, accept_loop};
+use crate::shared::{ListenerRole, Shared};
 use crate::state::{TlsShared, TlsState};
 
 /// Why the gateway cannot start or reload.
@@ -58,49 +59,8 @@ pub enum GatewayError {
     },
 }
 
-/// Everything connection tasks share.
-pub(crate) struct Shared {
-    pub(crate) config: Arc<GatewayConfig>,
-    pub(crate) store: CertStore,
-    pub(crate) apis: ArcSwap<ApiTable>,
-    pub(crate) tls: ArcSwap<TlsState>,
-    tls_shared: TlsShared,
-    pub(crate) proxy: Proxy,
-    pub(crate) control: ControlApi,
-    pub(crate) ui: Option<crate::ui::CertificateUi>,
-    pub(crate) metrics: Arc<GatewayMetrics>,
-    pub(crate) observer: Arc<dyn CertObserver>,
-    pub(crate) fallback: Option<crate::http_util::Fallback>,
-    /// Server certificates added at run time ([`Gateway::add_server_certificate`]), served like
-    /// `ssl_certificates`.
-    runtime_certs: std::sync::Mutex<Vec<String>>,
-    /// Open client connections against their caps.
-    pub(crate) admission: Arc<crate::connections::Admission>,
-    /// The gateway listener's port (the real one when configured as 0).
-    gateway_port: u16,
-}
-
+/// Rebuilding the TLS snapshot: a step of the runtime (starting, reloading, following the store).
 impl Shared {
-    fn runtime_certs(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
-        self.runtime_certs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The control API is served on the gateway port (no dedicated port configured).
-    pub(crate) fn control_on_gateway_port(&self) -> bool {
-        self.config.control_api_port == 0
-    }
-
-    /// Whether a TLS connection is for the control API (Tyk: hostname empty or equal to the
-    /// SNI, and the control port).
-    pub(crate) fn is_control_connection(&self, role: ListenerRole, sni: Option<&str>) -> bool {
-        let host_ok = self.config.control_api_hostname.is_empty()
-            || sni.is_some_and(|s| s.eq_ignore_ascii_case(&self.config.control_api_hostname));
-        let port_ok = role == ListenerRole::Control || self.control_on_gateway_port();
-        host_ok && port_ok
-    }
-
     /// Rebuilds TLS and upstream settings; `load` after the APIs were reloaded (see
     /// [`TlsState::build`]).
     async fn rebuild(&self, load: bool) -> Result<(), GatewayError> {
@@ -323,7 +283,12 @@ impl GatewayBuilder {
             "client connection cap"
         );
         let (stop_tx, stop_rx) = watch::channel(false);
-        let ui = crate::ui::CertificateUi::new(&config, &store, recent_events, stop_rx.clone());
+        let ui = crate::ui::CertificateUi::new(
+            page_settings(&config),
+            &store,
+            recent_events,
+            stop_rx.clone(),
+        );
         let shared = Arc::new(Shared {
             config: Arc::clone(&config),
             store: store.clone(),
@@ -371,6 +336,21 @@ impl GatewayBuilder {
             tracker,
             tasks,
         })
+    }
+}
+
+/// What the certificate page takes from `config`.
+fn page_settings(config: &GatewayConfig) -> crate::ui::PageSettings {
+    crate::ui::PageSettings {
+        page: config.certificate_ui.clone(),
+        secret: config.secret.clone(),
+        hostname: config.control_api_hostname.clone(),
+        warning: config
+            .security
+            .certificate_expiry_monitor
+            .warning_threshold(),
+        body_limit: config.max_request_body_bytes,
+        read_timeout: Duration::from_secs(config.request_read_timeout_seconds),
     }
 }
 

@@ -21,8 +21,8 @@ use crate::connections::{Activity, Refused, Tracked};
 use crate::http_util::{Body, ClientInfo, json_error, json_response};
 use crate::metrics::GatewayMetrics;
 use crate::observe::UseRole;
-use crate::request_path::PathRefusal;
-use crate::runtime::Shared;
+use crate::request_path::{bare_host, prepare};
+use crate::shared::{ListenerRole, Shared};
 
 /// Counts live connections so shutdown can wait for them to drain.
 #[derive(Debug, Default)]
@@ -57,15 +57,6 @@ impl Drop for TrackerGuard {
             self.0.idle.notify_waiters();
         }
     }
-}
-
-/// Which listener a connection came through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ListenerRole {
-    /// The gateway port (APIs, and the control API unless it has its own port).
-    Gateway,
-    /// A dedicated control API port.
-    Control,
 }
 
 /// Accepts connections until `stop` turns true. Connections over a cap are closed at once;
@@ -272,57 +263,6 @@ fn request_host<B>(req: &Request<B>) -> Option<Cow<'_, str>> {
     })
 }
 
-/// What every request goes through before routing: a request with an ambiguous host (two
-/// `Host` headers, or a `Host` that names another host than the URI's authority or HTTP/2's
-/// `:authority`) is refused, and the path is cleaned ([`request_path`](crate::request_path))
-/// unless `skip_url_cleaning` is set. The control API, the API table and the proxy then all see
-/// the same path. `Err` is the message of the 400 to send.
-pub(crate) fn prepare<B>(
-    req: &mut Request<B>,
-    skip_url_cleaning: bool,
-) -> Result<(), &'static str> {
-    if ambiguous_host(req) {
-        return Err("ambiguous request: more than one host given");
-    }
-    if !skip_url_cleaning {
-        crate::request_path::clean_uri(req.uri_mut()).map_err(PathRefusal::message)?;
-    }
-    Ok(())
-}
-
-/// Two `Host` headers, or a `Host` header and a URI authority (absolute form, or HTTP/2's
-/// `:authority`) that name different hosts.
-fn ambiguous_host<B>(req: &Request<B>) -> bool {
-    let mut hosts = req.headers().get_all(http::header::HOST).iter();
-    let first = hosts.next();
-    if hosts.next().is_some() {
-        return true;
-    }
-    let (Some(header), Some(authority)) = (first, req.uri().authority()) else {
-        return false;
-    };
-    let Ok(header) = header.to_str() else {
-        return true;
-    };
-    let authority = authority.as_str();
-    let authority = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    !bare_host(header).eq_ignore_ascii_case(bare_host(authority))
-}
-
-/// `host` without its port (and IPv6 brackets).
-fn bare_host(raw: &str) -> &str {
-    if let Some(bracketed) = raw.strip_prefix('[') {
-        bracketed.split(']').next().unwrap_or_default()
-    } else {
-        match raw.rsplit_once(':') {
-            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-            _ => raw,
-        }
-    }
-}
-
 async fn dispatch(
     shared: &Shared,
     role: ListenerRole,
@@ -352,7 +292,7 @@ async fn dispatch(
         }
         if let Some(ui) = ui {
             let peer = client.ip_header.to_str().unwrap_or("unknown");
-            return ui.handle(shared, req, peer).await;
+            return ui.handle(&shared.page_view(), req, peer).await;
         }
         return shared.control.handle(req).await;
     }

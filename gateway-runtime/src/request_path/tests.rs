@@ -175,19 +175,19 @@ fn ambiguous_hosts_are_refused() {
         .header("host", "b.example")
         .body(())
         .unwrap();
-    assert!(crate::server::prepare(&mut twice, false).is_err());
+    assert!(super::prepare(&mut twice, false).is_err());
     let mut conflicting = http::Request::builder()
         .uri("https://a.example/pub/")
         .header("host", "b.example")
         .body(())
         .unwrap();
-    assert!(crate::server::prepare(&mut conflicting, true).is_err());
+    assert!(super::prepare(&mut conflicting, true).is_err());
     let mut agreeing = http::Request::builder()
         .uri("https://A.example:443/pub/")
         .header("host", "a.example")
         .body(())
         .unwrap();
-    assert!(crate::server::prepare(&mut agreeing, false).is_ok());
+    assert!(super::prepare(&mut agreeing, false).is_ok());
 }
 
 fn segment() -> impl Strategy<Value = String> {
