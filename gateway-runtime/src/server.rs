@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use cert_store::LoadedCert;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -132,15 +133,15 @@ async fn serve_connection(
     // The handshake's time runs from accept, whether or not the client sends anything.
     let deadline = accepted_at + Duration::from_secs(shared.config.tls_handshake_timeout_seconds);
     match tokio::time::timeout_at(deadline, handshake(stream, role, &shared)).await {
-        Ok(Ok((tls, sni))) => {
+        Ok(Ok((tls, served))) => {
             GatewayMetrics::inc(&shared.metrics.handshakes);
             let peer_certs = tls
                 .get_ref()
                 .1
                 .peer_certificates()
                 .map(|certs| Arc::new(certs.iter().map(|c| c.clone().into_owned()).collect()));
-            if let Some(served) = shared.tls.load().certs.select(sni.as_deref()) {
-                shared.observer.observe(&served.cert, UseRole::Server, "");
+            if let Some(served) = served {
+                shared.observer.observe(&served, UseRole::Server, "");
             }
             let client = ClientInfo::new(remote_addr, true, peer_certs);
             serve_http(TokioIo::new(tls), client, role, shared, stop).await;
@@ -156,20 +157,30 @@ async fn serve_connection(
     }
 }
 
+/// The TLS handshake, on one load of the TLS snapshot: the rustls config for the ClientHello's
+/// name and the server certificate that name selects, which is what the snapshot's resolver
+/// hands rustls (the same map, the same name). Returns the stream and that certificate, for
+/// the expiry monitor (also when the session is resumed and rustls resolves nothing).
 async fn handshake(
     stream: TcpStream,
     role: ListenerRole,
     shared: &Shared,
-) -> std::io::Result<(tokio_rustls::server::TlsStream<TcpStream>, Option<String>)> {
+) -> std::io::Result<(
+    tokio_rustls::server::TlsStream<TcpStream>,
+    Option<Arc<LoadedCert>>,
+)> {
     let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
-    let sni = start
-        .client_hello()
-        .server_name()
-        .map(str::to_ascii_lowercase);
-    let is_control = shared.is_control_connection(role, sni.as_deref());
-    let config = shared.tls.load().config_for(sni.as_deref(), is_control);
+    let (config, served) = {
+        let hello = start.client_hello();
+        let sni = hello.server_name().map(ascii_lowercase);
+        let sni = sni.as_deref();
+        let is_control = shared.is_control_connection(role, sni);
+        let state = shared.tls.load();
+        let served = state.certs.select(sni).map(|s| Arc::clone(&s.cert));
+        (state.config_for(sni, is_control), served)
+    };
     let tls = start.into_stream(config).await?;
-    Ok((tls, sni))
+    Ok((tls, served))
 }
 
 async fn serve_http<I>(
@@ -255,12 +266,16 @@ fn request_host<B>(req: &Request<B>) -> Option<Cow<'_, str>> {
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
-    let host = bare_host(raw);
-    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(host.to_ascii_lowercase())
+    Some(ascii_lowercase(bare_host(raw)))
+}
+
+/// `name` in lowercase; borrowed when it already is.
+fn ascii_lowercase(name: &str) -> Cow<'_, str> {
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
     } else {
-        Cow::Borrowed(host)
-    })
+        Cow::Borrowed(name)
+    }
 }
 
 async fn dispatch(
@@ -336,7 +351,7 @@ fn check_client(
     shared: &Shared,
     policy: &Arc<crate::mtls::ClientPolicy>,
     client: &ClientInfo,
-) -> Result<Arc<cert_store::LoadedCert>, String> {
+) -> Result<Arc<LoadedCert>, String> {
     use crate::mtls::Refusal;
     let outcome = if !client.tls {
         Err(Refusal::NoTls)
