@@ -15,8 +15,8 @@ use rustls::sign::CertifiedKey;
 use crate::api::ApiTable;
 use crate::config::{ApiDefinition, GatewayConfig};
 use crate::control::ControlApi;
-use crate::http_util::{Body, BoxError};
 use crate::metrics::GatewayMetrics;
+use crate::response::{Body, BoxError};
 use crate::sni::{Served, ServerCerts};
 use crate::state::{TlsShared, TlsState};
 

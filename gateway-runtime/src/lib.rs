@@ -36,7 +36,7 @@ mod api;
 pub mod config;
 mod connections;
 mod control;
-mod http_util;
+mod fallback;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod internals;
@@ -48,6 +48,7 @@ mod mtls;
 mod observe;
 mod proxy;
 mod request_path;
+mod response;
 mod retain;
 mod runtime;
 mod server;
@@ -58,8 +59,8 @@ mod tls;
 mod ui;
 
 pub use config::{ApiDefinition, ConfigError, GatewayConfig, WebhookConfig};
-pub use http_util::{Body, BoxError};
 pub use metrics::GatewayMetrics;
+pub use response::{Body, BoxError};
 pub use runtime::{Gateway, GatewayBuilder, GatewayError, store_from_config};
 pub use tls::cipher_suites;
 pub use ui::settings::CertificateUiConfig;

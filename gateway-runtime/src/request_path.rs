@@ -296,7 +296,7 @@ pub(crate) fn route_request(
     let Some(route) = apis.route(Some(host), &path) else {
         return Routed::Unrouted;
     };
-    let client = crate::http_util::ClientInfo::new(([127, 0, 0, 1], 1).into(), true, None);
+    let client = crate::mtls::ClientInfo::new(([127, 0, 0, 1], 1).into(), true, None);
     match crate::proxy::upstream_request(route, request, &client) {
         Ok(upstream) => Routed::Api {
             api_id: route.def.api_id.clone(),

@@ -98,7 +98,7 @@ pub struct GatewayBuilder {
     apis: Option<Vec<ApiDefinition>>,
     sinks: Vec<Arc<dyn expiry_monitor::EventSink>>,
     upstream_roots: Vec<CertificateDer<'static>>,
-    fallback: Option<crate::http_util::Fallback>,
+    fallback: Option<crate::fallback::Fallback>,
 }
 
 impl GatewayBuilder {
@@ -157,7 +157,7 @@ impl GatewayBuilder {
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<crate::BoxError>,
     {
-        self.fallback = Some(crate::http_util::fallback_from_service(service));
+        self.fallback = Some(crate::fallback::fallback_from_service(service));
         self
     }
 

@@ -19,10 +19,11 @@ use tokio::time::Instant;
 use tokio_rustls::LazyConfigAcceptor;
 
 use crate::connections::{Activity, Refused, Tracked};
-use crate::http_util::{Body, ClientInfo, json_error, json_response};
 use crate::metrics::GatewayMetrics;
+use crate::mtls::{ClientInfo, ClientPolicy, Refusal};
 use crate::observe::UseRole;
 use crate::request_path::{bare_host, prepare};
+use crate::response::{Body, api_error, error};
 use crate::shared::{ListenerRole, Shared};
 
 /// Counts live connections so shutdown can wait for them to drain.
@@ -288,10 +289,7 @@ async fn dispatch(
         &mut req,
         shared.config.http_server_options.skip_url_cleaning,
     ) {
-        return json_response(
-            StatusCode::BAD_REQUEST,
-            &serde_json::json!({ "error": message }),
-        );
+        return api_error(StatusCode::BAD_REQUEST, message);
     }
     let host = request_host(&req);
     let control_here = match role {
@@ -303,7 +301,7 @@ async fn dispatch(
         if let Some(policy) = &shared.tls.load().control_policy
             && let Err(refusal) = check_client(shared, policy, client)
         {
-            return json_error(StatusCode::FORBIDDEN, &refusal);
+            return error(StatusCode::FORBIDDEN, refusal);
         }
         if let Some(ui) = ui {
             let peer = client.ip_header.to_str().unwrap_or("unknown");
@@ -312,17 +310,14 @@ async fn dispatch(
         return shared.control.handle(req).await;
     }
     if role == ListenerRole::Control {
-        return json_error(StatusCode::NOT_FOUND, "Not found");
+        return error(StatusCode::NOT_FOUND, "Not found");
     }
     let apis = shared.apis.load();
     let Some(route) = apis.route(host.as_deref(), req.uri().path()) else {
         if let Some(fallback) = &shared.fallback {
             return fallback(req).await;
         }
-        return json_response(
-            StatusCode::NOT_FOUND,
-            &serde_json::json!({ "error": "no API matches this host and path" }),
-        );
+        return api_error(StatusCode::NOT_FOUND, "no API matches this host and path");
     };
     if route.def.use_mutual_tls_auth {
         let state = shared.tls.load();
@@ -332,13 +327,10 @@ async fn dispatch(
                     .observer
                     .observe(&entry, UseRole::Client, &route.def.api_id);
             }),
-            None => Err(crate::mtls::Refusal::Missing.to_string()),
+            None => Err(Refusal::Missing.to_string()),
         };
         if let Err(message) = outcome {
-            return json_response(
-                StatusCode::FORBIDDEN,
-                &serde_json::json!({ "error": message }),
-            );
+            return api_error(StatusCode::FORBIDDEN, &message);
         }
     }
     shared.proxy.forward(route, req, client).await
@@ -346,27 +338,19 @@ async fn dispatch(
 
 /// The per-request client certificate check; the entry that admitted the client. A success
 /// is reused by the connection's later requests while the policy and the certificates last
-/// (see [`VerdictCache`](crate::mtls::VerdictCache)); refusals are judged afresh every time.
+/// (see [`VerdictCache`](crate::mtls::VerdictCache)); refusals are judged afresh every time
+/// and counted.
 fn check_client(
     shared: &Shared,
-    policy: &Arc<crate::mtls::ClientPolicy>,
+    policy: &Arc<ClientPolicy>,
     client: &ClientInfo,
 ) -> Result<Arc<LoadedCert>, String> {
-    use crate::mtls::Refusal;
-    let outcome = if !client.tls {
-        Err(Refusal::NoTls)
-    } else {
-        match &client.peer_certs {
-            None => Err(Refusal::Missing),
-            Some(chain) => client
-                .verdicts
-                .check(policy, chain, shared.store.clock().now()),
-        }
-    };
-    outcome.map_err(|refusal| {
-        GatewayMetrics::inc(&shared.metrics.mtls_refusals);
-        refusal.to_string()
-    })
+    client
+        .check(policy, shared.store.clock().now())
+        .map_err(|refusal| {
+            GatewayMetrics::inc(&shared.metrics.mtls_refusals);
+            refusal.to_string()
+        })
 }
 
 #[cfg(test)]

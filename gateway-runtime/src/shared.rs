@@ -37,7 +37,7 @@ pub(crate) struct Shared {
     pub(crate) ui: Option<crate::ui::CertificateUi>,
     pub(crate) metrics: Arc<GatewayMetrics>,
     pub(crate) observer: Arc<dyn CertObserver>,
-    pub(crate) fallback: Option<crate::http_util::Fallback>,
+    pub(crate) fallback: Option<crate::fallback::Fallback>,
     /// Server certificates added at run time ([`Gateway::add_server_certificate`](crate::Gateway::add_server_certificate)), served like
     /// `ssl_certificates`.
     pub(crate) runtime_certs: std::sync::Mutex<Vec<String>>,

@@ -37,7 +37,7 @@ use tokio::sync::watch;
 
 use crate::api::ApiTable;
 use crate::control::ControlApi;
-use crate::http_util::{Body, BoxError, full};
+use crate::response::{Body, BoxError, full};
 
 pub(crate) use self::recent::RecentEvents;
 pub(crate) use self::settings::PageSettings;

@@ -17,7 +17,7 @@ use super::chart::{self, Expiries};
 use super::form::Form;
 use super::index::{Search, Summary};
 use super::{CertificateUi, GatewayView, Signed, events, html, redirect};
-use crate::http_util::Body;
+use crate::response::Body;
 
 /// Rows per page of the list.
 const PAGE_SIZE: usize = 50;
