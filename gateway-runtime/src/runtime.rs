@@ -275,7 +275,7 @@ impl GatewayBuilder {
 fn load_apis(
     given: Option<Vec<ApiDefinition>>,
     config: &GatewayConfig,
-) -> Result<Vec<ApiDefinition>, GatewayError> {
+) -> Result<Vec<ApiDefinition>, ConfigError> {
     Ok(match given {
         Some(apis) => apis,
         None => match &config.app_path {
