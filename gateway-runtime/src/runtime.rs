@@ -61,7 +61,8 @@ pub enum GatewayError {
     },
 }
 
-/// Rebuilding the TLS snapshot: a step of the runtime (starting, reloading, following the store).
+/// Rebuilds, which the runtime runs on reloads and store changes (kept here, beside the
+/// [`GatewayError`] they return).
 impl Shared {
     /// Rebuilds TLS and upstream settings; `load` after the APIs were reloaded (see
     /// [`TlsState::build`]).
