@@ -107,7 +107,7 @@ pub struct GatewayConfig {
     /// Ours: URLs that receive expiry events as JSON (HTTP POST).
     pub certificate_expiry_webhooks: Vec<WebhookConfig>,
     /// Ours: the certificate page served on the control API's listener.
-    pub certificate_ui: crate::ui::CertificateUiConfig,
+    pub certificate_ui: crate::ui::settings::CertificateUiConfig,
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
 }
@@ -131,7 +131,7 @@ impl Default for GatewayConfig {
             request_read_timeout_seconds: 30,
             max_request_body_bytes: 1 << 20,
             certificate_expiry_webhooks: Vec::new(),
-            certificate_ui: crate::ui::CertificateUiConfig::default(),
+            certificate_ui: crate::ui::settings::CertificateUiConfig::default(),
             unknown: BTreeMap::new(),
         }
     }

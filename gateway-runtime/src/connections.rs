@@ -21,7 +21,7 @@ use hyper::body::{Frame, SizeHint};
 use tokio::time::Instant;
 
 use crate::config::HttpServerOptions;
-use crate::http_util::{Body, BoxError};
+use crate::response::{Body, BoxError};
 
 /// How often a rate-limited warning may repeat.
 const WARN_EVERY: Duration = Duration::from_secs(10);

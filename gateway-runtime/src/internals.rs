@@ -15,8 +15,8 @@ use rustls::sign::CertifiedKey;
 use crate::api::ApiTable;
 use crate::config::{ApiDefinition, GatewayConfig};
 use crate::control::ControlApi;
-use crate::http_util::{Body, BoxError};
 use crate::metrics::GatewayMetrics;
+use crate::response::{Body, BoxError};
 use crate::sni::{Served, ServerCerts};
 use crate::state::{TlsShared, TlsState};
 
@@ -53,15 +53,8 @@ pub async fn server_config(
     sni: Option<&str>,
 ) -> Result<Arc<ServerConfig>, String> {
     let metrics = Arc::new(GatewayMetrics::default());
-    let shared = TlsShared {
-        provider: tls_core::default_provider(),
-        ticketer: rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?,
-        sessions: rustls::server::ServerSessionMemoryCache::new(8192),
-        retained: Arc::new(crate::retain::Retained::new(Arc::clone(&metrics))),
-        crls_past: std::sync::Mutex::default(),
-        stored: crate::state::StoredCerts::default(),
-        metrics,
-    };
+    let retained = Arc::new(crate::retain::Retained::new(Arc::clone(&metrics)));
+    let shared = TlsShared::new(metrics, retained).map_err(|e| e.to_string())?;
     let state = TlsState::build(config, &ApiTable::new(apis), store, &shared, true).await?;
     Ok(state.config_for(sni, false))
 }

@@ -36,7 +36,7 @@ mod api;
 pub mod config;
 mod connections;
 mod control;
-mod http_util;
+mod fallback;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod internals;
@@ -49,20 +49,22 @@ mod observe;
 mod prometheus;
 mod proxy;
 mod request_path;
+mod response;
 mod retain;
 mod runtime;
 mod server;
+mod shared;
 mod sni;
 mod state;
 mod tls;
 mod ui;
 
 pub use config::{ApiDefinition, ConfigError, GatewayConfig, WebhookConfig};
-pub use http_util::{Body, BoxError};
 pub use metrics::GatewayMetrics;
+pub use response::{Body, BoxError};
 pub use runtime::{Gateway, GatewayBuilder, GatewayError, store_from_config};
 pub use tls::cipher_suites;
-pub use ui::CertificateUiConfig;
+pub use ui::settings::CertificateUiConfig;
 
 // What the fallback's signature names, so an embedder needs no crate of its own for them.
 pub use http;

@@ -8,13 +8,16 @@
 //! hash of a bundle's last certificate; we use the leaf's). Expired client certificates are
 //! refused.
 //!
-//! A connection's chain cannot change, so [`VerdictCache`] remembers which policies admitted it
-//! and lets the connection's later requests skip the check while the verdict still holds.
+//! What the listener knows of a connection is its [`ClientInfo`], attached to each request. A
+//! connection's chain cannot change, so its [`VerdictCache`] remembers which policies admitted
+//! it and lets the connection's later requests skip the check while the verdict still holds.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use cert_store::LoadedCert;
+use http::HeaderValue;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
@@ -341,6 +344,55 @@ impl ClientPolicy {
         self.allowed
             .values()
             .chain(self.cas.iter().map(|(entry, _)| entry))
+    }
+}
+
+/// What the listener knows about a connection; attached to each request as an extension.
+#[derive(Debug)]
+pub(crate) struct ClientInfo {
+    /// Whether the connection is TLS.
+    pub(crate) tls: bool,
+    /// The client's certificate chain (leaf first), when it sent one.
+    pub(crate) peer_certs: Option<Arc<Vec<CertificateDer<'static>>>>,
+    /// The peer's IP as a header value (IPv4-mapped IPv6 shown as IPv4), formatted once per
+    /// connection for `X-Forwarded-For`.
+    pub(crate) ip_header: HeaderValue,
+    /// Client-certificate checks this connection passed, reused by its later requests.
+    pub(crate) verdicts: VerdictCache,
+}
+
+impl ClientInfo {
+    /// What is known of a connection from `remote_addr`.
+    pub(crate) fn new(
+        remote_addr: SocketAddr,
+        tls: bool,
+        peer_certs: Option<Arc<Vec<CertificateDer<'static>>>>,
+    ) -> Self {
+        let ip = remote_addr.ip().to_canonical().to_string();
+        Self {
+            tls,
+            peer_certs,
+            // An IP address is always a valid header value.
+            ip_header: HeaderValue::from_str(&ip)
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            verdicts: VerdictCache::default(),
+        }
+    }
+
+    /// The per-request client certificate check against `policy` at `now`: the entry that
+    /// admits the connection's chain, reusing an earlier verdict while it holds.
+    pub(crate) fn check(
+        &self,
+        policy: &Arc<ClientPolicy>,
+        now: OffsetDateTime,
+    ) -> Result<Arc<LoadedCert>, Refusal> {
+        if !self.tls {
+            return Err(Refusal::NoTls);
+        }
+        match &self.peer_certs {
+            None => Err(Refusal::Missing),
+            Some(chain) => self.verdicts.check(policy, chain, now),
+        }
     }
 }
 

@@ -1,4 +1,6 @@
-//! Request path cleaning, before any routing (Tyk's default, `skip_url_cleaning: false`).
+//! Request path cleaning, before any routing (Tyk's default, `skip_url_cleaning: false`), and
+//! [`prepare`], the step every request goes through first (ambiguous hosts refused, then the
+//! path cleaned).
 //!
 //! A gateway that routes on one spelling of a path and forwards another lets the upstream
 //! resolve what the gateway never judged: `/pub/x/../admin` routed to an open API at `/pub/`
@@ -20,8 +22,8 @@
 
 use std::borrow::Cow;
 
-use http::Uri;
 use http::uri::PathAndQuery;
+use http::{Request, Uri};
 
 /// Why a request path is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,12 +198,63 @@ fn remove_dot_segments(path: &str) -> Result<String, PathRefusal> {
     Ok(out)
 }
 
+/// What every request goes through before routing: a request with an ambiguous host (two
+/// `Host` headers, or a `Host` that names another host than the URI's authority or HTTP/2's
+/// `:authority`) is refused, and the path is cleaned ([`clean_uri`])
+/// unless `skip_url_cleaning` is set. The control API, the API table and the proxy then all see
+/// the same path. `Err` is the message of the 400 to send.
+pub(crate) fn prepare<B>(
+    req: &mut Request<B>,
+    skip_url_cleaning: bool,
+) -> Result<(), &'static str> {
+    if ambiguous_host(req) {
+        return Err("ambiguous request: more than one host given");
+    }
+    if !skip_url_cleaning {
+        clean_uri(req.uri_mut()).map_err(PathRefusal::message)?;
+    }
+    Ok(())
+}
+
+/// Two `Host` headers, or a `Host` header and a URI authority (absolute form, or HTTP/2's
+/// `:authority`) that name different hosts.
+fn ambiguous_host<B>(req: &Request<B>) -> bool {
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return true;
+    }
+    let (Some(header), Some(authority)) = (first, req.uri().authority()) else {
+        return false;
+    };
+    let Ok(header) = header.to_str() else {
+        return true;
+    };
+    let authority = authority.as_str();
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    !bare_host(header).eq_ignore_ascii_case(bare_host(authority))
+}
+
+/// `host` without its port (and IPv6 brackets).
+pub(crate) fn bare_host(raw: &str) -> &str {
+    if let Some(bracketed) = raw.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or_default()
+    } else {
+        match raw.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            _ => raw,
+        }
+    }
+}
+
 /// What the gateway does with a request, up to the upstream request (for the property test
 /// and the fuzz target: the production steps of the listener, in its order).
 #[cfg(any(test, feature = "internals"))]
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Routed {
-    /// Refused before routing (by the HTTP parser or [`prepare`](crate::server::prepare)).
+    /// Refused before routing (by the HTTP parser or [`prepare`]).
     Refused,
     /// Answered by the control API, on this path.
     Control(String),
@@ -226,14 +279,14 @@ pub(crate) fn route_request(
     target: &str,
     skip_url_cleaning: bool,
 ) -> Routed {
-    let Ok(mut request) = http::Request::builder()
+    let Ok(mut request) = Request::builder()
         .uri(target)
         .header(http::header::HOST, host)
         .body(http_body_util::Empty::<bytes::Bytes>::new())
     else {
         return Routed::Refused;
     };
-    if crate::server::prepare(&mut request, skip_url_cleaning).is_err() {
+    if prepare(&mut request, skip_url_cleaning).is_err() {
         return Routed::Refused;
     }
     let path = request.uri().path().to_owned();
@@ -243,7 +296,7 @@ pub(crate) fn route_request(
     let Some(route) = apis.route(Some(host), &path) else {
         return Routed::Unrouted;
     };
-    let client = crate::http_util::ClientInfo::new(([127, 0, 0, 1], 1).into(), true, None);
+    let client = crate::mtls::ClientInfo::new(([127, 0, 0, 1], 1).into(), true, None);
     match crate::proxy::upstream_request(route, request, &client) {
         Ok(upstream) => Routed::Api {
             api_id: route.def.api_id.clone(),

@@ -15,14 +15,17 @@ use tokio::task::JoinHandle;
 
 use crate::api::ApiTable;
 use crate::config::{ApiDefinition, ConfigError, GatewayConfig};
+use crate::connections::Admission;
 use crate::control::ControlApi;
 use crate::metrics::GatewayMetrics;
-use crate::monitor::start_monitor;
+use crate::monitor::{MonitorObserver, start_monitor};
 use crate::observe::CertObserver;
 use crate::proxy::Proxy;
 use crate::retain::Retained;
-use crate::server::{ListenerRole, Tracker, accept_loop};
+use crate::server::{Tracker, accept_loop};
+use crate::shared::{ListenerRole, Shared};
 use crate::state::{TlsShared, TlsState};
+use crate::ui::RecentEvents;
 
 /// Why the gateway cannot start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -58,49 +61,9 @@ pub enum GatewayError {
     },
 }
 
-/// Everything connection tasks share.
-pub(crate) struct Shared {
-    pub(crate) config: Arc<GatewayConfig>,
-    pub(crate) store: CertStore,
-    pub(crate) apis: ArcSwap<ApiTable>,
-    pub(crate) tls: ArcSwap<TlsState>,
-    tls_shared: TlsShared,
-    pub(crate) proxy: Proxy,
-    pub(crate) control: ControlApi,
-    pub(crate) ui: Option<crate::ui::CertificateUi>,
-    pub(crate) metrics: Arc<GatewayMetrics>,
-    pub(crate) observer: Arc<dyn CertObserver>,
-    pub(crate) fallback: Option<crate::http_util::Fallback>,
-    /// Server certificates added at run time ([`Gateway::add_server_certificate`]), served like
-    /// `ssl_certificates`.
-    runtime_certs: std::sync::Mutex<Vec<String>>,
-    /// Open client connections against their caps.
-    pub(crate) admission: Arc<crate::connections::Admission>,
-    /// The gateway listener's port (the real one when configured as 0).
-    gateway_port: u16,
-}
-
+/// Rebuilds, which the runtime runs on reloads and store changes (kept here, beside the
+/// [`GatewayError`] they return).
 impl Shared {
-    fn runtime_certs(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
-        self.runtime_certs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The control API is served on the gateway port (no dedicated port configured).
-    pub(crate) fn control_on_gateway_port(&self) -> bool {
-        self.config.control_api_port == 0
-    }
-
-    /// Whether a TLS connection is for the control API (Tyk: hostname empty or equal to the
-    /// SNI, and the control port).
-    pub(crate) fn is_control_connection(&self, role: ListenerRole, sni: Option<&str>) -> bool {
-        let host_ok = self.config.control_api_hostname.is_empty()
-            || sni.is_some_and(|s| s.eq_ignore_ascii_case(&self.config.control_api_hostname));
-        let port_ok = role == ListenerRole::Control || self.control_on_gateway_port();
-        host_ok && port_ok
-    }
-
     /// Rebuilds TLS and upstream settings; `load` after the APIs were reloaded (see
     /// [`TlsState::build`]).
     async fn rebuild(&self, load: bool) -> Result<(), GatewayError> {
@@ -138,7 +101,7 @@ pub struct GatewayBuilder {
     apis: Option<Vec<ApiDefinition>>,
     sinks: Vec<Arc<dyn expiry_monitor::EventSink>>,
     upstream_roots: Vec<CertificateDer<'static>>,
-    fallback: Option<crate::http_util::Fallback>,
+    fallback: Option<crate::fallback::Fallback>,
 }
 
 impl GatewayBuilder {
@@ -197,7 +160,7 @@ impl GatewayBuilder {
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<crate::BoxError>,
     {
-        self.fallback = Some(crate::http_util::fallback_from_service(service));
+        self.fallback = Some(crate::fallback::fallback_from_service(service));
         self
     }
 
@@ -235,98 +198,52 @@ impl GatewayBuilder {
             Some(store) => store,
             None => store_from_config(&config).await?,
         };
-        let apis = match self.apis {
-            Some(apis) => apis,
-            None => match &config.app_path {
-                Some(dir) => ApiDefinition::load_dir(dir)?,
-                None => Vec::new(),
-            },
-        };
+        let apis = load_apis(self.apis, &config)?;
         // Subscribed before the first TLS build: a change made at any moment from here on,
         // even before `start` returns, reaches the rebuild loop.
         let changes = store.subscribe();
         register_usage(&store, &config, &apis);
         let metrics = Arc::new(GatewayMetrics::default());
         let retained = Arc::new(Retained::new(Arc::clone(&metrics)));
-        let tls_shared = TlsShared {
-            provider: tls_core::default_provider(),
-            ticketer: rustls::crypto::ring::Ticketer::new()
-                .map_err(|e| GatewayError::Tls(e.to_string()))?,
-            sessions: rustls::server::ServerSessionMemoryCache::new(8192),
-            metrics: Arc::clone(&metrics),
-            retained: Arc::clone(&retained),
-            crls_past: std::sync::Mutex::default(),
-            stored: crate::state::StoredCerts::default(),
-        };
-        // The certificate page shows each certificate's recent expiry events.
-        let recent_events = config
-            .certificate_ui
-            .enabled
-            .then(|| crate::ui::RecentEvents::new(Arc::clone(store.clock())));
-        let mut sinks = self.sinks;
-        sinks.extend(
-            recent_events
-                .clone()
-                .map(|r| r as Arc<dyn expiry_monitor::EventSink>),
-        );
-        let monitor = Arc::new(
-            start_monitor(&config, &store, sinks, &self.upstream_roots)
-                .await
-                .map_err(GatewayError::Monitor)?,
-        );
+        let tls_shared = TlsShared::new(Arc::clone(&metrics), Arc::clone(&retained))
+            .map_err(|e| GatewayError::Tls(e.to_string()))?;
+        let recent_events = page_events(&config, &store);
+        let monitor = start_expiry_monitor(
+            &config,
+            &store,
+            self.sinks,
+            recent_events.clone(),
+            &self.upstream_roots,
+        )
+        .await?;
         let observer: Arc<dyn CertObserver> = monitor.clone();
         let table = Arc::new(ApiTable::new(apis));
         let tls = TlsState::build(&config, &table, &store, &tls_shared, true)
             .await
             .map_err(GatewayError::Tls)?;
-        let proxy = Proxy::new(
+        let proxy = start_proxy(
             &config,
-            store.clone(),
-            Arc::clone(&observer),
-            Arc::clone(&metrics),
+            &store,
+            &observer,
+            &metrics,
             self.upstream_roots,
+            retained,
+            &table,
         )
-        .map_err(|e| GatewayError::Tls(e.to_string()))?
-        .with_retained(retained);
-        proxy.reload(&table).await;
-        let extra_metrics: Arc<dyn Fn() -> String + Send + Sync> =
-            Arc::new(move || monitor.prometheus());
-        let control = ControlApi::new(
-            Arc::clone(&config),
-            store.clone(),
-            Arc::clone(&metrics),
-            extra_metrics,
-        );
-
-        let gateway_address = format!(
-            "{}:{}",
-            listen_host(&config.listen_address),
-            config.listen_port
-        );
-        let listener = bind(&gateway_address).await?;
-        let local_addr = listener.local_addr().map_err(|source| GatewayError::Bind {
-            address: gateway_address.clone(),
-            source,
-        })?;
-        let control_listener = match config.control_api_port {
-            0 => None,
-            port => Some(bind(&format!("{}:{port}", listen_host(&config.listen_address))).await?),
-        };
-        let control_addr = control_listener.as_ref().and_then(|l| l.local_addr().ok());
-
-        let admission = Arc::new(crate::connections::Admission::new(
-            &config.http_server_options,
-            crate::connections::open_file_limit(),
-        ));
-        tracing::debug!(
-            max_connections = admission.max_total(),
-            "client connection cap"
-        );
+        .await?;
+        let control = control_api(&config, &store, &metrics, monitor);
+        let listeners = Listeners::bind(&config).await?;
+        let admission = admission(&config);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let ui = crate::ui::CertificateUi::new(&config, &store, recent_events, stop_rx.clone());
+        let ui = crate::ui::CertificateUi::new(
+            page_settings(&config),
+            &store,
+            recent_events,
+            stop_rx.clone(),
+        );
         let shared = Arc::new(Shared {
             config: Arc::clone(&config),
-            store: store.clone(),
+            store,
             apis: ArcSwap::new(table),
             tls: ArcSwap::from_pointee(tls),
             tls_shared,
@@ -338,30 +255,11 @@ impl GatewayBuilder {
             fallback: self.fallback,
             runtime_certs: std::sync::Mutex::default(),
             admission,
-            gateway_port: local_addr.port(),
+            gateway_port: listeners.local_addr.port(),
         });
+        let (local_addr, control_addr) = (listeners.local_addr, listeners.control_addr);
         let tracker = Arc::new(Tracker::default());
-        let mut tasks = vec![tokio::spawn(accept_loop(
-            listener,
-            ListenerRole::Gateway,
-            Arc::clone(&shared),
-            Arc::clone(&tracker),
-            stop_rx.clone(),
-        ))];
-        if let Some(listener) = control_listener {
-            tasks.push(tokio::spawn(accept_loop(
-                listener,
-                ListenerRole::Control,
-                Arc::clone(&shared),
-                Arc::clone(&tracker),
-                stop_rx.clone(),
-            )));
-        }
-        tasks.push(tokio::spawn(follow_store(
-            Arc::downgrade(&shared),
-            changes,
-            stop_rx,
-        )));
+        let tasks = serve(&shared, listeners, &tracker, changes, stop_rx);
         tracing::info!(address = %local_addr, tls = config.http_server_options.use_ssl, "gateway listening");
         Ok(Gateway {
             shared,
@@ -371,6 +269,176 @@ impl GatewayBuilder {
             tracker,
             tasks,
         })
+    }
+}
+
+/// The APIs to serve: those given to the builder, else the definitions in `app_path`.
+fn load_apis(
+    given: Option<Vec<ApiDefinition>>,
+    config: &GatewayConfig,
+) -> Result<Vec<ApiDefinition>, ConfigError> {
+    Ok(match given {
+        Some(apis) => apis,
+        None => match &config.app_path {
+            Some(dir) => ApiDefinition::load_dir(dir)?,
+            None => Vec::new(),
+        },
+    })
+}
+
+/// Where the expiry monitor also delivers its events when the certificate page is enabled:
+/// the page shows each certificate's recent ones.
+fn page_events(config: &GatewayConfig, store: &CertStore) -> Option<Arc<RecentEvents>> {
+    config
+        .certificate_ui
+        .enabled
+        .then(|| RecentEvents::new(Arc::clone(store.clock())))
+}
+
+/// Starts the expiry monitor, delivering to the configured webhooks, the builder's `sinks`
+/// and the certificate page's `recent_events`.
+async fn start_expiry_monitor(
+    config: &GatewayConfig,
+    store: &CertStore,
+    mut sinks: Vec<Arc<dyn expiry_monitor::EventSink>>,
+    recent_events: Option<Arc<RecentEvents>>,
+    upstream_roots: &[CertificateDer<'static>],
+) -> Result<Arc<MonitorObserver>, GatewayError> {
+    sinks.extend(recent_events.map(|r| r as Arc<dyn expiry_monitor::EventSink>));
+    let monitor = start_monitor(config, store, sinks, upstream_roots)
+        .await
+        .map_err(GatewayError::Monitor)?;
+    Ok(Arc::new(monitor))
+}
+
+/// The reverse proxy with every API's upstream prepared.
+async fn start_proxy(
+    config: &GatewayConfig,
+    store: &CertStore,
+    observer: &Arc<dyn CertObserver>,
+    metrics: &Arc<GatewayMetrics>,
+    upstream_roots: Vec<CertificateDer<'static>>,
+    retained: Arc<Retained>,
+    apis: &ApiTable,
+) -> Result<Proxy, GatewayError> {
+    let proxy = Proxy::new(
+        config,
+        store.clone(),
+        Arc::clone(observer),
+        Arc::clone(metrics),
+        upstream_roots,
+    )
+    .map_err(|e| GatewayError::Tls(e.to_string()))?
+    .with_retained(retained);
+    proxy.reload(apis).await;
+    Ok(proxy)
+}
+
+/// The control API, whose `/metrics` also shows the expiry monitor's figures.
+fn control_api(
+    config: &Arc<GatewayConfig>,
+    store: &CertStore,
+    metrics: &Arc<GatewayMetrics>,
+    monitor: Arc<MonitorObserver>,
+) -> ControlApi {
+    let extra_metrics: Arc<dyn Fn() -> String + Send + Sync> =
+        Arc::new(move || monitor.prometheus());
+    ControlApi::new(
+        Arc::clone(config),
+        store.clone(),
+        Arc::clone(metrics),
+        extra_metrics,
+    )
+}
+
+/// The caps on open client connections (`http_server_options.max_connections` and
+/// `max_connections_per_ip`, within the open-file limit).
+fn admission(config: &GatewayConfig) -> Arc<Admission> {
+    let admission = Arc::new(Admission::new(
+        &config.http_server_options,
+        crate::connections::open_file_limit(),
+    ));
+    tracing::debug!(
+        max_connections = admission.max_total(),
+        "client connection cap"
+    );
+    admission
+}
+
+/// The bound listeners: the gateway's, and the control API's when it has a port of its own.
+struct Listeners {
+    gateway: TcpListener,
+    local_addr: SocketAddr,
+    control: Option<TcpListener>,
+    control_addr: Option<SocketAddr>,
+}
+
+impl Listeners {
+    /// Binds `listen_address:listen_port`, and `control_api_port` unless it is 0.
+    async fn bind(config: &GatewayConfig) -> Result<Self, GatewayError> {
+        let host = listen_host(&config.listen_address);
+        let gateway_address = format!("{host}:{}", config.listen_port);
+        let gateway = bind(&gateway_address).await?;
+        let local_addr = gateway.local_addr().map_err(|source| GatewayError::Bind {
+            address: gateway_address,
+            source,
+        })?;
+        let control = match config.control_api_port {
+            0 => None,
+            port => Some(bind(&format!("{host}:{port}")).await?),
+        };
+        let control_addr = control.as_ref().and_then(|l| l.local_addr().ok());
+        Ok(Self {
+            gateway,
+            local_addr,
+            control,
+            control_addr,
+        })
+    }
+}
+
+/// Starts the accept loops of `listeners` and the task that rebuilds TLS on store `changes`;
+/// all stop when `stop` turns true.
+fn serve(
+    shared: &Arc<Shared>,
+    listeners: Listeners,
+    tracker: &Arc<Tracker>,
+    changes: cert_store::Changes,
+    stop: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let accept = |listener, role| {
+        tokio::spawn(accept_loop(
+            listener,
+            role,
+            Arc::clone(shared),
+            Arc::clone(tracker),
+            stop.clone(),
+        ))
+    };
+    let mut tasks = vec![accept(listeners.gateway, ListenerRole::Gateway)];
+    if let Some(listener) = listeners.control {
+        tasks.push(accept(listener, ListenerRole::Control));
+    }
+    tasks.push(tokio::spawn(follow_store(
+        Arc::downgrade(shared),
+        changes,
+        stop,
+    )));
+    tasks
+}
+
+/// What the certificate page takes from `config`.
+fn page_settings(config: &GatewayConfig) -> crate::ui::PageSettings {
+    crate::ui::PageSettings {
+        page: config.certificate_ui.clone(),
+        secret: config.secret.clone(),
+        hostname: config.control_api_hostname.clone(),
+        warning: config
+            .security
+            .certificate_expiry_monitor
+            .warning_threshold(),
+        body_limit: config.max_request_body_bytes,
+        read_timeout: Duration::from_secs(config.request_read_timeout_seconds),
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use cert_store::CertRole;
+use cert_store::{CertRole, LoadedCert};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -19,10 +19,11 @@ use tokio::time::Instant;
 use tokio_rustls::LazyConfigAcceptor;
 
 use crate::connections::{Activity, Refused, Tracked};
-use crate::http_util::{Body, ClientInfo, json_error, json_response};
 use crate::metrics::GatewayMetrics;
-use crate::request_path::PathRefusal;
-use crate::runtime::Shared;
+use crate::mtls::{ClientInfo, ClientPolicy, Refusal};
+use crate::request_path::{bare_host, prepare};
+use crate::response::{Body, api_error, error};
+use crate::shared::{ListenerRole, Shared};
 
 /// Counts live connections so shutdown can wait for them to drain.
 #[derive(Debug, Default)]
@@ -57,15 +58,6 @@ impl Drop for TrackerGuard {
             self.0.idle.notify_waiters();
         }
     }
-}
-
-/// Which listener a connection came through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ListenerRole {
-    /// The gateway port (APIs, and the control API unless it has its own port).
-    Gateway,
-    /// A dedicated control API port.
-    Control,
 }
 
 /// Accepts connections until `stop` turns true. Connections over a cap are closed at once;
@@ -141,15 +133,15 @@ async fn serve_connection(
     // The handshake's time runs from accept, whether or not the client sends anything.
     let deadline = accepted_at + Duration::from_secs(shared.config.tls_handshake_timeout_seconds);
     match tokio::time::timeout_at(deadline, handshake(stream, role, &shared)).await {
-        Ok(Ok((tls, sni))) => {
+        Ok(Ok((tls, served))) => {
             GatewayMetrics::inc(&shared.metrics.handshakes);
             let peer_certs = tls
                 .get_ref()
                 .1
                 .peer_certificates()
                 .map(|certs| Arc::new(certs.iter().map(|c| c.clone().into_owned()).collect()));
-            if let Some(served) = shared.tls.load().certs.select(sni.as_deref()) {
-                shared.observer.observe(&served.cert, CertRole::Server, "");
+            if let Some(served) = served {
+                shared.observer.observe(&served, CertRole::Server, "");
             }
             let client = ClientInfo::new(remote_addr, true, peer_certs);
             serve_http(TokioIo::new(tls), client, role, shared, stop).await;
@@ -165,20 +157,30 @@ async fn serve_connection(
     }
 }
 
+/// The TLS handshake, on one load of the TLS snapshot: the rustls config for the ClientHello's
+/// name and the server certificate that name selects, which is what the snapshot's resolver
+/// hands rustls (the same map, the same name). Returns the stream and that certificate, for
+/// the expiry monitor (also when the session is resumed and rustls resolves nothing).
 async fn handshake(
     stream: TcpStream,
     role: ListenerRole,
     shared: &Shared,
-) -> std::io::Result<(tokio_rustls::server::TlsStream<TcpStream>, Option<String>)> {
+) -> std::io::Result<(
+    tokio_rustls::server::TlsStream<TcpStream>,
+    Option<Arc<LoadedCert>>,
+)> {
     let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
-    let sni = start
-        .client_hello()
-        .server_name()
-        .map(str::to_ascii_lowercase);
-    let is_control = shared.is_control_connection(role, sni.as_deref());
-    let config = shared.tls.load().config_for(sni.as_deref(), is_control);
+    let (config, served) = {
+        let hello = start.client_hello();
+        let sni = hello.server_name().map(ascii_lowercase);
+        let sni = sni.as_deref();
+        let is_control = shared.is_control_connection(role, sni);
+        let state = shared.tls.load();
+        let served = state.certs.select(sni).map(|s| Arc::clone(&s.cert));
+        (state.config_for(sni, is_control), served)
+    };
     let tls = start.into_stream(config).await?;
-    Ok((tls, sni))
+    Ok((tls, served))
 }
 
 async fn serve_http<I>(
@@ -264,62 +266,15 @@ fn request_host<B>(req: &Request<B>) -> Option<Cow<'_, str>> {
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
-    let host = bare_host(raw);
-    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(host.to_ascii_lowercase())
+    Some(ascii_lowercase(bare_host(raw)))
+}
+
+/// `name` in lowercase; borrowed when it already is.
+fn ascii_lowercase(name: &str) -> Cow<'_, str> {
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
     } else {
-        Cow::Borrowed(host)
-    })
-}
-
-/// What every request goes through before routing: a request with an ambiguous host (two
-/// `Host` headers, or a `Host` that names another host than the URI's authority or HTTP/2's
-/// `:authority`) is refused, and the path is cleaned ([`request_path`](crate::request_path))
-/// unless `skip_url_cleaning` is set. The control API, the API table and the proxy then all see
-/// the same path. `Err` is the message of the 400 to send.
-pub(crate) fn prepare<B>(
-    req: &mut Request<B>,
-    skip_url_cleaning: bool,
-) -> Result<(), &'static str> {
-    if ambiguous_host(req) {
-        return Err("ambiguous request: more than one host given");
-    }
-    if !skip_url_cleaning {
-        crate::request_path::clean_uri(req.uri_mut()).map_err(PathRefusal::message)?;
-    }
-    Ok(())
-}
-
-/// Two `Host` headers, or a `Host` header and a URI authority (absolute form, or HTTP/2's
-/// `:authority`) that name different hosts.
-fn ambiguous_host<B>(req: &Request<B>) -> bool {
-    let mut hosts = req.headers().get_all(http::header::HOST).iter();
-    let first = hosts.next();
-    if hosts.next().is_some() {
-        return true;
-    }
-    let (Some(header), Some(authority)) = (first, req.uri().authority()) else {
-        return false;
-    };
-    let Ok(header) = header.to_str() else {
-        return true;
-    };
-    let authority = authority.as_str();
-    let authority = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    !bare_host(header).eq_ignore_ascii_case(bare_host(authority))
-}
-
-/// `host` without its port (and IPv6 brackets).
-fn bare_host(raw: &str) -> &str {
-    if let Some(bracketed) = raw.strip_prefix('[') {
-        bracketed.split(']').next().unwrap_or_default()
-    } else {
-        match raw.rsplit_once(':') {
-            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-            _ => raw,
-        }
+        Cow::Borrowed(name)
     }
 }
 
@@ -333,10 +288,7 @@ async fn dispatch(
         &mut req,
         shared.config.http_server_options.skip_url_cleaning,
     ) {
-        return json_response(
-            StatusCode::BAD_REQUEST,
-            &serde_json::json!({ "error": message }),
-        );
+        return api_error(StatusCode::BAD_REQUEST, message);
     }
     let host = request_host(&req);
     let control_here = match role {
@@ -348,26 +300,23 @@ async fn dispatch(
         if let Some(policy) = &shared.tls.load().control_policy
             && let Err(refusal) = check_client(shared, policy, client)
         {
-            return json_error(StatusCode::FORBIDDEN, &refusal);
+            return error(StatusCode::FORBIDDEN, refusal);
         }
         if let Some(ui) = ui {
             let peer = client.ip_header.to_str().unwrap_or("unknown");
-            return ui.handle(shared, req, peer).await;
+            return ui.handle(&shared.page_view(), req, peer).await;
         }
         return shared.control.handle(req).await;
     }
     if role == ListenerRole::Control {
-        return json_error(StatusCode::NOT_FOUND, "Not found");
+        return error(StatusCode::NOT_FOUND, "Not found");
     }
     let apis = shared.apis.load();
     let Some(route) = apis.route(host.as_deref(), req.uri().path()) else {
         if let Some(fallback) = &shared.fallback {
             return fallback(req).await;
         }
-        return json_response(
-            StatusCode::NOT_FOUND,
-            &serde_json::json!({ "error": "no API matches this host and path" }),
-        );
+        return api_error(StatusCode::NOT_FOUND, "no API matches this host and path");
     };
     if route.def.use_mutual_tls_auth {
         let state = shared.tls.load();
@@ -377,13 +326,10 @@ async fn dispatch(
                     .observer
                     .observe(&entry, CertRole::Client, &route.def.api_id);
             }),
-            None => Err(crate::mtls::Refusal::Missing.to_string()),
+            None => Err(Refusal::Missing.to_string()),
         };
         if let Err(message) = outcome {
-            return json_response(
-                StatusCode::FORBIDDEN,
-                &serde_json::json!({ "error": message }),
-            );
+            return api_error(StatusCode::FORBIDDEN, &message);
         }
     }
     shared.proxy.forward(route, req, client).await
@@ -391,27 +337,19 @@ async fn dispatch(
 
 /// The per-request client certificate check; the entry that admitted the client. A success
 /// is reused by the connection's later requests while the policy and the certificates last
-/// (see [`VerdictCache`](crate::mtls::VerdictCache)); refusals are judged afresh every time.
+/// (see [`VerdictCache`](crate::mtls::VerdictCache)); refusals are judged afresh every time
+/// and counted.
 fn check_client(
     shared: &Shared,
-    policy: &Arc<crate::mtls::ClientPolicy>,
+    policy: &Arc<ClientPolicy>,
     client: &ClientInfo,
-) -> Result<Arc<cert_store::LoadedCert>, String> {
-    use crate::mtls::Refusal;
-    let outcome = if !client.tls {
-        Err(Refusal::NoTls)
-    } else {
-        match &client.peer_certs {
-            None => Err(Refusal::Missing),
-            Some(chain) => client
-                .verdicts
-                .check(policy, chain, shared.store.clock().now()),
-        }
-    };
-    outcome.map_err(|refusal| {
-        GatewayMetrics::inc(&shared.metrics.mtls_refusals);
-        refusal.to_string()
-    })
+) -> Result<Arc<LoadedCert>, String> {
+    client
+        .check(policy, shared.store.clock().now())
+        .map_err(|refusal| {
+            GatewayMetrics::inc(&shared.metrics.mtls_refusals);
+            refusal.to_string()
+        })
 }
 
 #[cfg(test)]

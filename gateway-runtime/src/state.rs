@@ -121,6 +121,23 @@ async fn collect_stored(
 }
 
 impl TlsShared {
+    /// Parts for a new gateway: ring's provider, a new ticketer, a session cache of 8192
+    /// entries, no CRL reported yet.
+    pub(crate) fn new(
+        metrics: Arc<GatewayMetrics>,
+        retained: Arc<Retained>,
+    ) -> Result<Self, rustls::Error> {
+        Ok(Self {
+            provider: tls_core::default_provider(),
+            ticketer: rustls::crypto::ring::Ticketer::new()?,
+            sessions: rustls::server::ServerSessionMemoryCache::new(8192),
+            metrics,
+            retained,
+            crls_past: std::sync::Mutex::default(),
+            stored: StoredCerts::default(),
+        })
+    }
+
     /// Logs the CRLs newly past their `nextUpdate` and sets the gauge.
     fn report_crls_past(&self, now: Vec<(String, String)>) {
         let mut reported = self
@@ -173,154 +190,11 @@ impl TlsState {
         load: bool,
     ) -> Result<Self, String> {
         prefetch(config, apis, store).await;
-        let retained = &*shared.retained;
-        retained.retain_only(config, apis);
-        let mut certs = ServerCerts::default();
-        for reference in &config.http_server_options.ssl_certificates {
-            if let Some(served) = server_cert(
-                store,
-                retained,
-                reference,
-                "http_server_options.ssl_certificates",
-            )
-            .await
-            {
-                certs.add(served, &[]);
-            }
-        }
-        for route in apis.iter() {
-            for reference in &route.def.certificates {
-                if let Some(served) =
-                    server_cert(store, retained, reference, &route.def.api_id).await
-                {
-                    certs.add(served, std::slice::from_ref(&route.def.domain));
-                }
-            }
-        }
-        let from_store = &config.http_server_options.certificates_from_store;
-        if from_store.enabled {
-            for served in shared.stored.serving(store, from_store).await {
-                certs.add_unclaimed(served);
-            }
-        }
-        let certs = Arc::new(certs);
-
-        let global_clients = resolve_all(
-            store,
-            retained,
-            &config.security.certificates.apis,
-            "security.certificates.apis",
-        )
-        .await;
-        let mut api_policies = HashMap::new();
-        let mut crls_past = Vec::new();
-        for route in apis.iter().filter(|r| r.def.use_mutual_tls_auth) {
-            let mut entries = resolve_all(
-                store,
-                retained,
-                &route.def.client_certificates,
-                &route.def.api_id,
-            )
-            .await;
-            entries.extend(global_clients.iter().cloned());
-            let crls = route.def.crls()?;
-            let crl_options = route.def.crl_options().map_err(|(field, reason)| {
-                format!("API {}: {field}: {reason}", route.def.api_id)
-            })?;
-            let now = store.clock().now();
-            let checked = check_crls(&crls, &entries, crl_options, load, now, &shared.provider);
-            let past = match checked {
-                Ok(past) => past,
-                Err(e) if load => return Err(format!("API {}: {e}", route.def.api_id)),
-                Err(e) => {
-                    // A rebuild after a store change: the other APIs must not wait on this one.
-                    tracing::error!(api_id = %route.def.api_id, error = %e, "the API's CRLs cannot be used: its clients are refused until its definition is fixed");
-                    continue;
-                }
-            };
-            crls_past.extend(past.into_iter().map(|crl| (route.def.api_id.clone(), crl)));
-            let policy = ClientPolicy::new(&entries, crls, crl_options, &shared.provider)
-                .map_err(|e| format!("API {}: client_certificates: {e}", route.def.api_id))?;
-            api_policies.insert(route.def.api_id.clone(), Arc::new(policy));
-        }
-
-        shared.report_crls_past(crls_past);
-
-        // Per domain: every API requires a client certificate, or only some do.
-        let mut domains: HashMap<String, (usize, usize)> = HashMap::new();
-        for route in apis.iter() {
-            let counts = domains
-                .entry(route.def.domain.to_ascii_lowercase())
-                .or_default();
-            counts.0 += 1;
-            if route.def.use_mutual_tls_auth {
-                counts.1 += 1;
-            }
-        }
-        let announce = !config.http_server_options.skip_client_ca_announcement;
-        let mut domain_configs = HashMap::new();
-        for (domain, (total, mtls)) in domains {
-            if mtls == 0 {
-                continue;
-            }
-            let mode = if mtls == total {
-                ClientAuth::Required
-            } else {
-                ClientAuth::Requested
-            };
-            let policies: Vec<&ClientPolicy> = apis
-                .iter()
-                .filter(|r| r.def.use_mutual_tls_auth && r.def.domain.eq_ignore_ascii_case(&domain))
-                .filter_map(|r| api_policies.get(&r.def.api_id).map(AsRef::as_ref))
-                .collect();
-            let policy = Arc::new(ClientPolicy::union(&policies, &shared.provider)?);
-            let verifier = HandshakeVerifier::new(
-                policy,
-                mode,
-                announce,
-                Arc::clone(&shared.provider),
-                Arc::clone(&shared.metrics),
-            );
-            domain_configs.insert(
-                domain,
-                server_config(config, shared, &certs, Some(Arc::new(verifier)))?,
-            );
-        }
-
-        let (control_policy, control) = if config.security.control_api_use_mutual_tls {
-            let entries = resolve_all(
-                store,
-                retained,
-                &config.security.certificates.control_api,
-                "security.certificates.control_api",
-            )
-            .await;
-            let policy = Arc::new(ClientPolicy::new(
-                &entries,
-                Vec::new(),
-                CrlOptions::default(),
-                &shared.provider,
-            )?);
-            let verifier = HandshakeVerifier::new(
-                Arc::clone(&policy),
-                ClientAuth::Required,
-                announce,
-                Arc::clone(&shared.provider),
-                Arc::clone(&shared.metrics),
-            );
-            (
-                Some(policy),
-                Some(server_config(
-                    config,
-                    shared,
-                    &certs,
-                    Some(Arc::new(verifier)),
-                )?),
-            )
-        } else {
-            (None, None)
-        };
-
+        shared.retained.retain_only(config, apis);
+        let certs = Arc::new(server_certs(config, apis, store, shared).await);
+        let api_policies = api_policies(config, apis, store, shared, load).await?;
+        let domain_configs = domain_configs(config, apis, shared, &certs, &api_policies)?;
+        let (control_policy, control) = control_api_auth(config, store, shared, &certs).await?;
         let plain = server_config(config, shared, &certs, None)?;
         Ok(Self {
             certs,
@@ -343,6 +217,186 @@ impl TlsState {
             .or_else(|| self.domain_configs.get(""));
         Arc::clone(by_domain.unwrap_or(&self.plain))
     }
+}
+
+/// The server certificates by name: `ssl_certificates`, then each API's `certificates` (also
+/// under its domain), then, when enabled, the store's own for names still free.
+async fn server_certs(
+    config: &GatewayConfig,
+    apis: &ApiTable,
+    store: &CertStore,
+    shared: &TlsShared,
+) -> ServerCerts {
+    let retained = &*shared.retained;
+    let mut certs = ServerCerts::default();
+    for reference in &config.http_server_options.ssl_certificates {
+        if let Some(served) = server_cert(
+            store,
+            retained,
+            reference,
+            "http_server_options.ssl_certificates",
+        )
+        .await
+        {
+            certs.add(served, &[]);
+        }
+    }
+    for route in apis.iter() {
+        for reference in &route.def.certificates {
+            if let Some(served) = server_cert(store, retained, reference, &route.def.api_id).await {
+                certs.add(served, std::slice::from_ref(&route.def.domain));
+            }
+        }
+    }
+    let from_store = &config.http_server_options.certificates_from_store;
+    if from_store.enabled {
+        for served in shared.stored.serving(store, from_store).await {
+            certs.add_unclaimed(served);
+        }
+    }
+    certs
+}
+
+/// The client policy of each API with `use_mutual_tls_auth`, by API ID: its
+/// `client_certificates` and `security.certificates.apis`, with its CRLs checked (see
+/// [`TlsState::build`] for `load`). Reports the CRLs past their `nextUpdate`.
+async fn api_policies(
+    config: &GatewayConfig,
+    apis: &ApiTable,
+    store: &CertStore,
+    shared: &TlsShared,
+    load: bool,
+) -> Result<HashMap<String, Arc<ClientPolicy>>, String> {
+    let retained = &*shared.retained;
+    let global_clients = resolve_all(
+        store,
+        retained,
+        &config.security.certificates.apis,
+        "security.certificates.apis",
+    )
+    .await;
+    let mut api_policies = HashMap::new();
+    let mut crls_past = Vec::new();
+    for route in apis.iter().filter(|r| r.def.use_mutual_tls_auth) {
+        let mut entries = resolve_all(
+            store,
+            retained,
+            &route.def.client_certificates,
+            &route.def.api_id,
+        )
+        .await;
+        entries.extend(global_clients.iter().cloned());
+        let crls = route.def.crls()?;
+        let crl_options = route
+            .def
+            .crl_options()
+            .map_err(|(field, reason)| format!("API {}: {field}: {reason}", route.def.api_id))?;
+        let now = store.clock().now();
+        let checked = check_crls(&crls, &entries, crl_options, load, now, &shared.provider);
+        let past = match checked {
+            Ok(past) => past,
+            Err(e) if load => return Err(format!("API {}: {e}", route.def.api_id)),
+            Err(e) => {
+                // A rebuild after a store change: the other APIs must not wait on this one.
+                tracing::error!(api_id = %route.def.api_id, error = %e, "the API's CRLs cannot be used: its clients are refused until its definition is fixed");
+                continue;
+            }
+        };
+        crls_past.extend(past.into_iter().map(|crl| (route.def.api_id.clone(), crl)));
+        let policy = ClientPolicy::new(&entries, crls, crl_options, &shared.provider)
+            .map_err(|e| format!("API {}: client_certificates: {e}", route.def.api_id))?;
+        api_policies.insert(route.def.api_id.clone(), Arc::new(policy));
+    }
+    shared.report_crls_past(crls_past);
+    Ok(api_policies)
+}
+
+/// A rustls config per domain with mutual-TLS APIs (lowercase; `""` for APIs without a
+/// domain): client certificates required when every API of the domain requires them, only
+/// requested when some do; verified against the union of their policies.
+fn domain_configs(
+    config: &GatewayConfig,
+    apis: &ApiTable,
+    shared: &TlsShared,
+    certs: &Arc<ServerCerts>,
+    api_policies: &HashMap<String, Arc<ClientPolicy>>,
+) -> Result<HashMap<String, Arc<ServerConfig>>, String> {
+    // Per domain: every API requires a client certificate, or only some do.
+    let mut domains: HashMap<String, (usize, usize)> = HashMap::new();
+    for route in apis.iter() {
+        let counts = domains
+            .entry(route.def.domain.to_ascii_lowercase())
+            .or_default();
+        counts.0 += 1;
+        if route.def.use_mutual_tls_auth {
+            counts.1 += 1;
+        }
+    }
+    let announce = !config.http_server_options.skip_client_ca_announcement;
+    let mut domain_configs = HashMap::new();
+    for (domain, (total, mtls)) in domains {
+        if mtls == 0 {
+            continue;
+        }
+        let mode = if mtls == total {
+            ClientAuth::Required
+        } else {
+            ClientAuth::Requested
+        };
+        let policies: Vec<&ClientPolicy> = apis
+            .iter()
+            .filter(|r| r.def.use_mutual_tls_auth && r.def.domain.eq_ignore_ascii_case(&domain))
+            .filter_map(|r| api_policies.get(&r.def.api_id).map(AsRef::as_ref))
+            .collect();
+        let policy = Arc::new(ClientPolicy::union(&policies, &shared.provider)?);
+        let verifier = HandshakeVerifier::new(
+            policy,
+            mode,
+            announce,
+            Arc::clone(&shared.provider),
+            Arc::clone(&shared.metrics),
+        );
+        domain_configs.insert(
+            domain,
+            server_config(config, shared, certs, Some(Arc::new(verifier)))?,
+        );
+    }
+    Ok(domain_configs)
+}
+
+/// With `control_api_use_mutual_tls`: the control API's client policy
+/// (`security.certificates.control_api`) and the rustls config that requires it.
+async fn control_api_auth(
+    config: &GatewayConfig,
+    store: &CertStore,
+    shared: &TlsShared,
+    certs: &Arc<ServerCerts>,
+) -> Result<(Option<Arc<ClientPolicy>>, Option<Arc<ServerConfig>>), String> {
+    if !config.security.control_api_use_mutual_tls {
+        return Ok((None, None));
+    }
+    let entries = resolve_all(
+        store,
+        &shared.retained,
+        &config.security.certificates.control_api,
+        "security.certificates.control_api",
+    )
+    .await;
+    let policy = Arc::new(ClientPolicy::new(
+        &entries,
+        Vec::new(),
+        CrlOptions::default(),
+        &shared.provider,
+    )?);
+    let verifier = HandshakeVerifier::new(
+        Arc::clone(&policy),
+        ClientAuth::Required,
+        !config.http_server_options.skip_client_ca_announcement,
+        Arc::clone(&shared.provider),
+        Arc::clone(&shared.metrics),
+    );
+    let control = server_config(config, shared, certs, Some(Arc::new(verifier)))?;
+    Ok((Some(policy), Some(control)))
 }
 
 fn server_config(

@@ -12,10 +12,9 @@ use tls_core::{CertId, OrgId};
 use super::ControlApi;
 use super::query::{Query, percent_decode};
 use super::shapes::{
-    ApiUses, CertificateBasics, CertificateMeta, CertificateStatus, DetailedList, IdList, error,
-    ok, respond,
+    ApiUses, CertificateBasics, CertificateMeta, CertificateStatus, DetailedList, IdList,
 };
-use crate::http_util::{Body, BoxError};
+use crate::response::{Body, BoxError, error, ok, respond};
 
 /// Tyk's answer for a certificate that is not there (or an `{id}` that is no certificate ID).
 pub(crate) const NOT_FOUND: &str = "Certificate with given SHA256 fingerprint not found";

@@ -14,7 +14,7 @@
 
 mod certs;
 pub(crate) mod query;
-mod shapes;
+pub(crate) mod shapes;
 
 #[cfg(test)]
 mod tests;
@@ -28,12 +28,12 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use ring::hmac;
 
 use crate::config::GatewayConfig;
-use crate::http_util::{Body, BoxError, full};
 use crate::metrics::GatewayMetrics;
 use crate::prometheus::{self, Exposition, Kind};
+use crate::response::{Body, BoxError, error, full, respond};
 
 use self::query::{Query, strip_trailing_slashes};
-use self::shapes::{Health, HealthCheck, HealthDetails, error, respond};
+use self::shapes::{Health, HealthCheck, HealthDetails};
 
 /// The liveness route (Tyk's; no authentication).
 pub(crate) const HELLO: &str = "/hello";

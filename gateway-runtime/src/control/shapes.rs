@@ -1,94 +1,11 @@
-//! The JSON bodies of the control API, in Tyk's shapes and field order, written the way Go's
-//! `json.Encoder` writes them (HTML characters escaped, a trailing newline).
+//! The JSON bodies of the control API, in Tyk's shapes and field order; written the way Go's
+//! `json.Encoder` writes them (HTML characters escaped, a trailing newline) by
+//! [`response::respond`](crate::response::respond).
 
-use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::macros::format_description;
 use tls_core::{Metadata, Name};
-
-use crate::http_util::{Body, full};
-
-/// A JSON response with Tyk's byte-for-byte encoding: fields in declaration order, `<`, `>`
-/// and `&` escaped as Go does, and a trailing newline.
-pub(crate) fn respond<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
-    let (status, bytes) = match go_json(value) {
-        Ok(bytes) => (status, bytes),
-        Err(e) => {
-            let message = serde_json::Value::from(format!("cannot encode the response: {e}"));
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("{{\"status\":\"error\",\"message\":{message}}}\n").into_bytes(),
-            )
-        }
-    };
-    let mut response = Response::new(full(Bytes::from(bytes)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-/// Tyk's `{"status":"error","message":...}`.
-pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
-    respond(
-        status,
-        &StatusMessage {
-            status: "error",
-            message: message.into(),
-        },
-    )
-}
-
-/// Tyk's `{"status":"ok","message":...}`.
-pub(crate) fn ok(message: impl Into<String>) -> Response<Body> {
-    respond(
-        StatusCode::OK,
-        &StatusMessage {
-            status: "ok",
-            message: message.into(),
-        },
-    )
-}
-
-/// Serialises like Go's `json.Encoder.Encode`.
-fn go_json<T: Serialize>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
-    let mut out = Vec::with_capacity(256);
-    let mut serializer = serde_json::Serializer::with_formatter(&mut out, GoFormatter);
-    value.serialize(&mut serializer)?;
-    out.push(b'\n');
-    Ok(out)
-}
-
-/// serde_json's compact output plus Go's HTML-safe escaping.
-struct GoFormatter;
-
-impl serde_json::ser::Formatter for GoFormatter {
-    fn write_string_fragment<W: ?Sized + std::io::Write>(
-        &mut self,
-        writer: &mut W,
-        fragment: &str,
-    ) -> std::io::Result<()> {
-        let mut start = 0;
-        for (at, ch) in fragment.char_indices() {
-            let escaped = match ch {
-                '<' => "\\u003c",
-                '>' => "\\u003e",
-                '&' => "\\u0026",
-                '\u{2028}' => "\\u2028",
-                '\u{2029}' => "\\u2029",
-                _ => continue,
-            };
-            writer.write_all(&fragment.as_bytes()[start..at])?;
-            writer.write_all(escaped.as_bytes())?;
-            start = at + ch.len_utf8();
-        }
-        writer.write_all(&fragment.as_bytes()[start..])
-    }
-}
 
 /// `{"status","message"}`.
 #[derive(Debug, Serialize)]
@@ -363,19 +280,6 @@ pub(crate) struct HealthCheck {
 mod tests {
     use super::*;
     use time::macros::datetime;
-
-    #[test]
-    fn go_escapes_html_characters_and_ends_with_a_newline() {
-        let bytes = go_json(&StatusMessage {
-            status: "error",
-            message: "a<b>&c\u{2028}".into(),
-        })
-        .unwrap();
-        assert_eq!(
-            String::from_utf8(bytes).unwrap(),
-            "{\"status\":\"error\",\"message\":\"a\\u003cb\\u003e\\u0026c\\u2028\"}\n"
-        );
-    }
 
     #[test]
     fn times_are_utc_whole_seconds_and_go_zero_for_none() {

@@ -165,7 +165,7 @@ pub(super) struct Answer {
 }
 
 impl Answer {
-    pub(super) async fn read(response: ::http::Response<crate::http_util::Body>) -> Self {
+    pub(super) async fn read(response: ::http::Response<crate::response::Body>) -> Self {
         let status = response.status();
         let content_type = response
             .headers()

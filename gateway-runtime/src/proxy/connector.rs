@@ -20,7 +20,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tower_service::Service;
 
-use crate::http_util::BoxError;
+use crate::response::BoxError;
 
 /// Why a connection to an upstream could not be made.
 #[derive(Debug, thiserror::Error)]

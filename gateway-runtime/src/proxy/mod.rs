@@ -70,9 +70,10 @@ use self::select::{UpstreamHost, select};
 use self::upstream_tls::{TlsSettings, Trust, client_config};
 use crate::api::{ApiRoute, ApiTable};
 use crate::config::{ApiDefinition, ConfigError, GatewayConfig, TLS12, tls_version};
-use crate::http_util::{Body, BoxError, ClientInfo, json_response};
 use crate::metrics::GatewayMetrics;
+use crate::mtls::ClientInfo;
 use crate::observe::CertObserver;
+use crate::response::{Body, BoxError, api_error};
 use crate::retain::Retained;
 
 /// The body of requests sent upstream.
@@ -505,10 +506,7 @@ impl Proxy {
                 "upstream request failed"
             ),
         }
-        json_response(
-            StatusCode::BAD_GATEWAY,
-            &serde_json::json!({ "error": failure.message }),
-        )
+        api_error(StatusCode::BAD_GATEWAY, &failure.message)
     }
 }
 

@@ -41,7 +41,7 @@ use tower_service::Service as _;
 
 use super::UpstreamBody;
 use super::connector::UpstreamConnector;
-use crate::http_util::BoxError;
+use crate::response::BoxError;
 
 /// How many idle connections one upstream keeps.
 const MAX_IDLE: usize = 64;

@@ -14,7 +14,7 @@ use tls_core::{EncodingSecret, OrgId};
 
 use self::upstream::{Leaf, TestCa, TestUpstream, UpstreamOptions, Usage, channel_body, seen};
 use super::*;
-use crate::http_util::ClientInfo;
+use crate::mtls::ClientInfo;
 
 /// Records every observation.
 #[derive(Default)]

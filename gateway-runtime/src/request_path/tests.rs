@@ -169,25 +169,25 @@ fn raw_mode_routes_and_forwards_the_same_raw_path() {
 
 #[test]
 fn ambiguous_hosts_are_refused() {
-    let mut twice = http::Request::builder()
+    let mut twice = Request::builder()
         .uri("/pub/")
         .header("host", "a.example")
         .header("host", "b.example")
         .body(())
         .unwrap();
-    assert!(crate::server::prepare(&mut twice, false).is_err());
-    let mut conflicting = http::Request::builder()
+    assert!(prepare(&mut twice, false).is_err());
+    let mut conflicting = Request::builder()
         .uri("https://a.example/pub/")
         .header("host", "b.example")
         .body(())
         .unwrap();
-    assert!(crate::server::prepare(&mut conflicting, true).is_err());
-    let mut agreeing = http::Request::builder()
+    assert!(prepare(&mut conflicting, true).is_err());
+    let mut agreeing = Request::builder()
         .uri("https://A.example:443/pub/")
         .header("host", "a.example")
         .body(())
         .unwrap();
-    assert!(crate::server::prepare(&mut agreeing, false).is_ok());
+    assert!(prepare(&mut agreeing, false).is_ok());
 }
 
 fn segment() -> impl Strategy<Value = String> {

@@ -13,7 +13,7 @@ use hyper::body::Frame;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 
-use crate::http_util::{Body, BoxError};
+use crate::response::{Body, BoxError};
 
 /// Seconds between keep-alive comments.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);

@@ -23,22 +23,24 @@ mod index;
 mod pages;
 mod recent;
 mod session;
+pub(crate) mod settings;
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use cert_store::CertStore;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use ring::hmac;
-use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::config::GatewayConfig;
-use crate::http_util::{Body, BoxError, full};
-use crate::runtime::Shared;
+use crate::api::ApiTable;
+use crate::control::ControlApi;
+use crate::response::{Body, BoxError, full};
 
 pub(crate) use self::recent::RecentEvents;
+pub(crate) use self::settings::PageSettings;
 
 use self::index::Index;
 use self::session::{Session, Sessions};
@@ -55,58 +57,15 @@ const JS: &str = include_str!("static/ui.js");
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
-/// `certificate_ui` in the configuration: the certificate page.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(default)]
-#[non_exhaustive]
-pub struct CertificateUiConfig {
-    /// Serve the page (off by default; the demo switches it on).
-    pub enabled: bool,
-    /// Where the page lives on the control API's listener; starts and ends with `/`.
-    pub path: String,
-    /// How long a sign-in lasts, in seconds.
-    pub session_ttl_seconds: u64,
-}
-
-impl Default for CertificateUiConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            path: "/ui/".into(),
-            session_ttl_seconds: 3600,
-        }
-    }
-}
-
-impl CertificateUiConfig {
-    /// Checks the path and the session lifetime.
-    pub fn validate(&self) -> Result<(), String> {
-        let path = &self.path;
-        let plain = path
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~'));
-        if !path.starts_with('/')
-            || !path.ends_with('/')
-            || path.len() < 3
-            || !plain
-            || path.contains("//")
-            || path.split('/').any(|s| s == "." || s == "..")
-        {
-            return Err(format!(
-                "path {path:?} must be like \"/ui/\": start and end with '/', plain segments only"
-            ));
-        }
-        if path.starts_with("/tyk/") || path == "/hello/" || path == "/metrics/" {
-            return Err(format!("path {path:?} is taken by the control API"));
-        }
-        if !(60..=30 * 86_400).contains(&self.session_ttl_seconds) {
-            return Err(format!(
-                "session_ttl_seconds {} must be from 60 to 2592000 (30 days)",
-                self.session_ttl_seconds
-            ));
-        }
-        Ok(())
-    }
+/// What the page reads of the running gateway for a request.
+#[derive(Clone, Copy)]
+pub(crate) struct GatewayView<'a> {
+    /// The certificate store.
+    pub(crate) store: &'a CertStore,
+    /// The control API, which answers every listing, upload and delete of the page.
+    pub(crate) control: &'a ControlApi,
+    /// The APIs served, for a certificate's uses.
+    pub(crate) apis: &'a ArcSwap<ApiTable>,
 }
 
 /// The certificate page. Built when `certificate_ui.enabled` is set.
@@ -143,23 +102,23 @@ struct Signed {
 }
 
 impl CertificateUi {
-    /// The page for `config`, when enabled; starts the index that follows `store` until `stop`.
-    /// `recent` holds the expiry monitor's events, when it delivers them there.
+    /// The page for `settings`, when enabled; starts the index that follows `store` until
+    /// `stop`. `recent` holds the expiry monitor's events, when it delivers them there.
     pub(crate) fn new(
-        config: &GatewayConfig,
+        settings: PageSettings,
         store: &CertStore,
         recent: Option<Arc<RecentEvents>>,
         stop: watch::Receiver<bool>,
     ) -> Option<Self> {
-        let ui = &config.certificate_ui;
+        let ui = &settings.page;
         if !ui.enabled {
             return None;
         }
         let rng = ring::rand::SystemRandom::new();
         let auth_key = hmac::Key::generate(hmac::HMAC_SHA256, &rng)
             .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, b"certgate certificate page"));
-        let secret_tag =
-            (!config.secret.is_empty()).then(|| hmac::sign(&auth_key, config.secret.as_bytes()));
+        let secret_tag = (!settings.secret.is_empty())
+            .then(|| hmac::sign(&auth_key, settings.secret.as_bytes()));
         let index = Arc::new(Index::new());
         tokio::spawn(Arc::clone(&index).follow(store.clone(), stop.clone()));
         let ttl = i64::try_from(ui.session_ttl_seconds).unwrap_or(3600);
@@ -167,19 +126,16 @@ impl CertificateUi {
         Some(Self {
             bare: ui.path.trim_end_matches('/').to_owned(),
             base: ui.path.clone(),
-            hostname: config.control_api_hostname.trim().to_owned(),
-            secret: config.secret.clone(),
+            hostname: settings.hostname.trim().to_owned(),
+            secret: settings.secret,
             secret_tag,
             auth_key,
             sessions: Sessions::new(time::Duration::seconds(ttl)),
             index,
             recent,
-            warning: config
-                .security
-                .certificate_expiry_monitor
-                .warning_threshold(),
-            body_limit: config.max_request_body_bytes,
-            read_timeout: std::time::Duration::from_secs(config.request_read_timeout_seconds),
+            warning: settings.warning,
+            body_limit: settings.body_limit,
+            read_timeout: settings.read_timeout,
             stop,
         })
     }
@@ -212,7 +168,7 @@ impl CertificateUi {
     /// Answers a request for the page. `client` names the peer for the sign-in limit.
     pub(crate) async fn handle<B>(
         &self,
-        shared: &Shared,
+        gateway: &GatewayView<'_>,
         req: Request<B>,
         client: &str,
     ) -> Response<Body>
@@ -220,11 +176,16 @@ impl CertificateUi {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let response = self.route(shared, req, client).await;
+        let response = self.route(gateway, req, client).await;
         secure(response)
     }
 
-    async fn route<B>(&self, shared: &Shared, req: Request<B>, client: &str) -> Response<Body>
+    async fn route<B>(
+        &self,
+        gateway: &GatewayView<'_>,
+        req: Request<B>,
+        client: &str,
+    ) -> Response<Body>
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -251,11 +212,11 @@ impl CertificateUi {
                     Ok(form) => form,
                     Err(response) => return response,
                 };
-                return self.sign_in(shared, &form, client);
+                return self.sign_in(gateway, &form, client);
             }
             _ => {}
         }
-        let now = shared.store.clock().now();
+        let now = gateway.store.clock().now();
         let signed = cookie_token(&parts.headers).and_then(|token| {
             let session = self.sessions.find(&token, now)?;
             Some(Signed { token, session })
@@ -287,7 +248,7 @@ impl CertificateUi {
                     "The form did not carry this session's security token (CSRF), so nothing was changed. Reload the page and try again.",
                 );
             }
-            return self.post(shared, &signed, &rest, &query, &form).await;
+            return self.post(gateway, &signed, &rest, &query, &form).await;
         }
         if method != Method::GET {
             let mut response = self.message_page(
@@ -301,7 +262,7 @@ impl CertificateUi {
                 .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
             return response;
         }
-        self.get(shared, &signed, &rest, &query).await
+        self.get(gateway, &signed, &rest, &query).await
     }
 
     /// Checks `given` against the control API secret in constant time (HMAC tags, as the
@@ -370,8 +331,13 @@ impl CertificateUi {
         })
     }
 
-    fn sign_in(&self, shared: &Shared, form: &form::Form, client: &str) -> Response<Body> {
-        let now = shared.store.clock().now();
+    fn sign_in(
+        &self,
+        gateway: &GatewayView<'_>,
+        form: &form::Form,
+        client: &str,
+    ) -> Response<Body> {
+        let now = gateway.store.clock().now();
         if let Some(wait) = self.sessions.sign_in_blocked(client, now) {
             let mut response = self.sign_in_page(
                 Some(format!(
@@ -425,12 +391,12 @@ impl CertificateUi {
 
     async fn call(
         &self,
-        shared: &Shared,
+        gateway: &GatewayView<'_>,
         method: Method,
         path_and_query: &str,
         body: Bytes,
     ) -> api::Answer {
-        api::call(&shared.control, &self.secret, method, path_and_query, body).await
+        api::call(gateway.control, &self.secret, method, path_and_query, body).await
     }
 }
 
@@ -501,32 +467,6 @@ fn secure(mut response: Response<Body>) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_page_path_and_session_lifetime_are_checked() {
-        let ok = CertificateUiConfig::default();
-        assert_eq!(ok.validate(), Ok(()));
-        for path in [
-            "ui/", "/ui", "/", "//", "/a/../b/", "/tyk/ui/", "/u i/", "/a//b/",
-        ] {
-            let config = CertificateUiConfig {
-                path: path.into(),
-                ..CertificateUiConfig::default()
-            };
-            assert!(config.validate().is_err(), "{path}");
-        }
-        let config = CertificateUiConfig {
-            path: "/certificates/".into(),
-            session_ttl_seconds: 59,
-            ..CertificateUiConfig::default()
-        };
-        assert!(
-            config
-                .validate()
-                .unwrap_err()
-                .contains("session_ttl_seconds")
-        );
-    }
 
     #[test]
     fn the_session_cookie_is_found_among_others() {

@@ -16,9 +16,8 @@ use super::api::{Answer, encode};
 use super::chart::{self, Expiries};
 use super::form::Form;
 use super::index::{Search, Summary};
-use super::{CertificateUi, Signed, events, html, redirect};
-use crate::http_util::Body;
-use crate::runtime::Shared;
+use super::{CertificateUi, GatewayView, Signed, events, html, redirect};
+use crate::response::Body;
 
 /// Rows per page of the list.
 const PAGE_SIZE: usize = 50;
@@ -353,7 +352,7 @@ impl CertificateUi {
         )
     }
 
-    fn row(&self, shared: &Shared, summary: &Summary, now: OffsetDateTime) -> Row {
+    fn row(&self, gateway: &GatewayView<'_>, summary: &Summary, now: OffsetDateTime) -> Row {
         let (status_class, status_label) = status(
             summary.not_after,
             summary.problem.is_some(),
@@ -373,7 +372,7 @@ impl CertificateUi {
         let api_count = summary
             .id
             .parse::<CertId>()
-            .map_or(0, |id| shared.store.apis_using(&id).len());
+            .map_or(0, |id| gateway.store.apis_using(&id).len());
         Row {
             href: self.details_href(&summary.id),
             id: summary.id.clone(),
@@ -426,14 +425,14 @@ impl CertificateUi {
 
     pub(super) async fn get(
         &self,
-        shared: &Shared,
+        gateway: &GatewayView<'_>,
         signed: &Signed,
         rest: &str,
         query: &Form,
     ) -> Response<Body> {
         match rest {
-            "" => self.overview(shared, signed),
-            "certs" => self.list(shared, signed, query).await,
+            "" => self.overview(gateway, signed),
+            "certs" => self.list(gateway, signed, query).await,
             "upload" => render(
                 StatusCode::OK,
                 &UploadPage {
@@ -446,11 +445,11 @@ impl CertificateUi {
                 self.index.versions(),
                 self.stop.clone(),
                 signed.session.expires,
-                Arc::clone(shared.store.clock()),
+                Arc::clone(gateway.store.clock()),
             ),
             _ => match cert_path(rest) {
-                Some((id, None)) => self.details(shared, signed, &id, query).await,
-                Some((id, Some("delete"))) => self.delete_page(shared, signed, &id).await,
+                Some((id, None)) => self.details(gateway, signed, &id, query).await,
+                Some((id, Some("delete"))) => self.delete_page(gateway, signed, &id).await,
                 _ => self.not_found(signed),
             },
         }
@@ -458,7 +457,7 @@ impl CertificateUi {
 
     pub(super) async fn post(
         &self,
-        shared: &Shared,
+        gateway: &GatewayView<'_>,
         signed: &Signed,
         rest: &str,
         _query: &Form,
@@ -466,9 +465,9 @@ impl CertificateUi {
     ) -> Response<Body> {
         match rest {
             "signout" => self.sign_out(signed),
-            "upload" => self.upload(shared, signed, form).await,
+            "upload" => self.upload(gateway, signed, form).await,
             _ => match cert_path(rest) {
-                Some((id, Some("delete"))) => self.delete(shared, signed, &id).await,
+                Some((id, Some("delete"))) => self.delete(gateway, signed, &id).await,
                 _ => self.not_found(signed),
             },
         }
@@ -483,13 +482,13 @@ impl CertificateUi {
         )
     }
 
-    fn overview(&self, shared: &Shared, signed: &Signed) -> Response<Body> {
-        let now = shared.store.clock().now();
+    fn overview(&self, gateway: &GatewayView<'_>, signed: &Signed) -> Response<Body> {
+        let now = gateway.store.clock().now();
         let stats = self.index.stats(now, self.warning, chart::DAYS, ATTENTION);
         let attention = stats
             .attention
             .iter()
-            .map(|entry| self.row(shared, &entry.summary, now))
+            .map(|entry| self.row(gateway, &entry.summary, now))
             .collect();
         let chart = Expiries {
             per_day: stats.per_day,
@@ -515,8 +514,13 @@ impl CertificateUi {
         )
     }
 
-    async fn list(&self, shared: &Shared, signed: &Signed, query: &Form) -> Response<Body> {
-        let now = shared.store.clock().now();
+    async fn list(
+        &self,
+        gateway: &GatewayView<'_>,
+        signed: &Signed,
+        query: &Form,
+    ) -> Response<Body> {
+        let now = gateway.store.clock().now();
         let org = query.get("org").unwrap_or("").trim().to_owned();
         let q = query.get("q").unwrap_or("").trim().to_owned();
         let sort_expiry = query.get("sort") == Some("expiry");
@@ -565,7 +569,7 @@ impl CertificateUi {
             if let Some(cursor) = cursor {
                 path.push_str(&format!("&cursor={}", encode(cursor)));
             }
-            let answer = self.call(shared, Method::GET, &path, Bytes::new()).await;
+            let answer = self.call(gateway, Method::GET, &path, Bytes::new()).await;
             if answer.status == StatusCode::OK {
                 page.rows = answer
                     .body
@@ -575,7 +579,7 @@ impl CertificateUi {
                         certs
                             .iter()
                             .filter_map(Self::summary_of_basics)
-                            .map(|s| self.row(shared, &s, now))
+                            .map(|s| self.row(gateway, &s, now))
                             .collect()
                     })
                     .unwrap_or_default();
@@ -611,7 +615,7 @@ impl CertificateUi {
             page.rows = found
                 .items
                 .iter()
-                .map(|entry| self.row(shared, &entry.summary, now))
+                .map(|entry| self.row(gateway, &entry.summary, now))
                 .collect();
             if offset + PAGE_SIZE < total {
                 page.next_href = Some(href(Some(format!("offset={}", offset + PAGE_SIZE))));
@@ -640,14 +644,14 @@ impl CertificateUi {
     /// The API's details of `id` (404 → its message), the metadata and the uses.
     async fn load(
         &self,
-        shared: &Shared,
+        gateway: &GatewayView<'_>,
         signed: &Signed,
         id: &str,
     ) -> Result<(Answer, Row, Option<Metadata>, Vec<UseRow>), Response<Body>> {
-        let now = shared.store.clock().now();
+        let now = gateway.store.clock().now();
         let answer = self
             .call(
-                shared,
+                gateway,
                 Method::GET,
                 &format!("/tyk/certs/{}", encode(id)),
                 Bytes::new(),
@@ -663,7 +667,7 @@ impl CertificateUi {
         }
         let parsed = id.parse::<CertId>().ok();
         let meta = match &parsed {
-            Some(cert_id) => shared.store.details(cert_id).await.ok(),
+            Some(cert_id) => gateway.store.details(cert_id).await.ok(),
             None => None,
         };
         let summary = match (&parsed, &meta) {
@@ -679,21 +683,21 @@ impl CertificateUi {
                 problem: None,
             },
         };
-        let row = self.row(shared, &summary, now);
-        let uses = self.uses(shared, id).await;
+        let row = self.row(gateway, &summary, now);
+        let uses = self.uses(gateway, id).await;
         Ok((answer, row, meta, uses))
     }
 
-    async fn uses(&self, shared: &Shared, id: &str) -> Vec<UseRow> {
+    async fn uses(&self, gateway: &GatewayView<'_>, id: &str) -> Vec<UseRow> {
         let answer = self
             .call(
-                shared,
+                gateway,
                 Method::GET,
                 &format!("/tyk/certs/{}/apis", encode(id)),
                 Bytes::new(),
             )
             .await;
-        let apis = shared.apis.load();
+        let apis = gateway.apis.load();
         answer
             .body
             .get("apis")
@@ -736,12 +740,12 @@ impl CertificateUi {
 
     async fn details(
         &self,
-        shared: &Shared,
+        gateway: &GatewayView<'_>,
         signed: &Signed,
         id: &str,
         query: &Form,
     ) -> Response<Body> {
-        let (answer, row, meta, uses) = match self.load(shared, signed, id).await {
+        let (answer, row, meta, uses) = match self.load(gateway, signed, id).await {
             Ok(loaded) => loaded,
             Err(response) => return response,
         };
@@ -802,7 +806,7 @@ impl CertificateUi {
                 meta.chain_len.to_string(),
             ));
             if let Ok(cert_id) = id.parse::<CertId>()
-                && let Ok(loaded) = shared.store.get(&cert_id).await
+                && let Ok(loaded) = gateway.store.get(&cert_id).await
             {
                 for der in loaded.record().chain() {
                     if let Some(m) = Metadata::of_certificate_der(der) {
@@ -849,8 +853,13 @@ impl CertificateUi {
         )
     }
 
-    async fn delete_page(&self, shared: &Shared, signed: &Signed, id: &str) -> Response<Body> {
-        match self.load(shared, signed, id).await {
+    async fn delete_page(
+        &self,
+        gateway: &GatewayView<'_>,
+        signed: &Signed,
+        id: &str,
+    ) -> Response<Body> {
+        match self.load(gateway, signed, id).await {
             Ok((_, row, _, uses)) => render(
                 StatusCode::OK,
                 &DeletePage {
@@ -863,10 +872,10 @@ impl CertificateUi {
         }
     }
 
-    async fn delete(&self, shared: &Shared, signed: &Signed, id: &str) -> Response<Body> {
+    async fn delete(&self, gateway: &GatewayView<'_>, signed: &Signed, id: &str) -> Response<Body> {
         let answer = self
             .call(
-                shared,
+                gateway,
                 Method::DELETE,
                 &format!("/tyk/certs/{}", encode(id)),
                 Bytes::new(),
@@ -884,7 +893,12 @@ impl CertificateUi {
         )
     }
 
-    async fn upload(&self, shared: &Shared, signed: &Signed, form: &Form) -> Response<Body> {
+    async fn upload(
+        &self,
+        gateway: &GatewayView<'_>,
+        signed: &Signed,
+        form: &Form,
+    ) -> Response<Body> {
         let org = form.get("org").unwrap_or("").trim().to_owned();
         let mut pem = String::new();
         for field in ["cert_file", "key_file", "pem"] {
@@ -915,7 +929,7 @@ impl CertificateUi {
             path.push_str(&format!("?org_id={}", encode(&org)));
         }
         let answer = self
-            .call(shared, Method::POST, &path, Bytes::from(pem))
+            .call(gateway, Method::POST, &path, Bytes::from(pem))
             .await;
         match answer.body.get("id").and_then(Value::as_str) {
             Some(id) if answer.status == StatusCode::OK => {
