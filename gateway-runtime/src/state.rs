@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cert_store::{CertStore, LoadedCert, PageRequest, StoreError};
+use cert_store::{CertStore, LoadedCert, PageWalk, StoreError};
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ProducesTickets, ServerConfig, StoresServerSessions};
 use tls_core::OrgId;
@@ -86,10 +86,10 @@ async fn collect_stored(
     let now = store.clock().now();
     let mut found = Vec::new();
     for org in &orgs {
-        let mut page = PageRequest::first(STORED_PAGE);
-        loop {
-            let listed = store.list(org.as_ref(), &page).await?;
-            for id in &listed.items {
+        let mut walk = PageWalk::new(STORED_PAGE);
+        while let Some(page) = walk.request() {
+            let listed = store.list(org.as_ref(), page).await?;
+            for id in &walk.advance(listed) {
                 let cert = match store.get(id).await {
                     Ok(cert) => cert,
                     Err(e) if e.is_temporary() => return Err(e),
@@ -104,10 +104,6 @@ async fn collect_stored(
                 if let Ok(key) = store.tls_key(&cert) {
                     found.push(Served { key, cert });
                 }
-            }
-            match listed.next {
-                Some(cursor) => page.cursor = Some(cursor),
-                None => break,
             }
         }
     }
