@@ -8,13 +8,13 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
-use cert_store::testkit::{RedisCluster, RedisSentinels, RedisServer};
 use cert_store::{Clock as _, ManualClock, RedisConnection, SystemClock};
 use common::{GENERATED_AT, drain, subject};
 use expiry_monitor::{
     CertSubject, ChannelSink, ExpiryEvent, ExpiryMonitor, ExpiryMonitorConfig, RedisCooldowns, Role,
 };
 use redis::AsyncCommands as _;
+use test_support::redis::{RedisCluster, RedisSentinels, RedisServer};
 use time::Duration;
 use tokio::sync::broadcast;
 

@@ -17,7 +17,8 @@ use rcgen::{
 };
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use support::{Pki, api, echo_upstream, https_get, memory_store, tls_config};
+use support::{api, echo_upstream, https_get, memory_store, tls_config};
+use test_support::pki::TestCa;
 use time::{Duration, OffsetDateTime};
 use tls_core::OrgId;
 
@@ -110,7 +111,7 @@ struct Hierarchy {
     under_revoked: Cert,
     direct: Cert,
     direct_revoked: Cert,
-    servers: Pki,
+    servers: TestCa,
 }
 
 fn hierarchy() -> Hierarchy {
@@ -123,7 +124,7 @@ fn hierarchy() -> Hierarchy {
         direct_revoked: issue("direct revoked", 21, false, Some(&root)),
         root,
         intermediate,
-        servers: Pki::new("crl servers"),
+        servers: TestCa::root("crl servers"),
     }
 }
 

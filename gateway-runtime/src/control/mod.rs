@@ -14,7 +14,7 @@
 
 mod certs;
 mod query;
-mod shapes;
+pub(crate) mod shapes;
 
 #[cfg(test)]
 mod tests;
