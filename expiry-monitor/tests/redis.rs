@@ -14,7 +14,7 @@ use expiry_monitor::{
     CertSubject, ChannelSink, ExpiryEvent, ExpiryMonitor, ExpiryMonitorConfig, RedisCooldowns, Role,
 };
 use redis::AsyncCommands as _;
-use test_support::redis::{RedisCluster, RedisSentinels, RedisServer};
+use test_support::redis::{RedisCluster, RedisSentinels, RedisServer, raw, raw_cluster};
 use time::Duration;
 use tokio::sync::broadcast;
 
@@ -23,14 +23,6 @@ fn config(check: u64, event: u64) -> ExpiryMonitorConfig {
     config.check_cooldown_seconds = check;
     config.event_cooldown_seconds = event;
     config
-}
-
-async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
 }
 
 /// A Redis deployment the test started.
@@ -58,19 +50,7 @@ impl Target {
     async fn raw(&self) -> Raw {
         match self {
             Self::One(server) => Raw::One(raw(server).await),
-            Self::Cluster(cluster) => Raw::Cluster(
-                redis::cluster::ClusterClient::new(
-                    cluster
-                        .addrs()
-                        .iter()
-                        .map(|a| format!("redis://{a}"))
-                        .collect::<Vec<_>>(),
-                )
-                .unwrap()
-                .get_async_connection()
-                .await
-                .unwrap(),
-            ),
+            Self::Cluster(cluster) => Raw::Cluster(raw_cluster(cluster).await),
             Self::Sentinel(sentinels) => Raw::One(
                 redis::Client::open(format!("redis://127.0.0.1:{}/", sentinels.master_port()))
                     .unwrap()

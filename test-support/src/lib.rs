@@ -13,8 +13,5 @@
 pub mod pki;
 pub mod vectors;
 
-/// The Redis test servers: cert-store's `testkit`, in one place for the workspace's tests.
 #[cfg(feature = "redis")]
-pub mod redis {
-    pub use cert_store::testkit::{RedisCluster, RedisSentinels, RedisServer};
-}
+pub mod redis;

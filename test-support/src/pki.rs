@@ -57,8 +57,14 @@ pub struct TestCa {
     chain_above_pem: String,
     params: CertificateParams,
     key: KeyPair,
-    /// The serial of the next certificate it signs; a root's own serial is 1.
-    next_serial: AtomicU64,
+}
+
+/// Serial numbers, unique across every certificate this process makes (from 100), so that a CRL
+/// revokes exactly what a test names.
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(100);
+
+fn next_serial() -> u64 {
+    NEXT_SERIAL.fetch_add(1, Ordering::SeqCst)
 }
 
 /// A leaf certificate with its chain and key.
@@ -147,7 +153,7 @@ impl TestCa {
             params.not_before = not_before;
             params.not_after = not_after;
         }
-        let serial = parent.map_or(1, TestCa::take_serial);
+        let serial = next_serial();
         params.serial_number = Some(SerialNumber::from(serial));
         let key = KeyPair::generate().unwrap();
         let (cert, chain_above, chain_above_pem) = match parent {
@@ -169,12 +175,7 @@ impl TestCa {
             chain_above_pem,
             params,
             key,
-            next_serial: AtomicU64::new(100),
         }
-    }
-
-    fn take_serial(&self) -> u64 {
-        self.next_serial.fetch_add(1, Ordering::SeqCst)
     }
 
     fn issuer(&self) -> Issuer<'_, &KeyPair> {
@@ -238,7 +239,7 @@ impl TestCa {
             params.not_before = not_before;
             params.not_after = not_after;
         }
-        let serial = self.take_serial();
+        let serial = next_serial();
         params.serial_number = Some(SerialNumber::from(serial));
         let cert = params.signed_by(&key, &self.issuer()).unwrap();
         let mut chain = vec![cert.der().clone()];
