@@ -41,7 +41,7 @@ impl core::fmt::Display for CertRole {
 }
 
 /// One use of a certificate.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct CertUse {
     /// The API's ID (`__server__` for the gateway's own `ssl_certificates`, as in Tyk).
     pub api_id: String,

@@ -8,10 +8,10 @@ mod common;
 use std::sync::Arc;
 
 use cert_store::StoreError;
-use cert_store::testkit::RedisServer;
 use cert_store::{CertStorage, CertStore, ManualClock, PageRequest, RedisConfig, RedisStorage};
 use common::{VECTOR_SECRET, generated_at, store_over, vector};
 use redis::AsyncCommands as _;
+use test_support::redis::{RedisServer, raw};
 use tls_core::{EncodingSecret, OrgId};
 
 async fn storage(server: &RedisServer) -> Arc<dyn CertStorage> {
@@ -20,14 +20,6 @@ async fn storage(server: &RedisServer) -> Arc<dyn CertStorage> {
             .await
             .expect("connect"),
     )
-}
-
-async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

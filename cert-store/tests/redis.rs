@@ -6,10 +6,10 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cert_store::testkit::RedisServer;
 use cert_store::{CertStorage, CertStore, RedisConfig, RedisStorage, StoreError};
 use common::{VECTOR_SECRET, generated_at, store_over, vector};
 use redis::AsyncCommands as _;
+use test_support::redis::{RedisServer, raw};
 use tls_core::{EncodingSecret, KeyFormat, OrgId, Record, Upload};
 
 async fn redis_store(server: &RedisServer) -> CertStore {
@@ -17,14 +17,6 @@ async fn redis_store(server: &RedisServer) -> CertStore {
         .await
         .expect("connect");
     store_over(Arc::new(storage) as Arc<dyn CertStorage>)
-}
-
-async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

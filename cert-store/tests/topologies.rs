@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use cert_store::testkit::{RedisCluster, RedisSentinels, RedisServer};
 use cert_store::{
     CertStorage, Change, Inserted, PageRequest, RedisConfig, RedisConnection, RedisStorage, Scope,
     StoreError,
 };
 use common::{store_over, vector};
+use test_support::redis::{RedisCluster, RedisSentinels, RedisServer, raw_cluster};
 use tls_core::{CertId, OrgId};
 
 fn synthetic_id(org: &str, n: u64) -> CertId {
@@ -101,17 +101,7 @@ async fn a_crash_between_record_and_index_on_a_cluster_is_never_listed_half_and_
     // Nothing is left to repair, and the raw index holds exactly the live records.
     let report = fresh.repair().await.unwrap();
     assert_eq!((report.records, report.indexed, report.dropped), (3, 0, 0));
-    let mut raw = redis::cluster::ClusterClient::new(
-        cluster
-            .addrs()
-            .iter()
-            .map(|a| format!("redis://{a}"))
-            .collect::<Vec<_>>(),
-    )
-    .unwrap()
-    .get_async_connection()
-    .await
-    .unwrap();
+    let mut raw = raw_cluster(&cluster).await;
     let index: Vec<String> = redis::cmd("LRANGE")
         .arg("crash-cert-crashorg-index")
         .arg(0)

@@ -9,10 +9,10 @@ mod common;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use cert_store::testkit::RedisServer;
 use cert_store::{CertStorage, CertStore, PageRequest, RedisConfig, RedisStorage};
 use common::{store_over, vector};
 use redis::AsyncCommands as _;
+use test_support::redis::{RedisServer, raw};
 use tls_core::{CertId, OrgId};
 
 async fn storage(server: &RedisServer) -> RedisStorage {
@@ -23,14 +23,6 @@ async fn storage(server: &RedisServer) -> RedisStorage {
 
 async fn redis_store(server: &RedisServer) -> CertStore {
     store_over(Arc::new(storage(server).await) as Arc<dyn CertStorage>)
-}
-
-async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
 }
 
 /// A made-up ID of `org`, the `n`th.

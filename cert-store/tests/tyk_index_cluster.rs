@@ -12,12 +12,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cert_store::testkit::RedisCluster;
 use cert_store::{CertStorage, CertStore, PageRequest, RedisConfig, RedisStorage};
 use common::{store_over, vector};
 use futures_util::future::join_all;
 use redis::AsyncCommands as _;
 use redis::cluster_async::ClusterConnection;
+use test_support::redis::{RedisCluster, raw_cluster};
 use tls_core::{CertId, OrgId};
 
 async fn storage(cluster: &RedisCluster, replicas: u32) -> RedisStorage {
@@ -27,20 +27,6 @@ async fn storage(cluster: &RedisCluster, replicas: u32) -> RedisStorage {
     )
     .await
     .expect("connect")
-}
-
-async fn raw(cluster: &RedisCluster) -> ClusterConnection {
-    redis::cluster::ClusterClient::new(
-        cluster
-            .addrs()
-            .iter()
-            .map(|a| format!("redis://{a}"))
-            .collect::<Vec<_>>(),
-    )
-    .unwrap()
-    .get_async_connection()
-    .await
-    .unwrap()
 }
 
 /// Stores connected before anything is planted: the start-up repair a store runs on a cluster
@@ -99,7 +85,7 @@ async fn records_old_tyk_wrote_are_migrated_on_a_redis_cluster_with_tyks_index_a
         return;
     };
     let stores = stores_before_planting(&cluster, 2).await;
-    let mut redis = raw(&cluster).await;
+    let mut redis = raw_cluster(&cluster).await;
     let org = OrgId::new("5e9d9544a1dcd60001d0ed20").unwrap();
     // More than one batch, spread over every master.
     let ids: Vec<CertId> = (0..1_100).map(|n| fake_id(org.as_str(), n)).collect();
@@ -181,7 +167,7 @@ async fn stores_migrating_one_org_concurrently_on_a_cluster_leave_each_id_once()
     // process, so each round has its own four), then one more for the race with deletes; all
     // connected before the records exist.
     let mut storages = stores_before_planting(&cluster, 1 + 3 * 4 + 1).await;
-    let mut redis = raw(&cluster).await;
+    let mut redis = raw_cluster(&cluster).await;
     let org = OrgId::new("race").unwrap();
     let ids: Vec<CertId> = (0..1_234).map(|n| fake_id("race", n)).collect();
     plant(&redis, &ids).await;

@@ -11,7 +11,7 @@
 //!   certificate before it listens, so "listening" is also "all warm").
 //!
 //! Every Redis figure is measured on one private `redis-server` and then on a private Redis
-//! Cluster of 3 masters and 3 replicas (`cert_store::testkit::RedisCluster`), in the same run.
+//! Cluster of 3 masters and 3 replicas (`test_support::redis::RedisCluster`), in the same run.
 //!
 //! Records are the shared vectors' P-256 bundle (`testdata/vectors`, or `$CERTGATE_VECTORS`):
 //! the store is content-addressed, so distinct IDs are made by storing one certificate under many
@@ -23,16 +23,16 @@
 //! cargo run --release -p certgate-examples --example scale
 //! ```
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cert_store::testkit::{RedisCluster, RedisServer};
 use cert_store::{
     CertStorage, CertStore, Change, ManualClock, MemoryStorage, PageRequest, PageWalk, RedisConfig,
     RedisConnection, RedisStorage,
 };
 use gateway_runtime::{GatewayBuilder, GatewayConfig};
+use test_support::redis::{RedisCluster, RedisServer};
+use test_support::vectors::read as vector;
 use time::macros::datetime;
 use tls_core::{CertId, EncodingSecret, Fingerprint, KeyFormat, OrgId, Upload};
 use tokio_rustls::TlsConnector;
@@ -44,15 +44,6 @@ type Error = Box<dyn std::error::Error>;
 
 const SECRET: &str = "scale secret";
 const SERVER_NAME: &str = "p256-traditional.vectors.test";
-
-fn vector(name: &str) -> Result<String, Error> {
-    let dir = std::env::var_os("CERTGATE_VECTORS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors")),
-        PathBuf::from,
-    );
-    let path = dir.join(name);
-    std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()).into())
-}
 
 fn size(var: &str, default: usize) -> usize {
     std::env::var(var)
@@ -258,7 +249,7 @@ async fn cold_start(
     config.http_server_options.ssl_certificates = ids;
 
     let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(vector("root-ca.pem")?.as_bytes()) {
+    for cert in CertificateDer::pem_slice_iter(vector("root-ca.pem").as_bytes()) {
         roots.add(cert?)?;
     }
     let client =
@@ -289,7 +280,7 @@ async fn cold_start(
 }
 
 async fn run() -> Result<(), Error> {
-    let pem = vector("leaf-p256-traditional.bundle.pem")?;
+    let pem = vector("leaf-p256-traditional.bundle.pem");
     println!("| figure | measured |");
     println!("| --- | --- |");
     let list_n = size("SCALE_LIST", 100_000);

@@ -8,7 +8,6 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
-use cert_store::testkit::{RedisCluster, RedisSentinels, RedisServer};
 use cert_store::{Clock as _, ManualClock, RedisConnection, SystemClock};
 use common::{GENERATED_AT, drain, subject};
 use expiry_monitor::{
@@ -16,6 +15,7 @@ use expiry_monitor::{
     RedisCooldowns,
 };
 use redis::AsyncCommands as _;
+use test_support::redis::{RedisCluster, RedisSentinels, RedisServer, raw, raw_cluster};
 use time::Duration;
 use tokio::sync::broadcast;
 
@@ -24,14 +24,6 @@ fn config(check: u64, event: u64) -> ExpiryMonitorConfig {
     config.check_cooldown_seconds = check;
     config.event_cooldown_seconds = event;
     config
-}
-
-async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
 }
 
 /// A Redis deployment the test started.
@@ -59,19 +51,7 @@ impl Target {
     async fn raw(&self) -> Raw {
         match self {
             Self::One(server) => Raw::One(raw(server).await),
-            Self::Cluster(cluster) => Raw::Cluster(
-                redis::cluster::ClusterClient::new(
-                    cluster
-                        .addrs()
-                        .iter()
-                        .map(|a| format!("redis://{a}"))
-                        .collect::<Vec<_>>(),
-                )
-                .unwrap()
-                .get_async_connection()
-                .await
-                .unwrap(),
-            ),
+            Self::Cluster(cluster) => Raw::Cluster(raw_cluster(cluster).await),
             Self::Sentinel(sentinels) => Raw::One(
                 redis::Client::open(format!("redis://127.0.0.1:{}/", sentinels.master_port()))
                     .unwrap()

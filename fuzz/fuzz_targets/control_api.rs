@@ -2,12 +2,12 @@
 //! short sessions of structured requests.
 //!
 //! Each input is up to four requests against a memory store that holds a few certificates from
-//! the shared vectors (`$CERTGATE_VECTORS`, or `testdata/vectors` in the repository): one
-//! per kind, one whose key was sealed under another secret, one in Tyk's legacy key format and a
-//! corrupted record. The gateway is kept from one input to the next (building one costs more
-//! than most inputs) and rebuilt after any input that changed its store, so every input starts
-//! from the same records and a crash replays from its input alone. Within a session a request
-//! may name what an earlier one added, or the cursor it was given.
+//! the shared vectors (`$CERTGATE_VECTORS`, or `testdata/vectors` in the repository, read through
+//! `certgate-test-support`): one per kind, one whose key was sealed under another secret, one in
+//! Tyk's legacy key format and a corrupted record. The gateway is kept from one input to the
+//! next (building one costs more than most inputs) and rebuilt after any input that changed its
+//! store, so every input starts from the same records and a crash replays from its input alone.
+//! Within a session a request may name what an earlier one added, or the cursor it was given.
 //!
 //! Checked on every answer, beyond "no panic": a status the API gives over a memory store; JSON
 //! ending in a newline (but `/metrics`); without the right `x-tyk-authorization`, Tyk's 403
@@ -17,7 +17,6 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -34,8 +33,7 @@ use http_body::Frame;
 use http_body_util::BodyExt as _;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use test_support::vectors::{self, Vectors, read as vector};
 use tls_core::{CertId, EncodingSecret, KeyFormat, OrgId};
 
 /// The control API secret of the gateway under test.
@@ -99,38 +97,13 @@ struct Fixtures {
     key_anchors: HashSet<Vec<u8>>,
 }
 
-fn vectors_dir() -> PathBuf {
-    std::env::var_os("CERTGATE_VECTORS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors")),
-        PathBuf::from,
-    )
-}
-
-fn vector(name: &str) -> String {
-    let path = vectors_dir().join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read {}: {e}; set CERTGATE_VECTORS to the shared test vectors",
-            path.display()
-        )
-    })
-}
-
 impl Fixtures {
     async fn load() -> Self {
-        let manifest: Value =
-            serde_json::from_str(&vector("manifest.json")).expect("manifest.json is JSON");
-        let now = manifest["generated_at"]
-            .as_str()
-            .and_then(|text| OffsetDateTime::parse(text, &Rfc3339).ok())
-            .expect("manifest.json has an RFC 3339 generated_at");
-        let encoding_secret = manifest["encoding_secret"]
-            .as_str()
-            .expect("manifest.json has an encoding_secret")
-            .to_owned();
-        let clock = Arc::new(ManualClock::new(now));
+        let vectors = Vectors::load();
+        let encoding_secret = vectors.secret().to_owned();
+        let clock = Arc::new(ManualClock::new(vectors.generated_at));
 
-        let mut names: Vec<String> = std::fs::read_dir(vectors_dir())
+        let mut names: Vec<String> = std::fs::read_dir(vectors::dir())
             .expect("the vectors directory lists")
             .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
             .filter(|name| name.ends_with(".pem"))

@@ -53,7 +53,6 @@ use common::probes;
 use std::fmt::Display;
 use std::hint::black_box;
 use std::ops::DerefMut;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,19 +60,18 @@ use cert_store::{CertStorage, CertStore, MemoryStorage};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use gateway_runtime::internals::{Resolver, server_config};
 use gateway_runtime::{ApiDefinition, GatewayConfig};
-use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose,
-};
+use rcgen::KeyPair;
 use rustls::client::Resumption;
 use rustls::crypto::CryptoProvider;
 use rustls::crypto::ring::{cipher_suite, kx_group};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use rustls::server::{Acceptor, WebPkiClientVerifier};
 use rustls::{
     ClientConfig, ClientConnection, ConnectionCommon, ProtocolVersion, RootCertStore, ServerConfig,
     ServerConnection,
 };
+use test_support::pki::{Leaf, TestCa, Usage};
+use test_support::vectors::read as vector;
 use tls_core::{EncodingSecret, OrgId};
 
 /// The name every server certificate is for (and, as `*.bench.example`, the SNI cases' names).
@@ -83,92 +81,25 @@ const SNI_SIZES: [usize; 2] = [1, 100_000];
 /// The SNI cases cycle through this many precomputed names, in a scrambled order.
 const PROBES: usize = 4096;
 
-/// A certificate and its key.
-struct Leaf {
-    cert: Certificate,
-    key: KeyPair,
-}
-
-impl Leaf {
-    /// Certificate then key, as `CertStore::add` takes them.
-    fn bundle(&self) -> String {
-        format!("{}{}", self.cert.pem(), self.key.serialize_pem())
-    }
-
-    fn chain(&self) -> Vec<CertificateDer<'static>> {
-        vec![self.cert.der().clone()]
-    }
-
-    fn key_der(&self) -> PrivateKeyDer<'static> {
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.serialize_der()))
-    }
-}
-
-/// A certificate authority that issues the bench's leaves.
-struct Ca {
-    params: CertificateParams,
-    key: KeyPair,
-    cert: Certificate,
-}
-
-impl Ca {
-    fn new(name: &str) -> Self {
-        let key = KeyPair::generate().expect("a P-256 key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let cert = params.self_signed(&key).expect("a CA certificate");
-        Self { params, key, cert }
-    }
-
-    /// A leaf for `names` with `usage`, on `key`.
-    fn issue(&self, key: KeyPair, names: &[&str], usage: ExtendedKeyUsagePurpose) -> Leaf {
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
-                .expect("leaf params");
-        params.distinguished_name.push(
-            DnType::CommonName,
-            names.first().copied().unwrap_or("client"),
-        );
-        params.extended_key_usages = vec![usage];
-        let issuer = Issuer::from_params(&self.params, &self.key);
-        let cert = params.signed_by(&key, &issuer).expect("a leaf certificate");
-        Leaf { cert, key }
-    }
-
-    fn der(&self) -> CertificateDer<'static> {
-        self.cert.der().clone()
-    }
-}
-
 /// The bench's certificates.
 struct Pki {
-    server_ca: Ca,
+    server_ca: TestCa,
     ecdsa: Leaf,
     rsa: Leaf,
-    client_ca: Ca,
+    client_ca: TestCa,
     client: Leaf,
 }
 
 impl Pki {
     fn new() -> Self {
-        let server_ca = Ca::new("bench server CA");
+        let server_ca = TestCa::root("bench server CA");
         let names = [SERVER_NAME, "*.bench.example"];
-        let ecdsa = server_ca.issue(
-            KeyPair::generate().expect("a P-256 key"),
-            &names,
-            ExtendedKeyUsagePurpose::ServerAuth,
-        );
+        let ecdsa = server_ca.leaf(&names, Usage::Server);
         let rsa_key = KeyPair::from_pem(&vector("leaf-rsa2048-pkcs8.key.pem"))
             .expect("the RSA-2048 vector key loads");
-        let rsa = server_ca.issue(rsa_key, &names, ExtendedKeyUsagePurpose::ServerAuth);
-        let client_ca = Ca::new("bench client CA");
-        let client = client_ca.issue(
-            KeyPair::generate().expect("a P-256 key"),
-            &[],
-            ExtendedKeyUsagePurpose::ClientAuth,
-        );
+        let rsa = server_ca.leaf_on_key(rsa_key, &names, Usage::Server);
+        let client_ca = TestCa::root("bench client CA");
+        let client = client_ca.issue(&[], "client", Usage::Client, None);
         Self {
             server_ca,
             ecdsa,
@@ -179,20 +110,9 @@ impl Pki {
     }
 }
 
-/// A file of the shared test vectors.
-fn vector(name: &str) -> String {
-    let dir = std::env::var_os("CERTGATE_VECTORS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors")),
-        PathBuf::from,
-    );
-    let path = dir.join(name);
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read test vector {}: {e}", path.display()))
-}
-
 /// A resumption-less TLS 1.3 client offering only TLS_AES_128_GCM_SHA256 and X25519, trusting
 /// `server_ca`, presenting `identity` when asked.
-fn client_config(server_ca: &Ca, identity: Option<&Leaf>) -> Arc<ClientConfig> {
+fn client_config(server_ca: &TestCa, identity: Option<&Leaf>) -> Arc<ClientConfig> {
     let provider = CryptoProvider {
         cipher_suites: vec![cipher_suite::TLS13_AES_128_GCM_SHA256],
         kx_groups: vec![kx_group::X25519],
@@ -200,7 +120,7 @@ fn client_config(server_ca: &Ca, identity: Option<&Leaf>) -> Arc<ClientConfig> {
     };
     let mut roots = RootCertStore::empty();
     roots
-        .add(server_ca.der())
+        .add(server_ca.ca_der())
         .expect("the CA is a trust anchor");
     let builder = ClientConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -208,7 +128,7 @@ fn client_config(server_ca: &Ca, identity: Option<&Leaf>) -> Arc<ClientConfig> {
         .with_root_certificates(roots);
     let mut config = match identity {
         Some(leaf) => builder
-            .with_client_auth_cert(leaf.chain(), leaf.key_der())
+            .with_client_auth_cert(leaf.chain.clone(), leaf.key())
             .expect("the client certificate loads"),
         None => builder.with_no_client_auth(),
     };
@@ -237,13 +157,13 @@ fn with_stateless_tickets(mut config: ServerConfig) -> Arc<ServerConfig> {
 }
 
 /// A bare server serving `leaf`, verifying client certificates against `client_ca` if given.
-fn limit_config(leaf: &Leaf, client_ca: Option<&Ca>) -> ServerConfig {
+fn limit_config(leaf: &Leaf, client_ca: Option<&TestCa>) -> ServerConfig {
     let builder = limit_builder();
     let builder = match client_ca {
         Some(ca) => {
             let mut roots = RootCertStore::empty();
             roots
-                .add(ca.der())
+                .add(ca.ca_der())
                 .expect("the client CA is a trust anchor");
             let verifier = WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
@@ -256,7 +176,7 @@ fn limit_config(leaf: &Leaf, client_ca: Option<&Ca>) -> ServerConfig {
         None => builder.with_no_client_auth(),
     };
     builder
-        .with_single_cert(leaf.chain(), leaf.key_der())
+        .with_single_cert(leaf.chain.clone(), leaf.key())
         .expect("the certificate and key load")
 }
 
@@ -576,8 +496,8 @@ fn handshakes(c: &mut Criterion) {
     }
 
     let limit = without_tickets(limit_config(&pki.ecdsa, Some(&pki.client_ca)));
-    let gateway_ca = gateway_config(&runtime, &pki.ecdsa, Some(pki.client_ca.cert.pem()));
-    let gateway_leaf = gateway_config(&runtime, &pki.ecdsa, Some(pki.client.cert.pem()));
+    let gateway_ca = gateway_config(&runtime, &pki.ecdsa, Some(pki.client_ca.cert_pem.clone()));
+    let gateway_leaf = gateway_config(&runtime, &pki.ecdsa, Some(pki.client.cert_pem.clone()));
     for (group, server) in [
         ("limit-mtls", Server::Direct(limit)),
         ("gateway-mtls", Server::Accepting(gateway_ca)),

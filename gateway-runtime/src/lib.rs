@@ -58,6 +58,7 @@ mod sni;
 mod state;
 mod tls;
 mod ui;
+pub mod wire;
 
 pub use config::{ApiDefinition, ConfigError, GatewayConfig, WebhookConfig};
 pub use metrics::GatewayMetrics;

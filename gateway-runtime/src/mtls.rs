@@ -610,49 +610,17 @@ impl ClientCertVerifier for HandshakeVerifier {
 #[cfg(test)]
 mod tests {
     use cert_store::{CertStore, Clock as _, MemoryStorage, SystemClock};
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyPair, KeyUsagePurpose,
-    };
+    use rustls::pki_types::CertificateRevocationListDer;
+    use rustls::pki_types::pem::PemObject as _;
+    use test_support::pki::{TestCa, Usage};
     use time::Duration;
     use tls_core::{EncodingSecret, OrgId};
 
     use super::*;
 
-    /// A certificate with what it takes to issue others.
-    struct Issued {
-        params: CertificateParams,
-        key: KeyPair,
-        der: CertificateDer<'static>,
-        pem: String,
-    }
-
-    /// A CA (`ca`) or client certificate valid from yesterday until `not_after`, self-signed
-    /// or issued by `issuer`.
-    fn issue(cn: &str, ca: bool, not_after: OffsetDateTime, issuer: Option<&Issued>) -> Issued {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.not_before = SystemClock.now() - Duration::days(1);
-        params.not_after = not_after;
-        if ca {
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        } else {
-            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        }
-        let cert = match issuer {
-            Some(issuer) => params
-                .signed_by(&key, &Issuer::from_params(&issuer.params, &issuer.key))
-                .unwrap(),
-            None => params.self_signed(&key).unwrap(),
-        };
-        Issued {
-            der: cert.der().clone(),
-            pem: cert.pem(),
-            params,
-            key,
-        }
+    /// From yesterday until `not_after`.
+    fn until(not_after: OffsetDateTime) -> (OffsetDateTime, OffsetDateTime) {
+        (SystemClock.now() - Duration::days(1), not_after)
     }
 
     async fn load(pem: &str) -> Arc<LoadedCert> {
@@ -675,8 +643,8 @@ mod tests {
         )
     }
 
-    fn not_after(cert: &Issued) -> OffsetDateTime {
-        Metadata::of_certificate_der(&cert.der)
+    fn not_after(der: &CertificateDer<'_>) -> OffsetDateTime {
+        Metadata::of_certificate_der(der)
             .unwrap()
             .not_after
             .unwrap()
@@ -685,23 +653,23 @@ mod tests {
     /// A root entry, and a client chain under it through an intermediate that expires first.
     struct CaChain {
         root: Arc<LoadedCert>,
-        intermediate: Issued,
+        intermediate: TestCa,
         chain: Vec<CertificateDer<'static>>,
     }
 
     async fn ca_chain() -> CaChain {
         let now = SystemClock.now();
-        let root = issue("root", true, now + Duration::days(365), None);
-        let intermediate = issue("intermediate", true, now + Duration::days(5), Some(&root));
-        let leaf = issue(
+        let root = TestCa::root_valid("root", until(now + Duration::days(365)));
+        let intermediate = root.intermediate_valid("intermediate", until(now + Duration::days(5)));
+        let leaf = intermediate.issue(
+            &[],
             "client",
-            false,
-            now + Duration::days(10),
-            Some(&intermediate),
+            Usage::Client,
+            Some(until(now + Duration::days(10))),
         );
         CaChain {
-            root: load(&root.pem).await,
-            chain: vec![leaf.der.clone(), intermediate.der.clone()],
+            root: load(&root.cert_pem).await,
+            chain: vec![leaf.der(), intermediate.cert.clone()],
             intermediate,
         }
     }
@@ -719,7 +687,8 @@ mod tests {
         assert!(Arc::ptr_eq(&reused, &ca.root));
 
         // A rebuilt policy over other entries is another policy, even while the first lives.
-        let stranger = load(&issue("other", true, now + Duration::days(9), None).pem).await;
+        let other = TestCa::root_valid("other", until(now + Duration::days(9)));
+        let stranger = load(&other.cert_pem).await;
         let rebuilt = policy(&[stranger]);
         assert!(matches!(
             cache.check(&rebuilt, &ca.chain, now),
@@ -747,7 +716,7 @@ mod tests {
         let cache = VerdictCache::default();
         let admitting = policy(std::slice::from_ref(&ca.root));
         cache.check(&admitting, &ca.chain, now).unwrap();
-        let until = not_after(&ca.intermediate);
+        let until = not_after(&ca.intermediate.cert);
         assert_eq!(
             cache.valid_until(&ca.root, &ca.chain),
             Some(until),
@@ -777,16 +746,22 @@ mod tests {
     #[tokio::test]
     async fn an_allow_listed_admission_holds_until_the_leaf_expires() {
         let now = SystemClock.now();
-        let leaf = issue("listed", false, now + Duration::days(3), None);
-        let entry = load(&leaf.pem).await;
+        // Issued by a CA nobody trusts: admitted by its fingerprint alone.
+        let leaf = TestCa::root("listed ca").issue(
+            &[],
+            "listed",
+            Usage::Client,
+            Some(until(now + Duration::days(3))),
+        );
+        let entry = load(&leaf.cert_pem).await;
         let cache = VerdictCache::default();
         let listing = policy(std::slice::from_ref(&entry));
-        let chain = [leaf.der.clone()];
+        let chain = [leaf.der()];
         assert!(Arc::ptr_eq(
             &cache.check(&listing, &chain, now).unwrap(),
             &entry
         ));
-        let until = not_after(&leaf);
+        let until = not_after(&leaf.der());
         assert_eq!(cache.valid_until(&entry, &chain), Some(until));
         assert!(cache.check(&listing, &[], until - Duration::SECOND).is_ok());
         assert_eq!(
@@ -822,19 +797,10 @@ mod tests {
     #[tokio::test]
     async fn a_strict_crl_past_its_next_update_is_refused_at_load_and_reported_on_rebuilds() {
         let now = SystemClock.now();
-        let root = issue("crl root", true, now + Duration::days(30), None);
-        let crl = rcgen::CertificateRevocationListParams {
-            this_update: now - Duration::days(2),
-            next_update: now - Duration::days(1),
-            crl_number: rcgen::SerialNumber::from(1u64),
-            issuing_distribution_point: None,
-            revoked_certs: Vec::new(),
-            key_identifier_method: rcgen::KeyIdMethod::Sha256,
-        }
-        .signed_by(&Issuer::from_params(&root.params, &root.key))
-        .unwrap();
-        let crls = [crl.der().clone()];
-        let entries = [load(&root.pem).await];
+        let root = TestCa::root_valid("crl root", until(now + Duration::days(30)));
+        let crl = root.crl_between(&[], now - Duration::days(2), now - Duration::days(1));
+        let crls = [CertificateRevocationListDer::from_pem_slice(crl.as_bytes()).unwrap()];
+        let entries = [load(&root.cert_pem).await];
         let provider = tls_core::default_provider();
         let strict = CrlOptions {
             strict: true,

@@ -153,6 +153,7 @@ mod tests {
     use std::hash::BuildHasher;
 
     use cert_store::{CertStorage, CertStore, MemoryStorage};
+    use test_support::pki::{TestCa, Usage};
     use tls_core::{EncodingSecret, OrgId};
 
     use super::*;
@@ -184,19 +185,14 @@ mod tests {
         assert_ne!(Name::new("a.example"), Name::new("b.example"));
     }
 
-    /// A store holding one self-signed certificate for `names`, and the certificate loaded.
+    /// A store holding one certificate for `names` (from the test PKI), and the certificate
+    /// loaded.
     async fn served(names: &[&str]) -> Served {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(
-            names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
-        )
-        .unwrap();
-        let cert = params.self_signed(&key).unwrap();
+        let leaf = TestCa::root("sni test ca").leaf(names, Usage::Server);
         let store = CertStore::builder(Arc::new(MemoryStorage::new()) as Arc<dyn CertStorage>)
             .encoding_secret(EncodingSecret::new("sni test secret"))
             .build();
-        let pem = format!("{}{}", cert.pem(), key.serialize_pem());
-        let id = store.add(&pem, &OrgId::EMPTY).await.unwrap();
+        let id = store.add(&leaf.bundle(), &OrgId::EMPTY).await.unwrap();
         let cert = store.get(&id).await.unwrap();
         Served {
             key: store.tls_key(&cert).unwrap(),

@@ -3,7 +3,7 @@
 //! (`testdata/vectors` in the repository, or `$CERTGATE_VECTORS`).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,32 +13,9 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use test_support::vectors::{generated_at, read as vector};
 
 const SECRET: &str = "control-secret-gateway";
-
-fn vectors_dir() -> PathBuf {
-    std::env::var_os("CERTGATE_VECTORS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors")),
-        PathBuf::from,
-    )
-}
-
-fn vector(name: &str) -> String {
-    let path = vectors_dir().join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "the shared test vectors are missing: {}: {e}",
-            path.display()
-        )
-    })
-}
-
-fn generated_at() -> OffsetDateTime {
-    let manifest: serde_json::Value = serde_json::from_str(&vector("manifest.json")).unwrap();
-    OffsetDateTime::parse(manifest["generated_at"].as_str().unwrap(), &Rfc3339).unwrap()
-}
 
 async fn start(extra: &str) -> Gateway {
     let config = GatewayConfig::from_json(

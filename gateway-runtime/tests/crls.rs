@@ -1,4 +1,4 @@
-//! Client certificate CRLs (issue 12, finding 4), with real handshakes over a PKI built here:
+//! Client certificate CRLs (issue 12, finding 4), with real handshakes over the test PKI:
 //! root -> intermediate -> clients, and clients issued by the root directly. A root-only CRL
 //! does not refuse clients under an intermediate; each option (`client_certificate_crl_depth`,
 //! `client_certificate_crl_unknown_status`, `client_certificate_crls_strict`) does what it
@@ -10,120 +10,50 @@ mod support;
 use std::sync::Arc;
 
 use gateway_runtime::{Gateway, GatewayBuilder, GatewayError};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-    RevokedCertParams, SerialNumber,
-};
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use support::{Pki, api, echo_upstream, https_get, memory_store, tls_config};
+use rcgen::KeyPair;
+use support::{api, echo_upstream, https_get, memory_store, tls_config};
+use test_support::pki::{Leaf, TestCa, Usage, now};
 use time::{Duration, OffsetDateTime};
 use tls_core::OrgId;
 
-#[allow(
-    clippy::disallowed_methods,
-    reason = "test certificates are made for the real clock"
-)]
-fn now() -> OffsetDateTime {
-    OffsetDateTime::now_utc()
+/// The validity of every certificate here: from yesterday for 30 days.
+fn validity() -> (OffsetDateTime, OffsetDateTime) {
+    (now() - Duration::days(1), now() + Duration::days(30))
 }
 
-/// A certificate with what it takes to issue others (for CAs) or to connect (for clients).
-struct Cert {
-    params: CertificateParams,
-    key: KeyPair,
-    der: CertificateDer<'static>,
-    pem: String,
-    serial: u64,
+/// A client certificate named `cn` issued by `ca`.
+fn client(ca: &TestCa, cn: &str) -> Leaf {
+    ca.issue(&[], cn, Usage::Client, Some(validity()))
 }
 
-fn issue(cn: &str, serial: u64, ca: bool, issuer: Option<&Cert>) -> Cert {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, cn);
-    params.not_before = now() - Duration::days(1);
-    params.not_after = now() + Duration::days(30);
-    params.serial_number = Some(SerialNumber::from(serial));
-    params.key_identifier_method = KeyIdMethod::Sha256;
-    if ca {
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-    } else {
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    }
-    let cert = match issuer {
-        Some(issuer) => params
-            .signed_by(&key, &Issuer::from_params(&issuer.params, &issuer.key))
-            .unwrap(),
-        None => params.self_signed(&key).unwrap(),
-    };
-    Cert {
-        der: cert.der().clone(),
-        pem: cert.pem(),
-        params,
-        key,
-        serial,
-    }
-}
-
-/// A CRL by `issuer` (signed with `signing_key`, normally the issuer's) revoking `serials`,
-/// whose `nextUpdate` is `next_update`.
-fn crl(
-    issuer: &Cert,
-    signing_key: &KeyPair,
-    serials: &[u64],
-    next_update: OffsetDateTime,
-) -> String {
-    let params = CertificateRevocationListParams {
-        this_update: now() - Duration::days(2),
-        next_update,
-        crl_number: SerialNumber::from(1u64),
-        issuing_distribution_point: None,
-        revoked_certs: serials
-            .iter()
-            .map(|s| RevokedCertParams {
-                serial_number: SerialNumber::from(*s),
-                revocation_time: now() - Duration::days(2),
-                reason_code: None,
-                invalidity_date: None,
-            })
-            .collect(),
-        key_identifier_method: KeyIdMethod::Sha256,
-    };
-    params
-        .signed_by(&Issuer::from_params(&issuer.params, signing_key))
-        .unwrap()
-        .pem()
-        .unwrap()
+/// A CRL by `issuer` revoking `serials` since two days ago, whose `nextUpdate` is
+/// `next_update`.
+fn crl(issuer: &TestCa, serials: &[u64], next_update: OffsetDateTime) -> String {
+    issuer.crl_between(serials, now() - Duration::days(2), next_update)
 }
 
 /// root -> intermediate -> {under, under_revoked}; root -> {direct, direct_revoked}.
 struct Hierarchy {
-    root: Cert,
-    intermediate: Cert,
-    under: Cert,
-    under_revoked: Cert,
-    direct: Cert,
-    direct_revoked: Cert,
-    servers: Pki,
+    root: TestCa,
+    intermediate: TestCa,
+    under: Leaf,
+    under_revoked: Leaf,
+    direct: Leaf,
+    direct_revoked: Leaf,
+    servers: TestCa,
 }
 
 fn hierarchy() -> Hierarchy {
-    let root = issue("crl root", 1, true, None);
-    let intermediate = issue("crl intermediate", 2, true, Some(&root));
+    let root = TestCa::root_valid("crl root", validity());
+    let intermediate = root.intermediate_valid("crl intermediate", validity());
     Hierarchy {
-        under: issue("under", 10, false, Some(&intermediate)),
-        under_revoked: issue("under revoked", 11, false, Some(&intermediate)),
-        direct: issue("direct", 20, false, Some(&root)),
-        direct_revoked: issue("direct revoked", 21, false, Some(&root)),
+        under: client(&intermediate, "under"),
+        under_revoked: client(&intermediate, "under revoked"),
+        direct: client(&root, "direct"),
+        direct_revoked: client(&root, "direct revoked"),
         root,
         intermediate,
-        servers: Pki::new("crl servers"),
+        servers: TestCa::root("crl servers"),
     }
 }
 
@@ -140,7 +70,7 @@ impl Hierarchy {
             .add(&self.servers.server(&["crl.test"]).bundle(), &OrgId::EMPTY)
             .await
             .unwrap();
-        let root_id = store.add(&self.root.pem, &OrgId::EMPTY).await.unwrap();
+        let root_id = store.add(&self.root.cert_pem, &OrgId::EMPTY).await.unwrap();
         let mut config = tls_config();
         config.http_server_options.ssl_certificates = vec![server_id.to_string()];
         let mut definition = serde_json::json!({
@@ -161,14 +91,14 @@ impl Hierarchy {
 
     /// Whether `client` (with the intermediate in its chain when `via_intermediate`) gets a
     /// 200 from the API.
-    async fn admitted(&self, gateway: &Gateway, client: &Cert, via_intermediate: bool) -> bool {
+    async fn admitted(&self, gateway: &Gateway, client: &Leaf, via_intermediate: bool) -> bool {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.servers.ca_der()).unwrap();
-        let mut chain = vec![client.der.clone()];
+        let mut chain = vec![client.der()];
         if via_intermediate {
-            chain.push(self.intermediate.der.clone());
+            chain.push(self.intermediate.cert.clone());
         }
-        let key = PrivateKeyDer::from_pem_slice(client.key.serialize_pem().as_bytes()).unwrap();
+        let key = client.key();
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -198,12 +128,7 @@ fn gauge(gateway: &Gateway) -> String {
 async fn a_root_only_crl_admits_good_clients_under_an_intermediate_and_refuses_what_it_revokes() {
     let pki = hierarchy();
     let later = now() + Duration::days(7);
-    let root_crl = crl(
-        &pki.root,
-        &pki.root.key,
-        &[pki.direct_revoked.serial],
-        later,
-    );
+    let root_crl = crl(&pki.root, &[pki.direct_revoked.serial], later);
     let gateway = pki
         .gateway(std::slice::from_ref(&root_crl), serde_json::json!({}))
         .await
@@ -224,12 +149,7 @@ async fn a_root_only_crl_admits_good_clients_under_an_intermediate_and_refuses_w
     gateway.shutdown().await;
 
     // With an intermediate's CRL as well, its revoked client is refused and the others admitted.
-    let intermediate_crl = crl(
-        &pki.intermediate,
-        &pki.intermediate.key,
-        &[pki.under_revoked.serial],
-        later,
-    );
+    let intermediate_crl = crl(&pki.intermediate, &[pki.under_revoked.serial], later);
     // The intermediate's CRL must verify against a CA the API trusts: the root alone is not
     // enough, so the definition is refused, naming it.
     let refused = pki
@@ -266,7 +186,6 @@ async fn a_revoked_intermediate_refuses_its_clients_unless_only_leaves_are_check
     let pki = hierarchy();
     let root_crl = crl(
         &pki.root,
-        &pki.root.key,
         &[pki.intermediate.serial],
         now() + Duration::days(7),
     );
@@ -295,7 +214,6 @@ async fn a_crl_past_its_next_update_warns_with_a_gauge_or_is_refused_when_strict
     let pki = hierarchy();
     let expired = crl(
         &pki.root,
-        &pki.root.key,
         &[pki.direct_revoked.serial],
         now() - Duration::days(1),
     );
@@ -332,7 +250,12 @@ async fn a_crl_past_its_next_update_warns_with_a_gauge_or_is_refused_when_strict
 async fn a_crl_with_a_bad_signature_is_refused_at_load_naming_it() {
     let pki = hierarchy();
     let impostor = KeyPair::generate().unwrap();
-    let forged = crl(&pki.root, &impostor, &[], now() + Duration::days(7));
+    let forged = pki.root.crl_signed_by(
+        &impostor,
+        &[],
+        now() - Duration::days(2),
+        now() + Duration::days(7),
+    );
     let refused = pki
         .gateway(&[forged], serde_json::json!({}))
         .await

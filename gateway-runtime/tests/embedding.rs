@@ -2,12 +2,13 @@
 
 mod support;
 
-use support::{Pki, api, client_config, echo_upstream, https_get, memory_store, tls_config};
+use support::{api, client_config, echo_upstream, https_get, memory_store, tls_config};
+use test_support::pki::TestCa;
 use tls_core::OrgId;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_matching_no_api_reach_the_services_own_router() {
-    let pki = Pki::new("embed ca");
+    let pki = TestCa::root("embed ca");
     let store = memory_store();
     let mut config = tls_config();
     config.http_server_options.ssl_certificates = vec![

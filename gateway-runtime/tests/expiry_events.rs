@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use support::{Pki, api, client_config, echo_upstream, https_get, memory_store, start, tls_config};
+use support::{api, client_config, echo_upstream, https_get, memory_store, start, tls_config};
+use test_support::pki::TestCa;
 use tls_core::OrgId;
 
 /// A webhook receiver that keeps every body it is sent.
@@ -48,7 +49,7 @@ async fn webhook_receiver() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiring_server_and_client_certificates_reach_the_webhook_once() {
     let (url, received) = webhook_receiver().await;
-    let pki = Pki::new("expiry ca");
+    let pki = TestCa::root("expiry ca");
     let store = memory_store();
     let server = pki.server_expiring_in(&["soon.test"], 10);
     let allowed_client = pki.client_expiring_in("client-soon", 5);

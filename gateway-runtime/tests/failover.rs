@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use cert_store::testkit::{RedisCluster, RedisSentinels};
 use cert_store::{CertStorage, CertStore, RedisConfig, RedisConnection, RedisStorage};
 use gateway_runtime::GatewayConfig;
-use support::{Pki, client_config, https_get, start, tls_config, tls_control};
+use support::{client_config, https_get, start, tls_config, tls_control};
+use test_support::pki::TestCa;
+use test_support::redis::{RedisCluster, RedisSentinels};
 use tls_core::{EncodingSecret, OrgId};
 
 const SECRET: &str = "control-secret";
@@ -23,7 +24,7 @@ const SECRET: &str = "control-secret";
 /// The status and body of a control API request over TLS on `a.test`.
 async fn control(
     addr: SocketAddr,
-    pki: &Pki,
+    pki: &TestCa,
     method: &str,
     path: &str,
     body: &[u8],
@@ -89,7 +90,7 @@ impl Failover for RedisSentinels {
 }
 
 async fn failover_under_a_gateway_pair(topology: &mut impl Failover) {
-    let pki = Arc::new(Pki::new("failover ca"));
+    let pki = Arc::new(TestCa::root("failover ca"));
     let org = "failover-org";
     let store_a = redis_store(topology.connection()).await;
     let mut config = tls_config();

@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use cert_store::testkit::RedisServer;
 use cert_store::{CertStorage, CertStore, RedisConfig, RedisStorage};
 use rustls::pki_types::ServerName;
 use support::{
-    Pki, client_config, https_get, memory_store, redis_command, start, tls_config, tls_control,
+    client_config, https_get, memory_store, redis_command, start, tls_config, tls_control,
 };
+use test_support::pki::TestCa;
+use test_support::redis::RedisServer;
 use tls_core::{EncodingSecret, OrgId};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -25,7 +26,7 @@ const SECRET: &str = "control-secret";
 async fn control(
     addr: SocketAddr,
     sni: &str,
-    roots: &Pki,
+    roots: &TestCa,
     method: &str,
     path: &str,
     body: &[u8],
@@ -63,7 +64,7 @@ async fn a_redis_outage_keeps_handshakes_working_answers_503_and_recovers_withou
     let Some(mut server) = RedisServer::start() else {
         return;
     };
-    let pki = Pki::new("outage ca");
+    let pki = TestCa::root("outage ca");
     let store = redis_store(&server).await;
     let org = OrgId::new("outage-org").unwrap();
     let mut config = tls_config();
@@ -188,7 +189,7 @@ async fn a_record_corrupted_in_redis_is_not_served_and_the_others_are() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let pki = Pki::new("corrupt ca");
+    let pki = TestCa::root("corrupt ca");
     let store = redis_store(&server).await;
     let (broken_cert, healthy_cert) = (pki.server(&["broken.test"]), pki.server(&["ok.test"]));
     let broken = store
@@ -259,7 +260,7 @@ async fn a_record_corrupted_in_redis_is_not_served_and_the_others_are() {
 }
 
 /// A gateway over memory with one certificate for `api.test` and a small body limit.
-async fn small_gateway(pki: &Pki) -> gateway_runtime::Gateway {
+async fn small_gateway(pki: &TestCa) -> gateway_runtime::Gateway {
     let store = memory_store();
     let mut config = tls_config();
     config.max_request_body_bytes = 4096;
@@ -276,7 +277,7 @@ async fn small_gateway(pki: &Pki) -> gateway_runtime::Gateway {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_control_api_body_over_the_limit_is_refused_with_413() {
-    let pki = Pki::new("limit ca");
+    let pki = TestCa::root("limit ca");
     let gateway = small_gateway(&pki).await;
     let addr = gateway.local_addr();
     let big = vec![b'A'; 64 * 1024];
@@ -315,7 +316,7 @@ async fn a_control_api_body_over_the_limit_is_refused_with_413() {
 /// Opens a TLS connection to `api.test` and sends `bytes`, then leaves it open.
 async fn stall_after(
     addr: SocketAddr,
-    pki: &Pki,
+    pki: &TestCa,
     bytes: &[u8],
 ) -> tokio_rustls::client::TlsStream<TcpStream> {
     let tcp = TcpStream::connect(addr).await.unwrap();
@@ -331,7 +332,7 @@ async fn stall_after(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_stalling_in_headers_or_body_do_not_block_other_clients() {
-    let pki = Pki::new("slow ca");
+    let pki = TestCa::root("slow ca");
     let gateway = small_gateway(&pki).await;
     let addr = gateway.local_addr();
     let mut stalled = Vec::new();
@@ -373,7 +374,7 @@ async fn clients_stalling_in_headers_or_body_do_not_block_other_clients() {
 /// API body (408).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_stalling_in_their_request_headers_or_body_are_dropped() {
-    let pki = Pki::new("slowloris ca");
+    let pki = TestCa::root("slowloris ca");
     let store = memory_store();
     let mut config = tls_config();
     config.request_read_timeout_seconds = 1;
@@ -404,7 +405,7 @@ async fn clients_stalling_in_their_request_headers_or_body_are_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_stalling_in_the_middle_of_its_client_hello_is_dropped_after_the_timeout() {
-    let pki = Pki::new("partial hello ca");
+    let pki = TestCa::root("partial hello ca");
     let gateway = small_gateway(&pki).await;
     let addr = gateway.local_addr();
 

@@ -15,7 +15,8 @@ use gateway_runtime::{Gateway, GatewayConfig};
 use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
-use support::{Pki, api, client_config, echo_upstream, memory_store, start, tls_config};
+use support::{api, client_config, echo_upstream, memory_store, start, tls_config};
+use test_support::pki::TestCa;
 use tls_core::OrgId;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -28,12 +29,12 @@ const IDLE: Duration = Duration::from_secs(1);
 const PAUSE: Duration = Duration::from_millis(2500);
 
 struct Setup {
-    pki: Pki,
+    pki: TestCa,
     gateway: Gateway,
 }
 
 async fn setup(tune: impl FnOnce(&mut GatewayConfig)) -> Setup {
-    let pki = Pki::new("idle ca");
+    let pki = TestCa::root("idle ca");
     let store = memory_store();
     let mut config = tls_config();
     config.http_server_options.idle_timeout = 1;
@@ -215,7 +216,7 @@ async fn long_requests_and_paused_streaming_answers_are_not_cut() {
 
     // The same over HTTP/2, with curl: the stream in flight keeps the connection.
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("ca.pem"), &s.pki.ca_pem).unwrap();
+    std::fs::write(dir.path().join("ca.pem"), &s.pki.cert_pem).unwrap();
     let port = s.gateway.local_addr().port();
     let mut curl = std::process::Command::new("curl");
     curl.args(["-sS", "--http2", "--cacert"])

@@ -13,7 +13,8 @@ use http_body_util::{BodyExt as _, Empty};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
-use support::{Issued, Pki, api, client_config, echo_upstream, start, tls_config};
+use support::{api, client_config, echo_upstream, start, tls_config};
+use test_support::pki::{Leaf, TestCa};
 use tls_core::{EncodingSecret, OrgId};
 
 async fn add(store: &CertStore, pem: &str) -> String {
@@ -25,8 +26,8 @@ async fn add(store: &CertStore, pem: &str) -> String {
 async fn keep_alive(
     addr: SocketAddr,
     host: &str,
-    roots: &Pki,
-    identity: &Issued,
+    roots: &TestCa,
+    identity: &Leaf,
 ) -> SendRequest<Empty<Bytes>> {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let tls = tokio_rustls::TlsConnector::from(client_config(&[roots.ca_der()], Some(identity)))
@@ -77,17 +78,17 @@ fn secure_api(ca_id: &str, upstream: SocketAddr) -> gateway_runtime::ApiDefiniti
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_client_policy_applies_to_the_next_request_of_an_open_connection() {
     let (server_pki, client_pki, other_pki) = (
-        Pki::new("server ca"),
-        Pki::new("client ca"),
-        Pki::new("other ca"),
+        TestCa::root("server ca"),
+        TestCa::root("client ca"),
+        TestCa::root("other ca"),
     );
     let upstream = echo_upstream().await;
     let store = support::memory_store();
     let mut config = tls_config();
     config.http_server_options.ssl_certificates =
         vec![add(&store, &server_pki.server(&["keep.test"]).bundle()).await];
-    let client_ca = add(&store, &client_pki.ca_pem).await;
-    let other_ca = add(&store, &other_pki.ca_pem).await;
+    let client_ca = add(&store, &client_pki.cert_pem).await;
+    let other_ca = add(&store, &other_pki.cert_pem).await;
     let gateway = start(config, store, vec![secure_api(&client_ca, upstream)]).await;
     let addr = gateway.local_addr();
     let mut connection = keep_alive(addr, "keep.test", &server_pki, &client_pki.client("c")).await;
@@ -144,12 +145,12 @@ async fn an_open_connection_is_refused_once_its_client_certificate_expires() {
         .encoding_secret(EncodingSecret::new("test secret"))
         .clock(Arc::clone(&clock) as Arc<dyn cert_store::Clock>)
         .build();
-    let (server_pki, client_pki) = (Pki::new("server ca"), Pki::new("client ca"));
+    let (server_pki, client_pki) = (TestCa::root("server ca"), TestCa::root("client ca"));
     let upstream = echo_upstream().await;
     let mut config = tls_config();
     config.http_server_options.ssl_certificates =
         vec![add(&store, &server_pki.server(&["keep.test"]).bundle()).await];
-    let client_ca = add(&store, &client_pki.ca_pem).await;
+    let client_ca = add(&store, &client_pki.cert_pem).await;
     let gateway = start(config, store, vec![secure_api(&client_ca, upstream)]).await;
     let identity = client_pki.client_expiring_in("short-lived", 1);
     let mut connection =

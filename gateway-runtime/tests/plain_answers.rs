@@ -12,10 +12,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cert_store::testkit::RedisServer;
 use cert_store::{CertStorage, CertStore, RedisConfig, RedisStorage};
 use rustls::pki_types::ServerName;
-use support::{Pki, client_config, redis_command, start, tls_config};
+use support::{client_config, redis_command, start, tls_config};
+use test_support::pki::TestCa;
+use test_support::redis::RedisServer;
 use tls_core::{EncodingSecret, OrgId};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -25,7 +26,7 @@ const SECRET: &str = "control-secret";
 /// Status and body of a request over TLS; `secret` adds the control API header.
 async fn call(
     addr: SocketAddr,
-    pki: &Pki,
+    pki: &TestCa,
     method: &str,
     path: &str,
     body: &[u8],
@@ -127,7 +128,7 @@ fn internals(text: &str) -> Option<String> {
 /// Requests every route with bad inputs; each answer must be free of internals.
 struct Scan<'a> {
     addr: SocketAddr,
-    pki: &'a Pki,
+    pki: &'a TestCa,
     checked: usize,
 }
 
@@ -208,7 +209,7 @@ async fn no_answer_shows_internals_with_bad_inputs_a_corrupted_record_oom_or_red
     let Some(mut server) = RedisServer::start() else {
         return;
     };
-    let pki = Pki::new("plain ca");
+    let pki = TestCa::root("plain ca");
     let storage = RedisStorage::connect(RedisConfig::new(server.connection()))
         .await
         .expect("connect");

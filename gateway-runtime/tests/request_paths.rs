@@ -12,7 +12,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
-use support::{Pki, api, client_config, memory_store, start, tls_config};
+use support::{api, client_config, memory_store, start, tls_config};
+use test_support::pki::TestCa;
 use tls_core::OrgId;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -68,15 +69,15 @@ async fn resolving_upstream() -> SocketAddr {
 }
 
 struct Setup {
-    pki: Pki,
-    client_pki: Pki,
+    pki: TestCa,
+    client_pki: TestCa,
     gateway: gateway_runtime::Gateway,
     dir: tempfile::TempDir,
 }
 
 async fn setup(skip_url_cleaning: bool) -> Setup {
-    let pki = Pki::new("server ca");
-    let client_pki = Pki::new("client ca");
+    let pki = TestCa::root("server ca");
+    let client_pki = TestCa::root("client ca");
     let store = memory_store();
     let mut config = tls_config();
     config.http_server_options.skip_url_cleaning = skip_url_cleaning;
@@ -85,7 +86,10 @@ async fn setup(skip_url_cleaning: bool) -> Setup {
         .await
         .unwrap();
     config.http_server_options.ssl_certificates = vec![server.to_string()];
-    let ca = store.add(&client_pki.ca_pem, &OrgId::EMPTY).await.unwrap();
+    let ca = store
+        .add(&client_pki.cert_pem, &OrgId::EMPTY)
+        .await
+        .unwrap();
     let target = format!("http://{}", resolving_upstream().await);
     let apis = vec![
         api(serde_json::json!({"api_id": "open",
@@ -98,7 +102,7 @@ async fn setup(skip_url_cleaning: bool) -> Setup {
     ];
     let gateway = start(config, store, apis).await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("ca.pem"), &pki.ca_pem).unwrap();
+    std::fs::write(dir.path().join("ca.pem"), &pki.cert_pem).unwrap();
     Setup {
         pki,
         client_pki,

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use gateway_runtime::GatewayBuilder;
 use rustls::pki_types::CertificateDer;
-use support::{Pki, client_config, https_get, memory_store, tls_config};
+use support::{client_config, https_get, memory_store, tls_config};
+use test_support::pki::TestCa;
 use tls_core::OrgId;
 
 /// The certificate a fresh client (trusting `root`) gets for `sni`, if the handshake succeeds.
@@ -61,7 +62,7 @@ fn org(name: &str) -> OrgId {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_stored_after_start_up_is_served_by_its_names() {
-    let pki = Pki::new("from-store ca");
+    let pki = TestCa::root("from-store ca");
     let configured = pki.server(&["default.test", "taken.test"]);
     let store = memory_store();
     let mut config = tls_config();
@@ -115,8 +116,8 @@ async fn a_certificate_stored_after_start_up_is_served_by_its_names() {
         .add(&pki.server(&["nokey.test"]).cert_pem, &org("org1"))
         .await
         .unwrap();
-    let sub_ca = Pki::new("nokey.test");
-    store.add(&sub_ca.ca_pem, &org("org1")).await.unwrap();
+    let sub_ca = TestCa::root("nokey.test");
+    store.add(&sub_ca.cert_pem, &org("org1")).await.unwrap();
     let marker2 = pki.server(&["marker2.test"]);
     store.add(&marker2.bundle(), &org("org1")).await.unwrap();
     until(addr, "marker2.test", &client, Some(&marker2.der())).await;
@@ -151,7 +152,7 @@ async fn a_certificate_stored_after_start_up_is_served_by_its_names() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_option_a_stored_certificate_is_served_only_when_added_at_run_time() {
-    let pki = Pki::new("runtime ca");
+    let pki = TestCa::root("runtime ca");
     let default = pki.server(&["default.test"]);
     let store = memory_store();
     let mut config = tls_config();

@@ -9,13 +9,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cert_store::testkit::RedisServer;
 use cert_store::{CertStorage, CertStore, RedisConfig, RedisStorage};
 use gateway_runtime::Gateway;
 use support::{
-    Issued, Pki, api, client_config, echo_upstream, https_get, redis_command, start, tls_config,
-    tls_control,
+    api, client_config, echo_upstream, https_get, redis_command, start, tls_config, tls_control,
 };
+use test_support::pki::{Leaf, TestCa};
+use test_support::redis::RedisServer;
 use tls_core::{EncodingSecret, OrgId};
 
 const SECRET: &str = "control-secret";
@@ -23,7 +23,7 @@ const SECRET: &str = "control-secret";
 /// Status and body of a control API request over TLS on `open.test` (0 when nothing answered).
 async fn control(
     addr: SocketAddr,
-    pki: &Pki,
+    pki: &TestCa,
     method: &str,
     path: &str,
     body: &[u8],
@@ -65,10 +65,10 @@ where
 /// an mTLS API on `mtls.test` whose clients must chain to a stored CA.
 struct Setup {
     server: RedisServer,
-    pki: Pki,
-    clients: Pki,
-    good_client: Issued,
-    server_cert: Issued,
+    pki: TestCa,
+    clients: TestCa,
+    good_client: Leaf,
+    server_cert: Leaf,
     server_id: String,
     ca_id: String,
     gateway: Gateway,
@@ -76,8 +76,8 @@ struct Setup {
 
 async fn setup() -> Option<Setup> {
     let server = RedisServer::start()?;
-    let pki = Pki::new("loss server ca");
-    let clients = Pki::new("loss client ca");
+    let pki = TestCa::root("loss server ca");
+    let clients = TestCa::root("loss client ca");
     let good_client = clients.client("good client");
     let server_cert = pki.server(&["open.test", "mtls.test"]);
     let store = redis_store(&server).await;
@@ -87,7 +87,11 @@ async fn setup() -> Option<Setup> {
         .await
         .unwrap()
         .to_string();
-    let ca_id = store.add(&clients.ca_pem, &org).await.unwrap().to_string();
+    let ca_id = store
+        .add(&clients.cert_pem, &org)
+        .await
+        .unwrap()
+        .to_string();
     let mut config = tls_config();
     config.http_server_options.ssl_certificates = vec![server_id.clone()];
     let target = format!("http://{}", echo_upstream().await);
@@ -142,7 +146,7 @@ impl Setup {
             "{}",
             admitted.body
         );
-        let stranger = Pki::new("stranger").client("stranger");
+        let stranger = TestCa::root("stranger").client("stranger");
         let refused = https_get(
             self.addr(),
             "mtls.test",

@@ -5,9 +5,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{
-    Pki, api, client_config, echo_upstream, https_get, memory_store, start, stranger, tls_config,
-};
+use support::{api, client_config, echo_upstream, https_get, memory_store, start, tls_config};
+use test_support::pki::{Leaf, TestCa, stranger};
 use tls_core::{OrgId, Upload};
 
 async fn add(store: &cert_store::CertStore, pem: &str) -> String {
@@ -16,7 +15,7 @@ async fn add(store: &cert_store::CertStore, pem: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sni_picks_exact_then_wildcard_then_default() {
-    let pki = Pki::new("sni ca");
+    let pki = TestCa::root("sni ca");
     let (default, exact, wildcard) = (
         pki.server(&["default.test"]),
         pki.server(&["a.test"]),
@@ -60,7 +59,7 @@ async fn sni_picks_exact_then_wildcard_then_default() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_added_and_deleted_in_the_store_change_new_handshakes() {
-    let pki = Pki::new("hot ca");
+    let pki = TestCa::root("hot ca");
     let (default, later) = (pki.server(&["default.test"]), pki.server(&["later.test"]));
     let store = memory_store();
     let later_id = Upload::parse(
@@ -112,24 +111,24 @@ async fn certificates_added_and_deleted_in_the_store_change_new_handshakes() {
 /// A gateway whose `mtls.test` domain has only a mutual-TLS API and whose `mixed.test` domain
 /// has an open API and a mutual-TLS API.
 struct MtlsSetup {
-    pki: Pki,
-    client_pki: Pki,
+    pki: TestCa,
+    client_pki: TestCa,
     gateway: gateway_runtime::Gateway,
-    allowed_leaf: support::Issued,
-    revoked: support::Issued,
+    allowed_leaf: Leaf,
+    revoked: Leaf,
 }
 
 async fn mtls_setup() -> MtlsSetup {
-    let pki = Pki::new("server ca");
-    let client_pki = Pki::new("client ca");
+    let pki = TestCa::root("server ca");
+    let client_pki = TestCa::root("client ca");
     let upstream = echo_upstream().await;
     let store = memory_store();
     let mut config = tls_config();
     config.http_server_options.ssl_certificates =
         vec![add(&store, &pki.server(&["mtls.test", "mixed.test"]).bundle()).await];
-    let ca_id = add(&store, &client_pki.ca_pem).await;
+    let ca_id = add(&store, &client_pki.cert_pem).await;
     // A leaf from an untrusted issuer, allow-listed by fingerprint.
-    let allowed_leaf = Pki::new("other ca").client("allow-listed");
+    let allowed_leaf = TestCa::root("other ca").client("allow-listed");
     let leaf_id = add(&store, &allowed_leaf.cert_pem).await;
     let revoked = client_pki.client("revoked");
     let crl = client_pki.crl(&[revoked.serial]);
@@ -163,7 +162,7 @@ async fn a_mutual_tls_domain_refuses_strangers_expired_revoked_and_anonymous_cli
     let s = mtls_setup().await;
     let addr = s.gateway.local_addr();
     let roots = [s.pki.ca_der()];
-    let get = |identity: Option<&support::Issued>| {
+    let get = |identity: Option<&Leaf>| {
         let config = client_config(&roots, identity);
         async move { https_get(addr, "mtls.test", config, "/x").await }
     };
@@ -205,7 +204,7 @@ async fn a_mixed_domain_serves_open_apis_to_anyone_and_checks_mutual_tls_apis_pe
     let s = mtls_setup().await;
     let addr = s.gateway.local_addr();
     let roots = [s.pki.ca_der()];
-    let get = |identity: Option<support::Issued>, path: &'static str| {
+    let get = |identity: Option<Leaf>, path: &'static str| {
         let config = client_config(&roots, identity.as_ref());
         async move { https_get(addr, "mixed.test", config, path).await.unwrap() }
     };
@@ -238,7 +237,7 @@ async fn a_mixed_domain_serves_open_apis_to_anyone_and_checks_mutual_tls_apis_pe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_resume_and_http2_is_offered() {
-    let pki = Pki::new("resume ca");
+    let pki = TestCa::root("resume ca");
     let store = memory_store();
     let mut config = tls_config();
     config.http_server_options.ssl_certificates =
@@ -279,7 +278,7 @@ async fn sessions_resume_and_http2_is_offered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_1_2_is_the_minimum_and_a_stalled_handshake_is_dropped() {
-    let pki = Pki::new("version ca");
+    let pki = TestCa::root("version ca");
     let store = memory_store();
     let mut config = tls_config();
     config.tls_handshake_timeout_seconds = 1;

@@ -6,26 +6,19 @@
 //! secret is the control API `secret`, which Tyk falls back to when
 //! `private_certificate_encoding_secret` is empty.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use cert_store::testkit::RedisServer;
 use gateway_runtime::GatewayConfig;
+use test_support::redis::RedisServer;
+use test_support::vectors::read as vector;
 use tls_core::OrgId;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 const CONTROL_SECRET: &str = "control secret, used for keys too";
-
-fn vector(name: &str) -> String {
-    let dir = std::env::var_os("CERTGATE_VECTORS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors")),
-        PathBuf::from,
-    );
-    std::fs::read_to_string(dir.join(name)).unwrap()
-}
 
 /// `GET key` over RESP, reading the whole bulk reply.
 async fn redis_get(port: u16, key: &str) -> Option<String> {

@@ -8,9 +8,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cert_store::testkit::RedisServer;
 use cert_store::{CertStorage, CertStore, RedisConfig, RedisStorage};
-use support::{Pki, redis_command, start, tls_config, tls_control};
+use support::{redis_command, start, tls_config, tls_control};
+use test_support::pki::TestCa;
+use test_support::redis::RedisServer;
 use tls_core::EncodingSecret;
 
 const SECRET: &str = "control-secret";
@@ -18,7 +19,7 @@ const SECRET: &str = "control-secret";
 /// Status and body of a control API request over TLS on `api.test` (0 when nothing answered).
 async fn control(
     addr: SocketAddr,
-    pki: &Pki,
+    pki: &TestCa,
     method: &str,
     path: &str,
     body: &[u8],
@@ -51,7 +52,7 @@ async fn adds_answered_503_while_redis_is_paused_are_safe_to_retry() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let pki = Pki::new("outcome ca");
+    let pki = TestCa::root("outcome ca");
     let mut redis = RedisConfig::new(server.connection());
     redis.connection.response_timeout = Duration::from_millis(500);
     let storage = RedisStorage::connect(redis).await.expect("connect");

@@ -7,7 +7,8 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Pki, echo_upstream};
+use support::echo_upstream;
+use test_support::pki::TestCa;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -42,9 +43,9 @@ async fn a_configuration_file_serves_its_apis_and_sighup_reloads_them() {
     std::fs::create_dir(&apps).unwrap();
     let upstream = echo_upstream().await;
     write_api(&apps, "one", "/one/", upstream);
-    let pki = Pki::new("config ca");
+    let pki = TestCa::root("config ca");
     let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    std::fs::write(&ca, &pki.cert_pem).unwrap();
     let port = free_port();
     let config = serde_json::json!({
         "listen_address": "127.0.0.1", "listen_port": port, "secret": "config-test-secret",

@@ -8,9 +8,9 @@
 //! Run: `cargo bench -p certgate-tls-core --bench core -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
-use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use test_support::vectors::read as vector;
 use time::OffsetDateTime;
 use time::macros::datetime;
 use tls_core::{CertId, EncodingSecret, Fingerprint, KeyFormat, OrgId, Record, Upload};
@@ -20,16 +20,6 @@ const VECTORS_NOW: OffsetDateTime = datetime!(2026-11-29 04:57:32 UTC);
 /// The vectors' `encoding_secret`, which decrypts their `*.tyk-stored.pem` records.
 const VECTORS_SECRET: &str = "vector-secret-7f3a";
 const ORG: &str = "5e9d9544a1dcd60001d0ed20";
-
-fn vector(name: &str) -> String {
-    let dir = std::env::var_os("CERTGATE_VECTORS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors")),
-        PathBuf::from,
-    );
-    let path = dir.join(name);
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read test vector {}: {e}", path.display()))
-}
 
 fn certificate_id(c: &mut Criterion) {
     let upload = Upload::parse(&vector("leaf-p256-traditional.bundle.pem"), VECTORS_NOW)

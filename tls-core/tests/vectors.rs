@@ -8,8 +8,9 @@
 
 mod common;
 
-use common::{Case, Vectors, pem_blocks, pem_labels, position_of, positions_ending_with};
+use common::{Vectors, pem_blocks, pem_labels, position_of, positions_ending_with};
 use ring::digest::{SHA256, digest};
+use test_support::vectors::Case;
 use time::{Duration, OffsetDateTime};
 use tls_core::{
     CertId, EncodingSecret, KeyError, KeyFormat, Metadata, PemError, Record, Upload, UploadError,

@@ -1,10 +1,10 @@
-//! Shared test helpers: the shared test vectors, subjects at fixed instants, and event draining.
+//! Shared test helpers: the shared test vectors (from `certgate-test-support`), subjects at fixed
+//! instants, and event draining.
 #![allow(dead_code, reason = "each test crate uses a different part")]
 
 pub(crate) mod flaky;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use expiry_monitor::{CertSubject, ExpiryEvent};
@@ -16,27 +16,10 @@ use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 
+pub(crate) use test_support::vectors::read as vector;
+
 /// The vectors' `generated_at`: every time-dependent expectation holds at this instant.
 pub(crate) const GENERATED_AT: OffsetDateTime = datetime!(2026-11-29 04:57:32 UTC);
-
-fn vectors_dir() -> PathBuf {
-    std::env::var_os("CERTGATE_VECTORS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors"))
-        })
-}
-
-/// The text of vector file `name`; panics with a clear message when the vectors are missing.
-pub(crate) fn vector(name: &str) -> String {
-    let path = vectors_dir().join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "the shared test vectors are missing: cannot read {} ({e}); set CERTGATE_VECTORS",
-            path.display()
-        )
-    })
-}
 
 /// The subject of vector file `name` (parsed before any vector expired).
 pub(crate) fn vector_subject(name: &str) -> CertSubject {

@@ -1,31 +1,44 @@
 //! The JSON bodies of the control API, in Tyk's shapes and field order; written the way Go's
 //! `json.Encoder` writes them (HTML characters escaped, a trailing newline) by
 //! [`response::respond`](crate::response::respond).
+//!
+//! The answers a client reads are public as [`crate::wire`], with `Deserialize` beside
+//! `Serialize`: what the server writes is what a client parses.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::macros::format_description;
 use tls_core::{Metadata, Name};
 
-/// `{"status","message"}`.
-#[derive(Debug, Serialize)]
-pub(crate) struct StatusMessage {
-    pub(crate) status: &'static str,
-    pub(crate) message: String,
+/// `{"status","message"}`: Tyk's answer to a delete, and every error's.
+#[derive(Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StatusMessage<'a> {
+    /// `ok` or `error`.
+    #[serde(borrow)]
+    pub status: &'a str,
+    /// What happened, for a person.
+    pub message: String,
 }
 
-/// Tyk's `APICertificateStatusMessage`: `{"id","status","message"}`.
-#[derive(Debug, Serialize)]
-pub(crate) struct CertificateStatus {
-    pub(crate) id: String,
-    pub(crate) status: &'static str,
-    pub(crate) message: &'static str,
+/// Tyk's `APICertificateStatusMessage`: `{"id","status","message"}`, the answer to an add.
+#[derive(Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CertificateStatus<'a> {
+    /// The new certificate's ID.
+    pub id: String,
+    /// `ok`.
+    #[serde(borrow)]
+    pub status: &'a str,
+    /// `Certificate added`.
+    #[serde(borrow)]
+    pub message: &'a str,
 }
 
 /// A time as Go's `time.Time` marshals a certificate time: RFC 3339, UTC, whole seconds; Go's
 /// zero time (`0001-01-01T00:00:00Z`) for none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct GoTime(pub(crate) Option<OffsetDateTime>);
+pub struct GoTime(pub Option<OffsetDateTime>);
 
 impl GoTime {
     pub(crate) const ZERO_TEXT: &'static str = "0001-01-01T00:00:00Z";
@@ -34,6 +47,18 @@ impl GoTime {
 impl Serialize for GoTime {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&go_time(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for GoTime {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        if text == Self::ZERO_TEXT {
+            return Ok(Self(None));
+        }
+        OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+            .map(|at| Self(Some(at)))
+            .map_err(|e| serde::de::Error::custom(format!("{text:?} is not an RFC 3339 time: {e}")))
     }
 }
 
@@ -50,29 +75,44 @@ pub(crate) fn go_time(at: Option<OffsetDateTime>) -> String {
 }
 
 /// Go's `crypto/x509/pkix.Name`, with Go's field names and order.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(crate) struct PkixName {
-    country: Option<Vec<String>>,
-    organization: Option<Vec<String>>,
-    organizational_unit: Option<Vec<String>>,
-    locality: Option<Vec<String>>,
-    province: Option<Vec<String>>,
-    street_address: Option<Vec<String>>,
-    postal_code: Option<Vec<String>>,
-    serial_number: String,
-    common_name: String,
-    names: Option<Vec<AttributeTypeAndValue>>,
-    extra_names: Option<Vec<AttributeTypeAndValue>>,
+#[non_exhaustive]
+pub struct PkixName {
+    /// `C`.
+    pub country: Option<Vec<String>>,
+    /// `O`.
+    pub organization: Option<Vec<String>>,
+    /// `OU`.
+    pub organizational_unit: Option<Vec<String>>,
+    /// `L`.
+    pub locality: Option<Vec<String>>,
+    /// `ST`.
+    pub province: Option<Vec<String>>,
+    /// `street`.
+    pub street_address: Option<Vec<String>>,
+    /// `postalCode`.
+    pub postal_code: Option<Vec<String>>,
+    /// `serialNumber` (empty when absent).
+    pub serial_number: String,
+    /// `CN` (empty when absent).
+    pub common_name: String,
+    /// Every attribute, in certificate order.
+    pub names: Option<Vec<AttributeTypeAndValue>>,
+    /// Always `null` (Go's field for attributes to add when writing a name).
+    pub extra_names: Option<Vec<AttributeTypeAndValue>>,
 }
 
 /// Go's `pkix.AttributeTypeAndValue`: the OID as an integer array and the value.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct AttributeTypeAndValue {
+#[non_exhaustive]
+pub struct AttributeTypeAndValue {
+    /// The attribute's OID, as integers.
     #[serde(rename = "Type")]
-    oid: Vec<u64>,
-    value: String,
+    pub oid: Vec<u64>,
+    /// Its value.
+    pub value: String,
 }
 
 impl PkixName {
@@ -127,24 +167,34 @@ impl PkixName {
     }
 }
 
-/// Tyk's `CertificateMeta`, the answer of `GET /tyk/certs/{id}`.
-#[derive(Debug, Serialize)]
-pub(crate) struct CertificateMeta {
-    id: String,
+/// Tyk's `CertificateMeta`, the answer of `GET /tyk/certs/{id}` (an array of them, `null` for
+/// an ID not found, for several IDs).
+#[derive(Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CertificateMeta {
+    /// The certificate ID.
+    pub id: String,
     /// The leaf's SHA-256 (Tyk reports the last certificate's), or the SPKI's for a public key.
-    fingerprint: String,
-    has_private: bool,
-    issuer: PkixName,
-    subject: PkixName,
-    not_before: GoTime,
-    not_after: GoTime,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    dns_names: Vec<String>,
-    is_ca: bool,
+    pub fingerprint: String,
+    /// Whether a private key is stored with it.
+    pub has_private: bool,
+    /// The issuer (empty for a public key).
+    pub issuer: PkixName,
+    /// The subject (common name `Public Key: <fingerprint>` alone for a public key).
+    pub subject: PkixName,
+    /// Start of validity.
+    pub not_before: GoTime,
+    /// End of validity.
+    pub not_after: GoTime,
+    /// The leaf's DNS names (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_names: Vec<String>,
+    /// Whether the leaf is a CA.
+    pub is_ca: bool,
     /// certgate's addition, which Tyk clients ignore: whether the stored private key decrypts
     /// with this node's secret (absent when there is no key). Tyk answers 404 for such a key.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) key_decrypts: Option<bool>,
+    pub key_decrypts: Option<bool>,
 }
 
 impl CertificateMeta {
@@ -175,18 +225,28 @@ impl CertificateMeta {
 
 /// Tyk's `CertificateBasics`, an entry of `GET /tyk/certs?mode=detailed`, plus `error` for a
 /// record that cannot be read in full (Tyk's handler panics on those).
-#[derive(Debug, Serialize)]
-pub(crate) struct CertificateBasics {
-    id: String,
-    issuer_cn: String,
-    subject_cn: String,
-    dns_names: Option<Vec<String>>,
-    has_private: bool,
-    not_before: GoTime,
-    pub(crate) not_after: GoTime,
-    is_ca: bool,
+#[derive(Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CertificateBasics {
+    /// The certificate ID.
+    pub id: String,
+    /// The issuer's common name.
+    pub issuer_cn: String,
+    /// The subject's common name (`Public Key: <fingerprint>` for a public key).
+    pub subject_cn: String,
+    /// The leaf's DNS names (`null` when none).
+    pub dns_names: Option<Vec<String>>,
+    /// Whether a private key is stored with it.
+    pub has_private: bool,
+    /// Start of validity.
+    pub not_before: GoTime,
+    /// End of validity.
+    pub not_after: GoTime,
+    /// Whether the leaf is a CA.
+    pub is_ca: bool,
+    /// Why the record cannot be read in full (certgate's addition; absent when it can).
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    pub error: Option<String>,
 }
 
 impl CertificateBasics {
@@ -221,27 +281,35 @@ impl CertificateBasics {
 }
 
 /// `{"certs":[...]}` of a listing by ID: `null` when empty, as Tyk writes it.
-#[derive(Debug, Serialize)]
-pub(crate) struct IdList {
-    pub(crate) certs: Option<Vec<String>>,
+#[derive(Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct IdList {
+    /// The IDs (`null` when there are none).
+    pub certs: Option<Vec<String>>,
     /// The cursor of the next page, only when `limit` was given and more remain.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) next: Option<String>,
+    pub next: Option<String>,
 }
 
 /// `{"certs":[...]}` of a detailed listing: `[]` when empty, as Tyk writes it.
-#[derive(Debug, Serialize)]
-pub(crate) struct DetailedList {
-    pub(crate) certs: Vec<CertificateBasics>,
+#[derive(Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DetailedList {
+    /// The entries.
+    pub certs: Vec<CertificateBasics>,
+    /// The cursor of the next page, only when `limit` was given and more remain.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) next: Option<String>,
+    pub next: Option<String>,
 }
 
-/// `{"id","apis":[{"api_id","role"}...]}`.
-#[derive(Debug, Serialize)]
-pub(crate) struct ApiUses {
-    pub(crate) id: String,
-    pub(crate) apis: Vec<cert_store::CertUse>,
+/// `{"id","apis":[{"api_id","role"}...]}`, the answer of `GET /tyk/certs/{id}/apis`.
+#[derive(Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ApiUses {
+    /// The certificate ID.
+    pub id: String,
+    /// The APIs that use it, and how.
+    pub apis: Vec<cert_store::CertUse>,
 }
 
 /// Tyk's `/hello` health answer.

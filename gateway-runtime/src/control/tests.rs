@@ -15,7 +15,6 @@ mod routes;
 mod tyk_messages;
 mod undecryptable;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use ::http::{Method, Request, StatusCode};
@@ -23,9 +22,10 @@ use bytes::Bytes;
 use cert_store::{CertStore, ManualClock, MemoryStorage};
 use http_body_util::{BodyExt as _, Full};
 use serde_json::Value;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tls_core::EncodingSecret;
+
+use test_support::vectors::Vectors;
+pub(super) use test_support::vectors::{dir as vectors_dir, generated_at, read as vector};
 
 use super::{AUTH_HEADER, ControlApi, ROUTES, route};
 use crate::config::GatewayConfig;
@@ -34,45 +34,10 @@ use crate::metrics::GatewayMetrics;
 /// The control API secret of the fixtures.
 pub(super) const SECRET: &str = "control-secret-1234";
 
-pub(super) fn vectors_dir() -> PathBuf {
-    std::env::var_os("CERTGATE_VECTORS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors")),
-        PathBuf::from,
-    )
-}
-
-/// A vector file's text.
-pub(super) fn vector(name: &str) -> String {
-    let path = vectors_dir().join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "the shared test vectors are missing: cannot read {}: {e}; set CERTGATE_VECTORS",
-            path.display()
-        )
-    })
-}
-
-pub(super) fn manifest() -> Value {
-    serde_json::from_str(&vector("manifest.json")).expect("manifest.json parses")
-}
-
-/// The manifest's `generated_at`: every time-dependent expectation is judged then.
-pub(super) fn generated_at() -> OffsetDateTime {
-    let manifest = manifest();
-    let text = manifest["generated_at"].as_str().expect("generated_at");
-    OffsetDateTime::parse(text, &Rfc3339).expect("generated_at is RFC 3339")
-}
-
 /// The leaf fingerprint of a manifest case.
 pub(super) fn fingerprint(case: &str) -> String {
-    let manifest = manifest();
-    let case = manifest["cases"]
-        .as_array()
-        .expect("cases")
-        .iter()
-        .find(|c| c["name"] == case)
-        .unwrap_or_else(|| panic!("no case {case} in manifest.json"));
-    let id = case["expect_id"].as_str().expect("expect_id");
+    let vectors = Vectors::load();
+    let id = vectors.case(case).expect_id.as_deref().expect("expect_id");
     id[id.len() - 64..].to_owned()
 }
 

@@ -1,6 +1,7 @@
-//! Real upstreams for proxy tests: a test PKI made with rcgen (root and intermediate CAs,
-//! server and client certificates) and an echo server over TCP or TLS (tokio-rustls), speaking
-//! HTTP/1.1 and, when asked, HTTP/2, optionally requiring a client certificate.
+//! Real upstreams for proxy tests: the test PKI (from `certgate-test-support`: root and
+//! intermediate CAs, server and client certificates) and an echo server over TCP or TLS
+//! (tokio-rustls), speaking HTTP/1.1 and, when asked, HTTP/2, optionally requiring a client
+//! certificate.
 //!
 //! The echo server answers every request with status 200, a JSON `x-seen` header describing
 //! what it received (path and query, version, headers, the client certificate's fingerprint)
@@ -8,7 +9,7 @@
 //! hop-by-hop headers (`Connection: x-hop`, `X-Hop`, `Keep-Alive`, `Proxy-Test`) that a proxy
 //! must remove.
 //!
-//! Self-contained: used by the proxy's unit tests through `#[path]` and by integration tests.
+//! Used by the proxy's unit tests through `#[path]` and by integration tests.
 #![allow(
     dead_code,
     unreachable_pub,
@@ -28,158 +29,14 @@ use hyper::body::{Body, Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, PublicKeyData as _,
-};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use tls_core::{Fingerprint, SpkiPin};
+use tls_core::Fingerprint;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// A test certificate authority (root or intermediate).
-pub struct TestCa {
-    /// Its certificate.
-    pub cert: CertificateDer<'static>,
-    /// Its certificate as PEM.
-    pub cert_pem: String,
-    /// Its public key's pin.
-    pub pin: SpkiPin,
-    /// The certificates between a leaf it signs and the root, starting with its own (empty for
-    /// a root).
-    chain_above: Vec<CertificateDer<'static>>,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-/// What a leaf certificate is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Usage {
-    /// TLS server (`serverAuth`).
-    Server,
-    /// TLS client (`clientAuth`).
-    Client,
-}
-
-/// A leaf certificate with its chain and key.
-pub struct Leaf {
-    /// Leaf first, then the intermediates (not the root).
-    pub chain: Vec<CertificateDer<'static>>,
-    /// The leaf as PEM.
-    pub cert_pem: String,
-    /// The chain as PEM, leaf first.
-    pub chain_pem: String,
-    /// The private key as PKCS#8 PEM.
-    pub key_pem: String,
-    /// The public key as `PUBLIC KEY` PEM.
-    pub public_key_pem: String,
-    /// The public key's pin.
-    pub pin: SpkiPin,
-    key_der: Vec<u8>,
-}
-
-impl Leaf {
-    /// Chain then key, as `CertStore::add` takes them.
-    pub fn bundle(&self) -> String {
-        format!("{}{}", self.chain_pem, self.key_pem)
-    }
-
-    /// The private key for rustls.
-    pub fn key(&self) -> PrivateKeyDer<'static> {
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()))
-    }
-
-    /// SHA-256 of the leaf's DER, lowercase hex.
-    pub fn fingerprint(&self) -> String {
-        Fingerprint::of(&self.chain[0]).to_hex()
-    }
-}
-
-impl TestCa {
-    /// A self-signed root named `name`.
-    pub fn root(name: &str) -> Self {
-        let params = ca_params(name);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        Self {
-            pin: SpkiPin::of_spki(&key.subject_public_key_info()),
-            cert: cert.der().clone(),
-            cert_pem: cert.pem(),
-            chain_above: Vec::new(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// An intermediate CA named `name`, signed by this CA.
-    pub fn intermediate(&self, name: &str) -> Self {
-        let params = ca_params(name);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let mut chain_above = vec![cert.der().clone()];
-        chain_above.extend(self.chain_above.iter().cloned());
-        Self {
-            pin: SpkiPin::of_spki(&key.subject_public_key_info()),
-            cert: cert.der().clone(),
-            cert_pem: cert.pem(),
-            chain_above,
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A leaf for `names` (DNS names or IP addresses), signed by this CA.
-    pub fn leaf(&self, names: &[&str], usage: Usage) -> Leaf {
-        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-        let mut params = CertificateParams::new(names.clone()).unwrap();
-        params.distinguished_name.push(
-            DnType::CommonName,
-            names.first().cloned().unwrap_or_default(),
-        );
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![match usage {
-            Usage::Server => ExtendedKeyUsagePurpose::ServerAuth,
-            Usage::Client => ExtendedKeyUsagePurpose::ClientAuth,
-        }];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let mut chain = vec![cert.der().clone()];
-        chain.extend(self.chain_above.iter().cloned());
-        let chain_pem = chain.iter().map(|der| pem("CERTIFICATE", der)).collect();
-        Leaf {
-            cert_pem: cert.pem(),
-            chain_pem,
-            key_pem: key.serialize_pem(),
-            public_key_pem: key.public_key_pem(),
-            pin: SpkiPin::of_spki(&key.subject_public_key_info()),
-            key_der: key.serialize_der(),
-            chain,
-        }
-    }
-}
-
-fn ca_params(name: &str) -> CertificateParams {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    params
-}
-
-fn pem(label: &str, der: &[u8]) -> String {
-    use base64::Engine as _;
-    let text = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in text.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
+pub use test_support::pki::{Leaf, TestCa, Usage};
 
 /// How a test upstream is set up.
 #[derive(Default)]

@@ -1,4 +1,4 @@
-//! Test support for the gateway: a test PKI, a TLS client speaking HTTP/1.1, an echo upstream,
+//! Test support for the gateway: the test PKI (from `certgate-test-support`), a TLS client speaking HTTP/1.1, an echo upstream,
 //! and a gateway over a memory store.
 #![allow(dead_code, reason = "each test crate uses a different part")]
 
@@ -10,189 +10,12 @@ use cert_store::{CertStore, MemoryStorage};
 use gateway_runtime::{ApiDefinition, Gateway, GatewayBuilder, GatewayConfig};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-    RevokedCertParams, SerialNumber,
-};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
-use time::{Duration, OffsetDateTime};
+use test_support::pki::{Leaf, TestCa};
 use tls_core::EncodingSecret;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-
-/// A certificate and its key as PEM.
-#[derive(Clone, Debug)]
-pub(crate) struct Issued {
-    pub(crate) cert_pem: String,
-    pub(crate) key_pem: String,
-    pub(crate) serial: u64,
-}
-
-impl Issued {
-    /// Certificate then key, as `add` takes them.
-    pub(crate) fn bundle(&self) -> String {
-        format!("{}{}", self.cert_pem, self.key_pem)
-    }
-
-    pub(crate) fn der(&self) -> CertificateDer<'static> {
-        CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).unwrap()
-    }
-}
-
-/// A test certificate authority.
-pub(crate) struct Pki {
-    params: CertificateParams,
-    key: KeyPair,
-    pub(crate) ca_pem: String,
-    next_serial: std::sync::atomic::AtomicU64,
-}
-
-impl Pki {
-    pub(crate) fn new(name: &str) -> Self {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.key_identifier_method = KeyIdMethod::Sha256;
-        let ca_pem = params.self_signed(&key).unwrap().pem();
-        Self {
-            params,
-            key,
-            ca_pem,
-            next_serial: std::sync::atomic::AtomicU64::new(100),
-        }
-    }
-
-    pub(crate) fn ca_der(&self) -> CertificateDer<'static> {
-        CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).unwrap()
-    }
-
-    fn issue(
-        &self,
-        names: &[&str],
-        cn: &str,
-        usage: ExtendedKeyUsagePurpose,
-        validity: (OffsetDateTime, OffsetDateTime),
-    ) -> Issued {
-        let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
-                .unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.extended_key_usages = vec![usage];
-        params.not_before = validity.0;
-        params.not_after = validity.1;
-        let serial = self
-            .next_serial
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        params.serial_number = Some(SerialNumber::from(serial));
-        let issuer = Issuer::from_params(&self.params, &self.key);
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        Issued {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            serial,
-        }
-    }
-
-    fn valid_now() -> (OffsetDateTime, OffsetDateTime) {
-        #[allow(
-            clippy::disallowed_methods,
-            reason = "test certificates are made for the real clock"
-        )]
-        let now = OffsetDateTime::now_utc();
-        (now - Duration::days(1), now + Duration::days(365))
-    }
-
-    pub(crate) fn server(&self, names: &[&str]) -> Issued {
-        self.issue(
-            names,
-            names.first().copied().unwrap_or("server"),
-            ExtendedKeyUsagePurpose::ServerAuth,
-            Self::valid_now(),
-        )
-    }
-
-    pub(crate) fn client(&self, cn: &str) -> Issued {
-        self.issue(
-            &[],
-            cn,
-            ExtendedKeyUsagePurpose::ClientAuth,
-            Self::valid_now(),
-        )
-    }
-
-    /// A client certificate valid from yesterday for `days` more days.
-    pub(crate) fn client_expiring_in(&self, cn: &str, days: i64) -> Issued {
-        let (yesterday, _) = Self::valid_now();
-        let now = yesterday + Duration::days(1);
-        self.issue(
-            &[],
-            cn,
-            ExtendedKeyUsagePurpose::ClientAuth,
-            (yesterday, now + Duration::days(days)),
-        )
-    }
-
-    /// A server certificate valid from yesterday for `days` more days.
-    pub(crate) fn server_expiring_in(&self, names: &[&str], days: i64) -> Issued {
-        let (yesterday, _) = Self::valid_now();
-        let now = yesterday + Duration::days(1);
-        self.issue(
-            names,
-            names[0],
-            ExtendedKeyUsagePurpose::ServerAuth,
-            (yesterday, now + Duration::days(days)),
-        )
-    }
-
-    /// A client certificate that expired an hour ago.
-    pub(crate) fn expired_client(&self, cn: &str) -> Issued {
-        let (yesterday, _) = Self::valid_now();
-        let now = yesterday + Duration::days(1);
-        self.issue(
-            &[],
-            cn,
-            ExtendedKeyUsagePurpose::ClientAuth,
-            (now - Duration::days(30), now - Duration::hours(1)),
-        )
-    }
-
-    /// A CRL revoking `serials`.
-    pub(crate) fn crl(&self, serials: &[u64]) -> String {
-        let (start, _) = Self::valid_now();
-        let params = CertificateRevocationListParams {
-            this_update: start,
-            next_update: start + Duration::days(30),
-            crl_number: SerialNumber::from(1u64),
-            issuing_distribution_point: None,
-            revoked_certs: serials
-                .iter()
-                .map(|s| RevokedCertParams {
-                    serial_number: SerialNumber::from(*s),
-                    revocation_time: start,
-                    reason_code: None,
-                    invalidity_date: None,
-                })
-                .collect(),
-            key_identifier_method: KeyIdMethod::Sha256,
-        };
-        let issuer = Issuer::from_params(&self.params, &self.key);
-        params.signed_by(&issuer).unwrap().pem().unwrap()
-    }
-}
-
-/// A self-signed client certificate nobody trusts.
-pub(crate) fn stranger() -> Issued {
-    Pki::new("stranger").client("stranger")
-}
 
 /// A memory store with a known secret.
 pub(crate) fn memory_store() -> CertStore {
@@ -264,7 +87,7 @@ pub(crate) async fn echo_upstream() -> SocketAddr {
 /// A TLS client: trusts `roots`, optionally presents `identity`.
 pub(crate) fn client_config(
     roots: &[CertificateDer<'static>],
-    identity: Option<&Issued>,
+    identity: Option<&Leaf>,
 ) -> Arc<rustls::ClientConfig> {
     let mut store = rustls::RootCertStore::empty();
     for root in roots {
@@ -365,7 +188,7 @@ pub(crate) async fn redis_command(port: u16, args: &[&[u8]]) -> String {
 pub(crate) async fn tls_control(
     addr: SocketAddr,
     sni: &str,
-    roots: &Pki,
+    roots: &TestCa,
     secret: &str,
     (method, path, body): (&str, &str, &[u8]),
 ) -> Result<(u16, String), String> {

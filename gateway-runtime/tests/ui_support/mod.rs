@@ -4,7 +4,7 @@
 #![allow(dead_code, reason = "each test crate uses a different part")]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -15,67 +15,23 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use time::format_description::well_known::Rfc3339;
-use time::{Duration, OffsetDateTime};
+use test_support::vectors::Vectors;
+pub(crate) use test_support::vectors::{
+    generated_at, private_key_lines as key_lines, read as vector,
+};
+use time::Duration;
 use tls_core::{EncodingSecret, OrgId};
 
 pub(crate) const SECRET: &str = "ui-test-control-secret";
 pub(crate) const ORG: &str = "org1";
 
-pub(crate) fn vectors_dir() -> PathBuf {
-    std::env::var_os("CERTGATE_VECTORS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors")),
-        PathBuf::from,
-    )
-}
-
-pub(crate) fn vector(name: &str) -> String {
-    let path = vectors_dir().join(name);
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("the test vectors are missing: {}: {e}", path.display()))
-}
-
-pub(crate) fn manifest() -> serde_json::Value {
-    serde_json::from_str(&vector("manifest.json")).unwrap()
-}
-
 /// The manifest's expected ID of case `name`.
 pub(crate) fn expected_id(name: &str) -> String {
-    manifest()["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no vector case {name}"))["expect_id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-pub(crate) fn generated_at() -> OffsetDateTime {
-    OffsetDateTime::parse(manifest()["generated_at"].as_str().unwrap(), &Rfc3339).unwrap()
-}
-
-/// Every base64 line of every private key among the vectors: none may appear in an answer.
-pub(crate) fn key_lines() -> Vec<String> {
-    let mut lines = Vec::new();
-    for entry in std::fs::read_dir(vectors_dir()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "pem") {
-            let text = std::fs::read_to_string(&path).unwrap();
-            let mut in_key = false;
-            for line in text.lines() {
-                if line.starts_with("-----BEGIN") {
-                    in_key = line.contains("PRIVATE KEY");
-                } else if line.starts_with("-----END") {
-                    in_key = false;
-                } else if in_key && line.len() >= 32 {
-                    lines.push(line.to_owned());
-                }
-            }
-        }
-    }
-    lines
+    Vectors::load()
+        .case(name)
+        .expect_id
+        .clone()
+        .unwrap_or_else(|| panic!("vector case {name} has no expect_id"))
 }
 
 /// A running gateway with the page on, its store and clock.

@@ -1,6 +1,6 @@
-//! Helpers shared by the integration tests: the shared test vectors and their manifest, a small
-//! PEM reader and writer written independently of tls-core's, scratch files, and the `openssl`
-//! command line.
+//! Helpers shared by the integration tests: the shared test vectors and their manifest (from
+//! `certgate-test-support`), the vector bundles by key encoding, a small PEM reader and writer
+//! written independently of tls-core's, scratch files, and the `openssl` command line.
 #![allow(
     dead_code,
     reason = "each test crate includes this module and uses a different part of it"
@@ -13,156 +13,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use serde::Deserialize;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
-use tls_core::{KeyEncoding, OrgId, Upload};
+use tls_core::KeyEncoding;
 
-/// Where the shared vectors live unless `CERTGATE_VECTORS` says otherwise.
-const DEFAULT_VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors");
-
-/// The vectors' manifest (`manifest.json`).
-#[derive(Debug, Deserialize)]
-pub(crate) struct Manifest {
-    /// The instant at which every time-dependent expectation holds (RFC 3339).
-    pub(crate) generated_at: String,
-    /// The secret of the `*.tyk-stored.pem` records.
-    pub(crate) encoding_secret: String,
-    /// The cases.
-    pub(crate) cases: Vec<Case>,
-}
-
-/// One case of the manifest; absent fields are not checked.
-#[derive(Debug, Deserialize)]
-pub(crate) struct Case {
-    pub(crate) name: String,
-    pub(crate) files: Vec<String>,
-    #[serde(default)]
-    pub(crate) org_id: String,
-    pub(crate) expect_id: Option<String>,
-    pub(crate) fingerprint: Option<String>,
-    pub(crate) spki_sha256_hex: Option<String>,
-    #[serde(default)]
-    pub(crate) expect_error: bool,
-    pub(crate) decrypt_with: Option<String>,
-    pub(crate) subject_cn: Option<String>,
-    pub(crate) issuer_cn: Option<String>,
-    pub(crate) dns_names: Option<Vec<String>>,
-    pub(crate) is_ca: Option<bool>,
-    pub(crate) not_before: Option<String>,
-    pub(crate) not_after: Option<String>,
-    pub(crate) has_private: Option<bool>,
-    pub(crate) chain_len: Option<usize>,
-    pub(crate) is_public_key: Option<bool>,
-    pub(crate) key_kind: Option<String>,
-    pub(crate) key_format: Option<String>,
-}
-
-impl Case {
-    /// The org the case is added under.
-    pub(crate) fn org(&self) -> OrgId {
-        OrgId::new(self.org_id.as_str())
-            .unwrap_or_else(|e| panic!("case {}: org_id is not valid: {e}", self.name))
-    }
-
-    /// `not_before` as an instant, if given.
-    pub(crate) fn not_before(&self) -> Option<OffsetDateTime> {
-        self.not_before.as_deref().map(rfc3339)
-    }
-
-    /// `not_after` as an instant, if given.
-    pub(crate) fn not_after(&self) -> Option<OffsetDateTime> {
-        self.not_after.as_deref().map(rfc3339)
-    }
-
-    /// The key encoding that `key_kind` and `key_format` announce: `traditional` is PKCS#1 for RSA
-    /// and SEC1 for EC.
-    pub(crate) fn key_encoding(&self) -> Option<KeyEncoding> {
-        match (self.key_kind.as_deref()?, self.key_format.as_deref()?) {
-            (_, "pkcs8") => Some(KeyEncoding::Pkcs8),
-            (kind, "traditional") if kind.starts_with("rsa") => Some(KeyEncoding::Pkcs1),
-            (_, "traditional") => Some(KeyEncoding::Sec1),
-            (kind, format) => panic!(
-                "case {}: unknown key_kind/key_format {kind}/{format}",
-                self.name
-            ),
-        }
-    }
-}
-
-/// Parses an RFC 3339 instant or panics naming it.
-pub(crate) fn rfc3339(text: &str) -> OffsetDateTime {
-    OffsetDateTime::parse(text, &Rfc3339)
-        .unwrap_or_else(|e| panic!("{text:?} is not an RFC 3339 instant: {e}"))
-}
-
-/// The shared vectors folder and its manifest.
-pub(crate) struct Vectors {
-    pub(crate) dir: PathBuf,
-    pub(crate) manifest: Manifest,
-    pub(crate) generated_at: OffsetDateTime,
-}
-
-impl Vectors {
-    /// Loads the manifest from `CERTGATE_VECTORS` or the default folder; panics (never skips)
-    /// when it is missing.
-    pub(crate) fn load() -> Self {
-        let dir = std::env::var_os("CERTGATE_VECTORS")
-            .map_or_else(|| PathBuf::from(DEFAULT_VECTORS), PathBuf::from);
-        let path = dir.join("manifest.json");
-        let text = fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "the shared test vectors are required: cannot read {}: {e}. Point the \
-                 CERTGATE_VECTORS environment variable at the folder holding manifest.json",
-                path.display()
-            )
-        });
-        let manifest: Manifest = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{} is not a valid manifest: {e}", path.display()));
-        let generated_at = rfc3339(&manifest.generated_at);
-        Self {
-            dir,
-            manifest,
-            generated_at,
-        }
-    }
-
-    /// The text of a file of the vectors folder.
-    pub(crate) fn read(&self, file: &str) -> String {
-        let path = self.dir.join(file);
-        fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("cannot read vector file {}: {e}", path.display()))
-    }
-
-    /// The text of a case: its files, concatenated.
-    pub(crate) fn text_of(&self, case: &Case) -> String {
-        case.files
-            .iter()
-            .map(|f| self.read(f))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    /// The case called `name`.
-    pub(crate) fn case(&self, name: &str) -> &Case {
-        self.manifest
-            .cases
-            .iter()
-            .find(|c| c.name == name)
-            .unwrap_or_else(|| panic!("the manifest has no case {name:?}"))
-    }
-
-    /// The encoding secret of the stored records.
-    pub(crate) fn secret(&self) -> &str {
-        &self.manifest.encoding_secret
-    }
-
-    /// Parses a bundle file at `generated_at`.
-    pub(crate) fn upload(&self, file: &str) -> Upload {
-        Upload::parse(&self.read(file), self.generated_at)
-            .unwrap_or_else(|e| panic!("{file} does not parse at generated_at: {e}"))
-    }
-}
+pub(crate) use test_support::vectors::Vectors;
 
 /// The vector bundles with a private key, one per key type and encoding:
 /// (bundle file, the key's encoding).

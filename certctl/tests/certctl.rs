@@ -5,95 +5,24 @@
 //! clock. A missing vectors folder fails the tests: it does not skip them.
 
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use serde::Deserialize;
 use serde_json::Value;
+use test_support::vectors::{Case, Vectors};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
 const CERTCTL: &str = env!("CARGO_BIN_EXE_certctl");
 const WRONG_SECRET: &str = "not-the-encoding-secret";
 
-#[derive(Debug, Deserialize)]
-struct Manifest {
-    generated_at: String,
-    encoding_secret: String,
-    cases: Vec<Case>,
+/// What these tests do with the shared vectors: run certctl on a case.
+trait RunCertctl {
+    fn upload_instant(&self, case: &Case) -> String;
+    fn run(&self, case: &Case, args: &[&str]) -> Output;
+    fn path(&self, file: &str) -> String;
 }
 
-/// One case of `manifest.json`; absent fields are not checked.
-#[derive(Debug, Deserialize)]
-struct Case {
-    name: String,
-    files: Vec<String>,
-    org_id: String,
-    expect_id: Option<String>,
-    #[serde(default)]
-    expect_error: bool,
-    decrypt_with: Option<String>,
-    fingerprint: Option<String>,
-    spki_sha256_hex: Option<String>,
-    subject_cn: Option<String>,
-    issuer_cn: Option<String>,
-    dns_names: Option<Vec<String>>,
-    is_ca: Option<bool>,
-    not_before: Option<String>,
-    not_after: Option<String>,
-    has_private: Option<bool>,
-    chain_len: Option<u64>,
-    is_public_key: Option<bool>,
-}
-
-struct Vectors {
-    dir: PathBuf,
-    manifest: Manifest,
-    generated_at: OffsetDateTime,
-}
-
-impl Vectors {
-    fn load() -> Self {
-        let dir = std::env::var_os("CERTGATE_VECTORS").map_or_else(
-            || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors")),
-            PathBuf::from,
-        );
-        let manifest_path = dir.join("manifest.json");
-        let text = std::fs::read_to_string(&manifest_path).unwrap_or_else(|e| {
-            panic!(
-                "the shared test vectors are missing: cannot read {}: {e}. They live in \
-                 testdata/vectors in the repository; set CERTGATE_VECTORS to their folder",
-                manifest_path.display()
-            )
-        });
-        let manifest: Manifest = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{}: {e}", manifest_path.display()));
-        let generated_at = OffsetDateTime::parse(&manifest.generated_at, &Rfc3339)
-            .unwrap_or_else(|e| panic!("generated_at {:?}: {e}", manifest.generated_at));
-        assert!(!manifest.cases.is_empty(), "manifest.json lists no cases");
-        Self {
-            dir,
-            manifest,
-            generated_at,
-        }
-    }
-
-    fn accepted(&self) -> impl Iterator<Item = &Case> {
-        self.manifest.cases.iter().filter(|c| !c.expect_error)
-    }
-
-    fn refused(&self) -> impl Iterator<Item = &Case> {
-        self.manifest.cases.iter().filter(|c| c.expect_error)
-    }
-
-    fn case(&self, name: &str) -> &Case {
-        self.manifest
-            .cases
-            .iter()
-            .find(|c| c.name == name)
-            .unwrap_or_else(|| panic!("manifest.json has no case {name:?}"))
-    }
-
+impl RunCertctl for Vectors {
     /// The instant at which an accepted case is uploaded: `generated_at`, or three days before
     /// `not_after` for a certificate that had already expired then (the `expired*` cases).
     fn upload_instant(&self, case: &Case) -> String {

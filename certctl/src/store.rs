@@ -8,6 +8,9 @@ use cert_store::{
     CertStore, Clock, Listed, ManualClock, PageWalk, RedisConfig, RedisStorage, StoreError,
     SystemClock,
 };
+use gateway_runtime::wire::{
+    ApiUses, CertRole, CertificateBasics, CertificateMeta, CertificateStatus, DetailedList, IdList,
+};
 use http::{Method, StatusCode};
 use serde::Serialize;
 use serde_json::Value;
@@ -15,7 +18,7 @@ use time::format_description::well_known::Rfc3339;
 use tls_core::{CertId, Duration, EncodingSecret, KeyFormat, Metadata, OffsetDateTime, OrgId};
 
 use crate::cli::{Command, Target};
-use crate::gateway::{Gateway, TlsOptions, encode, failure};
+use crate::gateway::{Gateway, TlsOptions, encode, failure, parse};
 use crate::report::printable;
 
 /// What a store command prints, and whether it succeeded.
@@ -370,13 +373,11 @@ impl Backend {
                 } else {
                     format!("/tyk/certs?org_id={}", encode(org.as_str()))
                 };
-                let json = gateway
+                let body = gateway
                     .call_ok(Method::POST, &path, pem.into_bytes())
                     .await?;
-                json["id"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| format!("the gateway's answer has no id: {json}"))
+                let added: CertificateStatus<'_> = parse(&body, "a certificate status")?;
+                Ok(added.id)
             }
             Self::Redis(store) => store
                 .add(&pem, org)
@@ -389,17 +390,11 @@ impl Backend {
     async fn list_ids(&self, org: Option<&OrgId>) -> Result<Vec<String>, String> {
         match self {
             Self::Gateway(gateway) => {
-                let json = gateway
+                let body = gateway
                     .call_ok(Method::GET, &list_path(org, false), Vec::new())
                     .await?;
-                Ok(json["certs"]
-                    .as_array()
-                    .map(|ids| {
-                        ids.iter()
-                            .filter_map(|id| id.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default())
+                let list: IdList = parse(&body, "a list of IDs")?;
+                Ok(list.certs.unwrap_or_default())
             }
             Self::Redis(store) => {
                 let mut ids = Vec::new();
@@ -416,13 +411,11 @@ impl Backend {
     async fn list_detailed(&self, org: Option<&OrgId>) -> Result<Vec<Summary>, String> {
         match self {
             Self::Gateway(gateway) => {
-                let json = gateway
+                let body = gateway
                     .call_ok(Method::GET, &list_path(org, true), Vec::new())
                     .await?;
-                Ok(json["certs"]
-                    .as_array()
-                    .map(|entries| entries.iter().map(Summary::from_basics).collect())
-                    .unwrap_or_default())
+                let list: DetailedList = parse(&body, "a detailed list")?;
+                Ok(list.certs.into_iter().map(Summary::from_basics).collect())
             }
             Self::Redis(store) => {
                 let mut out = Vec::new();
@@ -450,20 +443,22 @@ impl Backend {
                         .collect::<Vec<_>>()
                         .join(",")
                 );
-                let (status, json) = gateway.call(Method::GET, &path, Vec::new()).await?;
+                let (status, body) = gateway.call(Method::GET, &path, Vec::new()).await?;
                 match (status, ids.len()) {
-                    (StatusCode::OK, 1) => Ok(vec![Some(Summary::from_meta(&json))]),
+                    (StatusCode::OK, 1) => {
+                        let meta: CertificateMeta = parse(&body, "a certificate")?;
+                        Ok(vec![Some(Summary::from_meta(meta))])
+                    }
                     (StatusCode::NOT_FOUND, 1) => Ok(vec![None]),
-                    (StatusCode::OK, _) => Ok(json
-                        .as_array()
-                        .map(|items| {
-                            items
-                                .iter()
-                                .map(|item| (!item.is_null()).then(|| Summary::from_meta(item)))
-                                .collect()
-                        })
-                        .unwrap_or_default()),
-                    (status, _) => Err(failure(status, &json)),
+                    (StatusCode::OK, _) => {
+                        let metas: Vec<Option<CertificateMeta>> =
+                            parse(&body, "a list of certificates")?;
+                        Ok(metas
+                            .into_iter()
+                            .map(|meta| meta.map(Summary::from_meta))
+                            .collect())
+                    }
+                    (status, _) => Err(failure(status, &body)),
                 }
             }
             Self::Redis(store) => {
@@ -515,7 +510,7 @@ impl Backend {
     async fn apis(&self, id: &str) -> Result<Vec<(String, String)>, String> {
         match self {
             Self::Gateway(gateway) => {
-                let (status, json) = gateway
+                let (status, body) = gateway
                     .call(
                         Method::GET,
                         &format!("/tyk/certs/{}/apis", encode(id)),
@@ -526,21 +521,14 @@ impl Backend {
                     return Err(format!("{}: not a certificate ID", printable(id)));
                 }
                 if status != StatusCode::OK {
-                    return Err(failure(status, &json));
+                    return Err(failure(status, &body));
                 }
-                Ok(json["apis"]
-                    .as_array()
-                    .map(|uses| {
-                        uses.iter()
-                            .map(|u| {
-                                (
-                                    u["api_id"].as_str().unwrap_or_default().to_owned(),
-                                    u["role"].as_str().unwrap_or_default().to_owned(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default())
+                let uses: ApiUses = parse(&body, "a list of API uses")?;
+                Ok(uses
+                    .apis
+                    .into_iter()
+                    .map(|u| (u.api_id, role_name(u.role)))
+                    .collect())
             }
             Self::Redis(_) => Err(
                 "apis needs --url: which API uses a certificate is known only to a running gateway, not to the store"
@@ -594,31 +582,17 @@ pub(crate) struct Summary {
     expires: Option<OffsetDateTime>,
 }
 
-/// Go's zero time, which the gateway writes for "no time".
-const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
-
-fn parse_time(value: &Value) -> Option<OffsetDateTime> {
-    value
-        .as_str()
-        .filter(|t| *t != GO_ZERO_TIME)
-        .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
-}
-
 fn rfc3339(at: OffsetDateTime) -> String {
     let utc = at.to_offset(time::UtcOffset::UTC);
     utc.format(&Rfc3339).unwrap_or_else(|_| utc.to_string())
 }
 
-fn strings(value: &Value) -> Vec<String> {
-    value
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|i| i.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+/// A role as the control API writes it (`server`, `client`, `upstream`, `pin`).
+fn role_name(role: CertRole) -> String {
+    match serde_json::to_value(role) {
+        Ok(Value::String(name)) => name,
+        _ => format!("{role:?}").to_lowercase(),
+    }
 }
 
 impl Summary {
@@ -670,40 +644,41 @@ impl Summary {
     }
 
     /// From a gateway's `CertificateBasics`.
-    fn from_basics(json: &Value) -> Self {
-        let subject_cn = json["subject_cn"].as_str().unwrap_or_default().to_owned();
-        let expires = parse_time(&json["not_after"]);
+    fn from_basics(basics: CertificateBasics) -> Self {
+        let expires = basics.not_after.0;
         Self {
-            id: json["id"].as_str().unwrap_or_default().to_owned(),
+            id: basics.id,
             fingerprint: None,
-            is_public_key: subject_cn.starts_with("Public Key: ") && expires.is_none(),
-            subject_cn,
-            issuer_cn: json["issuer_cn"].as_str().unwrap_or_default().to_owned(),
-            dns_names: strings(&json["dns_names"]),
-            not_before: parse_time(&json["not_before"]).map(rfc3339),
+            is_public_key: basics.subject_cn.starts_with("Public Key: ") && expires.is_none(),
+            subject_cn: basics.subject_cn,
+            issuer_cn: basics.issuer_cn,
+            dns_names: basics.dns_names.unwrap_or_default(),
+            not_before: basics.not_before.0.map(rfc3339),
             not_after: expires.map(rfc3339),
-            has_private: json["has_private"].as_bool().unwrap_or(false),
-            is_ca: json["is_ca"].as_bool().unwrap_or(false),
-            error: json["error"].as_str().map(str::to_owned),
+            has_private: basics.has_private,
+            is_ca: basics.is_ca,
+            error: basics.error,
             expires,
         }
     }
 
     /// From a gateway's `CertificateMeta`.
-    fn from_meta(json: &Value) -> Self {
-        let basics = serde_json::json!({
-            "id": json["id"],
-            "subject_cn": json["subject"]["CommonName"],
-            "issuer_cn": json["issuer"]["CommonName"],
-            "dns_names": json["dns_names"],
-            "not_before": json["not_before"],
-            "not_after": json["not_after"],
-            "has_private": json["has_private"],
-            "is_ca": json["is_ca"],
-        });
+    fn from_meta(meta: CertificateMeta) -> Self {
+        let expires = meta.not_after.0;
         Self {
-            fingerprint: json["fingerprint"].as_str().map(str::to_owned),
-            ..Self::from_basics(&basics)
+            id: meta.id,
+            fingerprint: Some(meta.fingerprint),
+            is_public_key: meta.subject.common_name.starts_with("Public Key: ")
+                && expires.is_none(),
+            subject_cn: meta.subject.common_name,
+            issuer_cn: meta.issuer.common_name,
+            dns_names: meta.dns_names,
+            not_before: meta.not_before.0.map(rfc3339),
+            not_after: expires.map(rfc3339),
+            has_private: meta.has_private,
+            is_ca: meta.is_ca,
+            error: None,
+            expires,
         }
     }
 

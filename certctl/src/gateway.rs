@@ -11,10 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use gateway_runtime::wire::StatusMessage;
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
-use serde_json::Value;
+use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -105,13 +106,13 @@ impl Gateway {
         })
     }
 
-    /// Sends a request; returns the status and the body as JSON (`Null` if it is not JSON).
+    /// Sends a request; returns the status and the body.
     pub(crate) async fn call(
         &self,
         method: Method,
         path_and_query: &str,
         body: Vec<u8>,
-    ) -> Result<(StatusCode, Value), String> {
+    ) -> Result<(StatusCode, Bytes), String> {
         let url = format!("{}{path_and_query}", self.base);
         let request = Request::builder()
             .method(method.clone())
@@ -124,8 +125,7 @@ impl Gateway {
         let (status, bytes) = tokio::time::timeout(TIMEOUT, self.exchange(request))
             .await
             .map_err(|_| format!("{method} {url}: no answer within {} s", TIMEOUT.as_secs()))??;
-        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok((status, json))
+        Ok((status, bytes))
     }
 
     /// Connects, sends `request` and reads the whole answer.
@@ -154,18 +154,18 @@ impl Gateway {
     }
 
     /// Like [`Gateway::call`], but any status other than 200 is an error with the gateway's
-    /// message.
+    /// message; returns the body.
     pub(crate) async fn call_ok(
         &self,
         method: Method,
         path_and_query: &str,
         body: Vec<u8>,
-    ) -> Result<Value, String> {
-        let (status, json) = self.call(method, path_and_query, body).await?;
+    ) -> Result<Bytes, String> {
+        let (status, bytes) = self.call(method, path_and_query, body).await?;
         if status == StatusCode::OK {
-            Ok(json)
+            Ok(bytes)
         } else {
-            Err(failure(status, &json))
+            Err(failure(status, &bytes))
         }
     }
 }
@@ -296,12 +296,20 @@ fn tls_advice(text: String) -> String {
     }
 }
 
-/// The gateway's error as a sentence.
-pub(crate) fn failure(status: StatusCode, json: &Value) -> String {
-    match json["message"].as_str() {
-        Some(message) => format!("the gateway answered {status}: {message}"),
-        None => format!("the gateway answered {status}"),
+/// The gateway's error as a sentence, with its message when the body is Tyk's
+/// `{"status","message"}`.
+pub(crate) fn failure(status: StatusCode, body: &[u8]) -> String {
+    match serde_json::from_slice::<StatusMessage<'_>>(body) {
+        Ok(answer) => format!("the gateway answered {status}: {}", answer.message),
+        Err(_) => format!("the gateway answered {status}"),
     }
+}
+
+/// A 200 answer's body as the control API's typed shape `T` (`what` names it in the error).
+pub(crate) fn parse<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| {
+        format!("the gateway's answer is not {what} as the control API writes it: {e}")
+    })
 }
 
 /// An error and its sources, so that "connection refused" is not hidden behind "client error".

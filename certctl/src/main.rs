@@ -51,27 +51,21 @@
 //! Run it from the workspace root:
 //!
 //! ```text
-//! cargo run -p certgate-examples --bin certctl -- inspect tls-core/tests/data/demo.pem
-//! cargo run -p certgate-examples --bin certctl -- id --org org1 tls-core/tests/data/demo.pem
-//! cargo run -p certgate-examples --bin certctl -- inspect --json --secret "$SECRET" stored.pem
-//! cargo run -p certgate-examples --bin certctl -- add --url http://127.0.0.1:8080 \
+//! cargo run -p certgate-certctl -- inspect tls-core/tests/data/demo.pem
+//! cargo run -p certgate-certctl -- id --org org1 tls-core/tests/data/demo.pem
+//! cargo run -p certgate-certctl -- inspect --json --secret "$SECRET" stored.pem
+//! cargo run -p certgate-certctl -- add --url http://127.0.0.1:8080 \
 //!     --secret "$SECRET" --org org1 tls-core/tests/data/demo.pem
-//! cargo run -p certgate-examples --bin certctl -- expiry --within-days 30 \
+//! cargo run -p certgate-certctl -- expiry --within-days 30 \
 //!     --redis redis://127.0.0.1:6379/0 --encoding-secret "$ENCODING_SECRET"
 //! ```
 
 // The modules live in `certctl/`, beside this file.
-#[path = "certctl/cli.rs"]
 mod cli;
-#[path = "certctl/clock.rs"]
 mod clock;
-#[path = "certctl/gateway.rs"]
 mod gateway;
-#[path = "certctl/input.rs"]
 mod input;
-#[path = "certctl/report.rs"]
 mod report;
-#[path = "certctl/store.rs"]
 mod store;
 
 use std::io::Write as _;

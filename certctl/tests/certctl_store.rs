@@ -5,13 +5,13 @@
 //! Uploads are judged at the manifest's `generated_at` (`--at`), never at the wall clock. The
 //! Redis tests skip when `redis-server` is not installed, unless `CI=true`.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use cert_store::testkit::{RedisCluster, RedisSentinels, RedisServer};
 use cert_store::{CertStore, ManualClock, MemoryStorage};
 use serde_json::Value;
+use test_support::redis::{RedisCluster, RedisSentinels, RedisServer};
+use test_support::vectors::{self, Vectors, generated_at};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
@@ -19,32 +19,9 @@ const CERTCTL: &str = env!("CARGO_BIN_EXE_certctl");
 const ENCODING_SECRET: &str = "store-secret-1";
 const CONTROL_SECRET: &str = "control-secret-for-certctl";
 
-fn vectors_dir() -> PathBuf {
-    std::env::var_os("CERTGATE_VECTORS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors")),
-        PathBuf::from,
-    )
-}
-
+/// The path of vector file `name`, as an argument.
 fn vector_path(name: &str) -> String {
-    let path = vectors_dir().join(name);
-    assert!(
-        path.exists(),
-        "the shared test vectors are missing: {} (set CERTGATE_VECTORS)",
-        path.display()
-    );
-    path.to_str().expect("UTF-8 path").to_owned()
-}
-
-fn manifest() -> Value {
-    let text = std::fs::read_to_string(vectors_dir().join("manifest.json"))
-        .expect("the shared test vectors' manifest.json");
-    serde_json::from_str(&text).expect("manifest.json parses")
-}
-
-fn generated_at() -> OffsetDateTime {
-    let manifest = manifest();
-    OffsetDateTime::parse(manifest["generated_at"].as_str().unwrap(), &Rfc3339).unwrap()
+    vectors::path(name).to_str().expect("UTF-8 path").to_owned()
 }
 
 fn rfc3339(at: OffsetDateTime) -> String {
@@ -53,14 +30,8 @@ fn rfc3339(at: OffsetDateTime) -> String {
 
 /// The ID a manifest case gets under `org`.
 fn id(case: &str, org: &str) -> String {
-    let manifest = manifest();
-    let case = manifest["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == case)
-        .unwrap_or_else(|| panic!("no case {case}"));
-    let expect = case["expect_id"].as_str().unwrap();
+    let vectors = Vectors::load();
+    let expect = vectors.case(case).expect_id.as_deref().unwrap();
     format!("{org}{}", &expect[expect.len() - 64..])
 }
 

@@ -3,31 +3,23 @@
 //! legacy` writes Tyk's format; `reindex` indexes records old Tyk nodes wrote without an index.
 //! Raw Redis is read with `redis-cli`, which comes with `redis-server`.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use cert_store::testkit::RedisServer;
-use serde_json::Value;
-use time::OffsetDateTime;
+use test_support::redis::RedisServer;
+use test_support::vectors;
 use time::format_description::well_known::Rfc3339;
 
 const CERTCTL: &str = env!("CARGO_BIN_EXE_certctl");
 const SECRET: &str = "shared-with-tyk";
 
+/// The path of vector file `name`, as an argument.
 fn vector_path(name: &str) -> String {
-    let dir = std::env::var_os("CERTGATE_VECTORS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/vectors")),
-        PathBuf::from,
-    );
-    dir.join(name).display().to_string()
+    vectors::path(name).to_str().expect("UTF-8 path").to_owned()
 }
 
+/// The manifest's `generated_at`, as an argument.
 fn generated_at() -> String {
-    let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(vector_path("manifest.json")).unwrap())
-            .unwrap();
-    let at = OffsetDateTime::parse(manifest["generated_at"].as_str().unwrap(), &Rfc3339).unwrap();
-    at.format(&Rfc3339).unwrap()
+    vectors::generated_at().format(&Rfc3339).unwrap()
 }
 
 fn run(args: &[&str]) -> Output {

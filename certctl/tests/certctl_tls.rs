@@ -1,17 +1,14 @@
 //! `certctl --url https://...` against an in-process gateway whose control API is TLS, with and
 //! without mutual TLS: `--cacert`, `--insecure`, `--cert`/`--key`, and the `CERTCTL_*`
-//! environment variables. The PKI is made by rcgen for the real clock.
+//! environment variables. The PKI (from `certgate-test-support`) is made for the real clock.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
 use cert_store::{CertStore, MemoryStorage};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
-use time::{Duration, OffsetDateTime};
+use test_support::pki::{self, TestCa, Usage};
+use time::Duration;
 
 const CERTCTL: &str = env!("CARGO_BIN_EXE_certctl");
 const CONTROL_SECRET: &str = "control-secret-for-certctl-tls";
@@ -26,53 +23,26 @@ struct Pki {
 
 impl Pki {
     fn new() -> Self {
-        #[allow(
-            clippy::disallowed_methods,
-            reason = "the certificates are checked by certctl against the real clock"
-        )]
-        let now = OffsetDateTime::now_utc();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.distinguished_name
-            .push(DnType::CommonName, "certctl test CA");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        ca.not_before = now - Duration::days(1);
-        ca.not_after = now + Duration::days(30);
-        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
-        let issuer = Issuer::from_params(&ca, &ca_key);
-
-        let issue = |names: Vec<String>, usage| {
-            let key = KeyPair::generate().unwrap();
-            let mut params = CertificateParams::new(names).unwrap();
-            params
-                .distinguished_name
-                .push(DnType::CommonName, "certctl test");
-            params.extended_key_usages = vec![usage];
-            params.not_before = now - Duration::days(1);
-            params.not_after = now + Duration::days(30);
-            (
-                params.signed_by(&key, &issuer).unwrap().pem(),
-                key.serialize_pem(),
-            )
-        };
-        let (server_cert, server_key) = issue(
-            vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
-            ExtendedKeyUsagePurpose::ServerAuth,
+        let now = pki::now();
+        let validity = (now - Duration::days(1), now + Duration::days(30));
+        let ca = TestCa::root_valid("certctl test CA", validity);
+        let server = ca.issue(
+            &["localhost", "127.0.0.1"],
+            "certctl test",
+            Usage::Server,
+            Some(validity),
         );
-        let (client_cert, client_key) = issue(Vec::new(), ExtendedKeyUsagePurpose::ClientAuth);
+        let client = ca.issue(&[], "certctl test", Usage::Client, Some(validity));
+        let ca_pem = ca.cert_pem.clone();
 
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ca.pem"), &ca_pem).unwrap();
-        std::fs::write(dir.path().join("client.pem"), &client_cert).unwrap();
-        std::fs::write(dir.path().join("client.key"), &client_key).unwrap();
+        std::fs::write(dir.path().join("client.pem"), &client.cert_pem).unwrap();
+        std::fs::write(dir.path().join("client.key"), &client.key_pem).unwrap();
         std::fs::write(dir.path().join("garbage.pem"), "not pem at all").unwrap();
         Self {
             dir,
-            server_bundle: format!("{server_cert}{server_key}"),
+            server_bundle: server.bundle(),
             client_ca_pem: ca_pem,
         }
     }
