@@ -55,6 +55,10 @@ pub async fn server_config(
     let metrics = Arc::new(GatewayMetrics::default());
     let shared = TlsShared {
         provider: tls_core::default_provider(),
+        server_tls: config
+            .http_server_options
+            .tls()
+            .map_err(|e| e.to_string())?,
         ticketer: rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?,
         sessions: rustls::server::ServerSessionMemoryCache::new(8192),
         retained: Arc::new(crate::retain::Retained::new(Arc::clone(&metrics))),
@@ -62,7 +66,9 @@ pub async fn server_config(
         stored: crate::state::StoredCerts::default(),
         metrics,
     };
-    let state = TlsState::build(config, &ApiTable::new(apis), store, &shared, true).await?;
+    let state = TlsState::build(config, &ApiTable::new(apis), store, &shared, true)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(state.config_for(sni, false))
 }
 

@@ -36,6 +36,7 @@ mod api;
 pub mod config;
 mod connections;
 mod control;
+mod error;
 mod http_util;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
@@ -56,12 +57,14 @@ mod state;
 mod tls;
 mod ui;
 
-pub use config::{ApiDefinition, ConfigError, GatewayConfig, WebhookConfig};
+pub use config::{
+    ApiDefinition, CertificateUiConfig, CipherSuiteError, ConfigError, GatewayConfig, TlsVersion,
+    WebhookConfig, cipher_suites,
+};
+pub use error::{GatewayError, MonitorSetupError, TlsError, WebhookError};
 pub use http_util::{Body, BoxError};
 pub use metrics::GatewayMetrics;
-pub use runtime::{Gateway, GatewayBuilder, GatewayError, store_from_config};
-pub use tls::cipher_suites;
-pub use ui::CertificateUiConfig;
+pub use runtime::{Gateway, GatewayBuilder, store_from_config};
 
 // What the fallback's signature names, so an embedder needs no crate of its own for them.
 pub use http;

@@ -14,8 +14,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::ApiTable;
-use crate::config::{ApiDefinition, ConfigError, GatewayConfig};
+use crate::config::{ApiDefinition, GatewayConfig};
 use crate::control::ControlApi;
+use crate::error::{GatewayError, TlsError};
 use crate::metrics::GatewayMetrics;
 use crate::monitor::start_monitor;
 use crate::observe::CertObserver;
@@ -23,40 +24,6 @@ use crate::proxy::Proxy;
 use crate::retain::Retained;
 use crate::server::{ListenerRole, Tracker, accept_loop};
 use crate::state::{TlsShared, TlsState};
-
-/// Why the gateway cannot start or reload.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum GatewayError {
-    /// The configuration is invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The certificate storage cannot be reached or set up.
-    #[error("certificate storage: {0}")]
-    Storage(String),
-    /// TLS settings or certificates cannot be used.
-    #[error("TLS: {0}")]
-    Tls(String),
-    /// The expiry monitor cannot start.
-    #[error("expiry monitor: {0}")]
-    Monitor(String),
-    /// A certificate cannot be served (not stored, no usable private key, storage away).
-    #[error("certificate {id} cannot be served: {source}")]
-    Certificate {
-        /// The certificate.
-        id: tls_core::CertId,
-        /// Why.
-        source: cert_store::StoreError,
-    },
-    /// A listener cannot be bound.
-    #[error("cannot listen on {address}: {source}")]
-    Bind {
-        /// The address.
-        address: String,
-        /// Why.
-        source: std::io::Error,
-    },
-}
 
 /// Everything connection tasks share.
 pub(crate) struct Shared {
@@ -250,8 +217,8 @@ impl GatewayBuilder {
         let retained = Arc::new(Retained::new(Arc::clone(&metrics)));
         let tls_shared = TlsShared {
             provider: tls_core::default_provider(),
-            ticketer: rustls::crypto::ring::Ticketer::new()
-                .map_err(|e| GatewayError::Tls(e.to_string()))?,
+            server_tls: config.http_server_options.tls()?,
+            ticketer: rustls::crypto::ring::Ticketer::new().map_err(TlsError::Tickets)?,
             sessions: rustls::server::ServerSessionMemoryCache::new(8192),
             metrics: Arc::clone(&metrics),
             retained: Arc::clone(&retained),
@@ -286,7 +253,7 @@ impl GatewayBuilder {
             Arc::clone(&metrics),
             self.upstream_roots,
         )
-        .map_err(|e| GatewayError::Tls(e.to_string()))?
+        .map_err(TlsError::Upstream)?
         .with_retained(retained);
         proxy.reload(&table).await;
         let extra_metrics: Arc<dyn Fn() -> String + Send + Sync> =
@@ -399,18 +366,16 @@ pub async fn store_from_config(config: &GatewayConfig) -> Result<CertStore, Gate
             let redis_config = config
                 .storage
                 .redis_config()
-                .map_err(|e| GatewayError::Storage(e.to_string()))?;
+                .map_err(GatewayError::StorageConfig)?;
             let redis = cert_store::RedisStorage::connect(redis_config)
                 .await
-                .map_err(|e| GatewayError::Storage(e.to_string()))?;
+                .map_err(GatewayError::Storage)?;
             crate::key_format::warn_on_foreign_format(&redis, config.key_format()).await;
             Arc::new(redis)
         }
         #[cfg(not(feature = "redis"))]
         "redis" => {
-            return Err(GatewayError::Storage(
-                "storage.type is \"redis\", but this build has no Redis support: enable the `redis` feature of certgate-gateway-runtime (or certgate)".to_owned(),
-            ));
+            return Err(GatewayError::NoRedisSupport);
         }
         _ => Arc::new(MemoryStorage::new()),
     };

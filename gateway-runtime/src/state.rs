@@ -11,16 +11,18 @@ use rustls::server::{ProducesTickets, ServerConfig, StoresServerSessions};
 use tls_core::OrgId;
 
 use crate::api::ApiTable;
-use crate::config::{CertificatesFromStore, GatewayConfig, TLS12, TLS13};
+use crate::config::{CertificatesFromStore, GatewayConfig, ServerTls};
+use crate::error::TlsError;
 use crate::metrics::GatewayMetrics;
 use crate::mtls::{ClientAuth, ClientPolicy, CrlOptions, HandshakeVerifier, check_crls};
 use crate::retain::Retained;
 use crate::sni::{Served, ServerCerts};
-use crate::tls;
 
 /// Long-lived TLS parts shared by every snapshot: resumption must survive rebuilds.
 pub(crate) struct TlsShared {
     pub(crate) provider: Arc<CryptoProvider>,
+    /// `http_server_options`' versions and cipher suites, parsed once.
+    pub(crate) server_tls: ServerTls,
     pub(crate) ticketer: Arc<dyn ProducesTickets>,
     pub(crate) sessions: Arc<dyn StoresServerSessions>,
     pub(crate) metrics: Arc<GatewayMetrics>,
@@ -171,7 +173,7 @@ impl TlsState {
         store: &CertStore,
         shared: &TlsShared,
         load: bool,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, TlsError> {
         prefetch(config, apis, store).await;
         let retained = &*shared.retained;
         retained.retain_only(config, apis);
@@ -224,14 +226,23 @@ impl TlsState {
             .await;
             entries.extend(global_clients.iter().cloned());
             let crls = route.def.crls()?;
-            let crl_options = route.def.crl_options().map_err(|(field, reason)| {
-                format!("API {}: {field}: {reason}", route.def.api_id)
-            })?;
+            let crl_options = route
+                .def
+                .crl_options()
+                .map_err(|source| TlsError::CrlOption {
+                    api_id: route.def.api_id.clone(),
+                    source,
+                })?;
             let now = store.clock().now();
             let checked = check_crls(&crls, &entries, crl_options, load, now, &shared.provider);
             let past = match checked {
                 Ok(past) => past,
-                Err(e) if load => return Err(format!("API {}: {e}", route.def.api_id)),
+                Err(reason) if load => {
+                    return Err(TlsError::Crls {
+                        api_id: route.def.api_id.clone(),
+                        reason,
+                    });
+                }
                 Err(e) => {
                     // A rebuild after a store change: the other APIs must not wait on this one.
                     tracing::error!(api_id = %route.def.api_id, error = %e, "the API's CRLs cannot be used: its clients are refused until its definition is fixed");
@@ -239,8 +250,12 @@ impl TlsState {
                 }
             };
             crls_past.extend(past.into_iter().map(|crl| (route.def.api_id.clone(), crl)));
-            let policy = ClientPolicy::new(&entries, crls, crl_options, &shared.provider)
-                .map_err(|e| format!("API {}: client_certificates: {e}", route.def.api_id))?;
+            let policy = ClientPolicy::new(&entries, crls, crl_options, &shared.provider).map_err(
+                |reason| TlsError::ClientCertificates {
+                    api_id: route.def.api_id.clone(),
+                    reason,
+                },
+            )?;
             api_policies.insert(route.def.api_id.clone(), Arc::new(policy));
         }
 
@@ -273,7 +288,10 @@ impl TlsState {
                 .filter(|r| r.def.use_mutual_tls_auth && r.def.domain.eq_ignore_ascii_case(&domain))
                 .filter_map(|r| api_policies.get(&r.def.api_id).map(AsRef::as_ref))
                 .collect();
-            let policy = Arc::new(ClientPolicy::union(&policies, &shared.provider)?);
+            let policy = Arc::new(
+                ClientPolicy::union(&policies, &shared.provider)
+                    .map_err(|reason| TlsError::ClientPolicy { reason })?,
+            );
             let verifier = HandshakeVerifier::new(
                 policy,
                 mode,
@@ -295,12 +313,15 @@ impl TlsState {
                 "security.certificates.control_api",
             )
             .await;
-            let policy = Arc::new(ClientPolicy::new(
-                &entries,
-                Vec::new(),
-                CrlOptions::default(),
-                &shared.provider,
-            )?);
+            let policy = Arc::new(
+                ClientPolicy::new(
+                    &entries,
+                    Vec::new(),
+                    CrlOptions::default(),
+                    &shared.provider,
+                )
+                .map_err(|reason| TlsError::ClientPolicy { reason })?,
+            );
             let verifier = HandshakeVerifier::new(
                 Arc::clone(&policy),
                 ClientAuth::Required,
@@ -350,23 +371,11 @@ fn server_config(
     shared: &TlsShared,
     certs: &Arc<ServerCerts>,
     verifier: Option<Arc<HandshakeVerifier>>,
-) -> Result<Arc<ServerConfig>, String> {
+) -> Result<Arc<ServerConfig>, TlsError> {
     let options = &config.http_server_options;
-    let min = if options.min_version == 0 {
-        TLS12
-    } else {
-        options.min_version
-    };
-    let max = if options.max_version == 0 {
-        TLS13
-    } else {
-        options.max_version
-    };
-    let suites = tls::cipher_suites(&options.ssl_ciphers)?;
-    let provider = tls::provider_with(suites);
-    let builder = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&tls::protocol_versions(min, max))
-        .map_err(|e| format!("http_server_options: {e}"))?;
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&shared.server_tls.provider))
+        .with_protocol_versions(&shared.server_tls.versions)
+        .map_err(TlsError::ServerConfig)?;
     let builder = match verifier {
         Some(verifier) => builder.with_client_cert_verifier(verifier),
         None => builder.with_no_client_auth(),

@@ -69,7 +69,7 @@ use self::pool::Http1Pool;
 use self::select::{UpstreamHost, select};
 use self::upstream_tls::{TlsSettings, Trust, client_config};
 use crate::api::{ApiRoute, ApiTable};
-use crate::config::{ApiDefinition, ConfigError, GatewayConfig, TLS12, tls_version};
+use crate::config::{ApiDefinition, CipherSuites, ConfigError, GatewayConfig, TlsVersion};
 use crate::http_util::{Body, BoxError, ClientInfo, json_response};
 use crate::metrics::GatewayMetrics;
 use crate::observe::{CertObserver, UseRole};
@@ -117,7 +117,7 @@ struct GlobalUpstream {
     /// `proxy_ssl_insecure_skip_verify`.
     skip_verify: bool,
     /// `proxy_ssl_min_version`, defaulted.
-    min_version: u16,
+    min_version: TlsVersion,
 }
 
 /// How requests reach an API's upstream.
@@ -185,8 +185,7 @@ impl Proxy {
         metrics: Arc<GatewayMetrics>,
         options: ProxyOptions,
     ) -> Result<Self, ConfigError> {
-        let min_version =
-            tls_version("proxy_ssl_min_version", config.proxy_ssl_min_version, TLS12)?;
+        let min_version = config.proxy_min_version()?;
         if config.proxy_ssl_insecure_skip_verify {
             tracing::warn!(
                 "proxy_ssl_insecure_skip_verify: upstream certificates are not verified for any API (pins, where configured, are the only check)"
@@ -327,22 +326,19 @@ impl Proxy {
         let client_cert = self.client_certificate(def, &host).await;
         let pins = self.pins_for(def, &host).await;
         let transport = &def.proxy.transport;
-        let min_version = match transport.ssl_min_version {
-            0 => self.global.min_version,
-            version => version,
-        };
-        let settings = tls_version("proxy.transport.ssl_min_version", min_version, TLS12)
+        let settings = transport
+            .min_version("proxy.transport.ssl_min_version", self.global.min_version)
             .map_err(|e| e.to_string())
-            .map(|min_version| TlsSettings {
-                client_cert: client_cert.as_ref().map(|(cert, _)| cert.id().clone()),
-                pins,
-                skip_verify: transport.ssl_insecure_skip_verify || self.global.skip_verify,
-                min_version,
-                ciphers: transport
-                    .ssl_ciphers
-                    .iter()
-                    .map(|name| name.trim().to_ascii_uppercase())
-                    .collect(),
+            .and_then(|min_version| {
+                let ciphers = CipherSuites::from_names(&transport.ssl_ciphers)
+                    .map_err(|reason| format!("proxy.transport.ssl_ciphers: {reason}"))?;
+                Ok(TlsSettings {
+                    client_cert: client_cert.as_ref().map(|(cert, _)| cert.id().clone()),
+                    pins,
+                    skip_verify: transport.ssl_insecure_skip_verify || self.global.skip_verify,
+                    min_version,
+                    ciphers,
+                })
             });
         let key = client_cert.as_ref().map(|(_, key)| Arc::clone(key));
         let client = settings

@@ -14,8 +14,7 @@ use tls_core::CertId;
 
 use super::danger;
 use super::pins::{PinSet, PinningVerifier};
-use crate::config::TLS13;
-use crate::tls::{cipher_suites, protocol_versions, provider_with};
+use crate::config::{CipherSuites, TlsVersion};
 
 /// Everything that makes one upstream TLS configuration differ from another. APIs whose
 /// upstreams have equal settings share one client, hence one connection pool.
@@ -27,10 +26,10 @@ pub(crate) struct TlsSettings {
     pub(crate) pins: Option<Arc<PinSet>>,
     /// Skip chain and host-name verification (pin-only when `pins` is set).
     pub(crate) skip_verify: bool,
-    /// Lowest TLS version (771 or 772).
-    pub(crate) min_version: u16,
-    /// Cipher suite names (`proxy.transport.ssl_ciphers`); empty: rustls' defaults.
-    pub(crate) ciphers: Vec<String>,
+    /// Lowest TLS version.
+    pub(crate) min_version: TlsVersion,
+    /// The suites of `proxy.transport.ssl_ciphers` (rustls' defaults when it is empty).
+    pub(crate) ciphers: CipherSuites,
 }
 
 /// Trusted roots for upstream verification: the system's (loaded once per process, on first
@@ -99,11 +98,9 @@ pub(crate) fn client_config(
     api_id: &str,
     host: &str,
 ) -> Result<ClientConfig, String> {
-    let suites = cipher_suites(&settings.ciphers)
-        .map_err(|reason| format!("proxy.transport.ssl_ciphers: {reason}"))?;
-    let provider = provider_with(suites);
+    let provider = settings.ciphers.provider();
     let algorithms = provider.signature_verification_algorithms;
-    let versions = protocol_versions(settings.min_version, TLS13);
+    let versions = TlsVersion::range(settings.min_version, TlsVersion::Tls13);
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&versions)
         .map_err(|e| format!("no usable TLS version and cipher suite: {e}"))?;

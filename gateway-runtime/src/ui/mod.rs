@@ -31,7 +31,6 @@ use cert_store::CertStore;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use ring::hmac;
-use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::config::GatewayConfig;
@@ -54,60 +53,6 @@ const JS: &str = include_str!("static/ui.js");
 /// Every answer's `Content-Security-Policy`: our own stylesheet and script only, no framing.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
-
-/// `certificate_ui` in the configuration: the certificate page.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(default)]
-#[non_exhaustive]
-pub struct CertificateUiConfig {
-    /// Serve the page (off by default; the demo switches it on).
-    pub enabled: bool,
-    /// Where the page lives on the control API's listener; starts and ends with `/`.
-    pub path: String,
-    /// How long a sign-in lasts, in seconds.
-    pub session_ttl_seconds: u64,
-}
-
-impl Default for CertificateUiConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            path: "/ui/".into(),
-            session_ttl_seconds: 3600,
-        }
-    }
-}
-
-impl CertificateUiConfig {
-    /// Checks the path and the session lifetime.
-    pub fn validate(&self) -> Result<(), String> {
-        let path = &self.path;
-        let plain = path
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~'));
-        if !path.starts_with('/')
-            || !path.ends_with('/')
-            || path.len() < 3
-            || !plain
-            || path.contains("//")
-            || path.split('/').any(|s| s == "." || s == "..")
-        {
-            return Err(format!(
-                "path {path:?} must be like \"/ui/\": start and end with '/', plain segments only"
-            ));
-        }
-        if path.starts_with("/tyk/") || path == "/hello/" || path == "/metrics/" {
-            return Err(format!("path {path:?} is taken by the control API"));
-        }
-        if !(60..=30 * 86_400).contains(&self.session_ttl_seconds) {
-            return Err(format!(
-                "session_ttl_seconds {} must be from 60 to 2592000 (30 days)",
-                self.session_ttl_seconds
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// The certificate page. Built when `certificate_ui.enabled` is set.
 pub(crate) struct CertificateUi {
@@ -501,32 +446,6 @@ fn secure(mut response: Response<Body>) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_page_path_and_session_lifetime_are_checked() {
-        let ok = CertificateUiConfig::default();
-        assert_eq!(ok.validate(), Ok(()));
-        for path in [
-            "ui/", "/ui", "/", "//", "/a/../b/", "/tyk/ui/", "/u i/", "/a//b/",
-        ] {
-            let config = CertificateUiConfig {
-                path: path.into(),
-                ..CertificateUiConfig::default()
-            };
-            assert!(config.validate().is_err(), "{path}");
-        }
-        let config = CertificateUiConfig {
-            path: "/certificates/".into(),
-            session_ttl_seconds: 59,
-            ..CertificateUiConfig::default()
-        };
-        assert!(
-            config
-                .validate()
-                .unwrap_err()
-                .contains("session_ttl_seconds")
-        );
-    }
 
     #[test]
     fn the_session_cookie_is_found_among_others() {
