@@ -61,7 +61,10 @@ pub async fn server_config(
             .map_err(|e| e.to_string())?,
         ticketer: rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?,
         sessions: rustls::server::ServerSessionMemoryCache::new(8192),
-        retained: Arc::new(crate::retain::Retained::new(Arc::clone(&metrics))),
+        retained: Arc::new(crate::retain::Retained::new(
+            Arc::clone(&metrics),
+            config.allow_certificate_files,
+        )),
         crls_past: std::sync::Mutex::default(),
         stored: crate::state::StoredCerts::default(),
         metrics,

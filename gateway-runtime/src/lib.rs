@@ -49,6 +49,7 @@ mod mtls;
 mod observe;
 mod proxy;
 mod request_path;
+mod resolve;
 mod retain;
 mod runtime;
 mod server;

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::ApiTable;
-use crate::config::{ApiDefinition, GatewayConfig};
+use crate::config::{ApiDefinition, CertificateRef, GatewayConfig, SERVER_API_ID};
 use crate::control::ControlApi;
 use crate::error::{GatewayError, TlsError};
 use crate::metrics::GatewayMetrics;
@@ -40,7 +40,7 @@ pub(crate) struct Shared {
     pub(crate) fallback: Option<crate::http_util::Fallback>,
     /// Server certificates added at run time ([`Gateway::add_server_certificate`]), served like
     /// `ssl_certificates`.
-    runtime_certs: std::sync::Mutex<Vec<String>>,
+    runtime_certs: std::sync::Mutex<Vec<CertificateRef>>,
     /// Open client connections against their caps.
     pub(crate) admission: Arc<crate::connections::Admission>,
     /// The gateway listener's port (the real one when configured as 0).
@@ -48,7 +48,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    fn runtime_certs(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+    fn runtime_certs(&self) -> std::sync::MutexGuard<'_, Vec<CertificateRef>> {
         self.runtime_certs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -214,7 +214,10 @@ impl GatewayBuilder {
         let changes = store.subscribe();
         register_usage(&store, &config, &apis);
         let metrics = Arc::new(GatewayMetrics::default());
-        let retained = Arc::new(Retained::new(Arc::clone(&metrics)));
+        let retained = Arc::new(Retained::new(
+            Arc::clone(&metrics),
+            config.allow_certificate_files,
+        ));
         let tls_shared = TlsShared {
             provider: tls_core::default_provider(),
             server_tls: config.http_server_options.tls()?,
@@ -387,7 +390,6 @@ pub async fn store_from_config(config: &GatewayConfig) -> Result<CertStore, Gate
     Ok(CertStore::builder(storage)
         .encoding_secret(EncodingSecret::new(config.encoding_secret()))
         .key_format(config.key_format())
-        .allow_file_references(config.allow_certificate_files)
         .build())
 }
 
@@ -395,13 +397,13 @@ pub async fn store_from_config(config: &GatewayConfig) -> Result<CertStore, Gate
 fn register_usage(store: &CertStore, config: &GatewayConfig, apis: &[ApiDefinition]) {
     use cert_store::CertRole;
     let mut uses = Vec::new();
-    let mut add = |reference: &str, api: &str, role: CertRole| {
-        if let Ok(id) = reference.trim().parse() {
-            uses.push((id, api.to_owned(), role));
+    let mut add = |reference: &CertificateRef, api: &str, role: CertRole| {
+        if let Some(id) = reference.id() {
+            uses.push((id.clone(), api.to_owned(), role));
         }
     };
     for reference in &config.http_server_options.ssl_certificates {
-        add(reference, "__server__", CertRole::Server);
+        add(reference, SERVER_API_ID, CertRole::Server);
     }
     for api in apis {
         for reference in &api.certificates {
@@ -410,12 +412,14 @@ fn register_usage(store: &CertStore, config: &GatewayConfig, apis: &[ApiDefiniti
         for reference in &api.client_certificates {
             add(reference, &api.api_id, CertRole::Client);
         }
-        for reference in api.upstream_certificates.values() {
+        for reference in api.upstream_certificates.values().flatten() {
             add(reference, &api.api_id, CertRole::Upstream);
         }
         for list in api.pinned_public_keys.values() {
-            for reference in list.split(',') {
-                add(reference, &api.api_id, CertRole::Pin);
+            for entry in list.split(',') {
+                if let Ok(reference) = entry.parse() {
+                    add(&reference, &api.api_id, CertRole::Pin);
+                }
             }
         }
     }
@@ -519,7 +523,7 @@ impl Gateway {
         self.shared.store.certified_key(id).await.map_err(refused)?;
         {
             let mut added = self.shared.runtime_certs();
-            let id = id.to_string();
+            let id = CertificateRef::from(id);
             if !added.contains(&id) {
                 added.push(id);
             }
@@ -537,7 +541,7 @@ impl Gateway {
         let removed = {
             let mut added = self.shared.runtime_certs();
             let before = added.len();
-            let id = id.to_string();
+            let id = CertificateRef::from(id);
             added.retain(|other| *other != id);
             added.len() != before
         };

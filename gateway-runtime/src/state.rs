@@ -11,7 +11,7 @@ use rustls::server::{ProducesTickets, ServerConfig, StoresServerSessions};
 use tls_core::OrgId;
 
 use crate::api::ApiTable;
-use crate::config::{CertificatesFromStore, GatewayConfig, ServerTls};
+use crate::config::{CertificateRef, CertificatesFromStore, GatewayConfig, ServerTls};
 use crate::error::TlsError;
 use crate::metrics::GatewayMetrics;
 use crate::mtls::{ClientAuth, ClientPolicy, CrlOptions, HandshakeVerifier, check_crls};
@@ -402,13 +402,15 @@ const PREFETCH_LANES: usize = 32;
 /// Failures are left to the sequential pass that follows, which logs them.
 async fn prefetch(config: &GatewayConfig, apis: &ApiTable, store: &CertStore) {
     let security = &config.security.certificates;
-    let mut server: Vec<&String> = config.http_server_options.ssl_certificates.iter().collect();
-    let mut others: Vec<&String> = security.apis.iter().chain(&security.control_api).collect();
+    let mut server: Vec<&CertificateRef> =
+        config.http_server_options.ssl_certificates.iter().collect();
+    let mut others: Vec<&CertificateRef> =
+        security.apis.iter().chain(&security.control_api).collect();
     for route in apis.iter() {
         server.extend(&route.def.certificates);
         others.extend(&route.def.client_certificates);
     }
-    let references: Vec<(String, bool)> = server
+    let references: Vec<(CertificateRef, bool)> = server
         .into_iter()
         .map(|r| (r.clone(), true))
         .chain(others.into_iter().map(|r| (r.clone(), false)))
@@ -418,16 +420,17 @@ async fn prefetch(config: &GatewayConfig, apis: &ApiTable, store: &CertStore) {
     }
     let mut lanes = tokio::task::JoinSet::new();
     for lane in 0..PREFETCH_LANES.min(references.len()) {
-        let mine: Vec<(String, bool)> = references
+        let mine: Vec<(CertificateRef, bool)> = references
             .iter()
             .skip(lane)
             .step_by(PREFETCH_LANES)
             .cloned()
             .collect();
         let store = store.clone();
+        let allow_files = config.allow_certificate_files;
         lanes.spawn(async move {
             for (reference, is_server) in mine {
-                if let Ok(cert) = store.resolve(&reference).await
+                if let Ok(cert) = crate::resolve::resolve(&store, &reference, allow_files).await
                     && is_server
                 {
                     let _ = store.tls_key(&cert);
@@ -441,7 +444,7 @@ async fn prefetch(config: &GatewayConfig, apis: &ApiTable, store: &CertStore) {
 async fn server_cert(
     store: &CertStore,
     retained: &Retained,
-    reference: &str,
+    reference: &CertificateRef,
     owner: &str,
 ) -> Option<Served> {
     let cert = match retained.resolve(store, reference, owner).await {
@@ -463,7 +466,7 @@ async fn server_cert(
 async fn resolve_all(
     store: &CertStore,
     retained: &Retained,
-    references: &[String],
+    references: &[CertificateRef],
     owner: &str,
 ) -> Vec<Arc<LoadedCert>> {
     let mut out = Vec::with_capacity(references.len());

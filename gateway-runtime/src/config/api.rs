@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ConfigError, TlsVersion, invalid};
+use super::{CertificateRef, ConfigError, TlsVersion, invalid};
 
 /// A classic API definition (the fields certgate uses).
 #[derive(Clone, Debug, Deserialize)]
@@ -27,12 +27,14 @@ pub struct ApiDefinition {
     pub proxy: ProxyConfig,
     /// Require client certificates from `client_certificates` (plus `security.certificates.apis`).
     pub use_mutual_tls_auth: bool,
-    /// Accepted client certificates or CAs: IDs or inline PEM.
-    pub client_certificates: Vec<String>,
-    /// Server certificates for `domain`: IDs or inline PEM.
-    pub certificates: Vec<String>,
-    /// Upstream client certificates: host pattern → certificate.
-    pub upstream_certificates: HashMap<String, String>,
+    /// Accepted client certificates or CAs.
+    pub client_certificates: Vec<CertificateRef>,
+    /// Server certificates for `domain`.
+    pub certificates: Vec<CertificateRef>,
+    /// Upstream client certificates: host pattern → certificate (`None`, written `""`: no
+    /// certificate for those hosts).
+    #[serde(deserialize_with = "super::reference::optional_refs::deserialize")]
+    pub upstream_certificates: HashMap<String, Option<CertificateRef>>,
     /// Ignore upstream client certificates (this API's and the global ones).
     pub upstream_certificates_disabled: bool,
     /// Upstream pins: host pattern → comma-separated pins or public-key IDs.

@@ -10,11 +10,14 @@ use serde_json::Value;
 
 mod api;
 mod env;
+mod reference;
 mod storage;
 mod tls;
 mod ui;
 
 pub use self::api::{ApiDefinition, CrlListError, CrlOptionError, ProxyConfig, TransportConfig};
+pub(crate) use self::reference::SERVER_API_ID;
+pub use self::reference::{CertificateRef, CertificateRefError};
 pub use self::storage::StorageConfig;
 pub use self::tls::{CipherSuiteError, TLS12, TLS13, TlsVersion, cipher_suites};
 pub(crate) use self::tls::{CipherSuites, ServerTls};
@@ -177,8 +180,8 @@ impl Default for WebhookConfig {
 pub struct HttpServerOptions {
     /// Terminate TLS on the gateway port.
     pub use_ssl: bool,
-    /// Server certificates (IDs or inline PEM) for every domain.
-    pub ssl_certificates: Vec<String>,
+    /// Server certificates for every domain.
+    pub ssl_certificates: Vec<CertificateRef>,
     /// Lowest TLS version (771 = 1.2, 772 = 1.3; 0 = 1.2).
     pub min_version: u16,
     /// Highest TLS version (0 = 1.3).
@@ -272,11 +275,13 @@ pub struct SecurityConfig {
 #[non_exhaustive]
 pub struct CertificateLists {
     /// Client certificates (or CAs) accepted by every mTLS API.
-    pub apis: Vec<String>,
-    /// Upstream client certificates for every API: host pattern → certificate.
-    pub upstream: HashMap<String, String>,
+    pub apis: Vec<CertificateRef>,
+    /// Upstream client certificates for every API: host pattern → certificate (`None`, written
+    /// `""`: no certificate for those hosts).
+    #[serde(deserialize_with = "reference::optional_refs::deserialize")]
+    pub upstream: HashMap<String, Option<CertificateRef>>,
     /// Client certificates (or CAs) accepted by the control API.
-    pub control_api: Vec<String>,
+    pub control_api: Vec<CertificateRef>,
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
 }
@@ -287,13 +292,22 @@ pub struct CertificateLists {
 ///
 /// ```
 /// use gateway_runtime::GatewayConfig;
+/// use gateway_runtime::config::CertificateRef;
+///
+/// let id: tls_core::CertId = format!("org1{}", "ab".repeat(32)).parse()?;
+/// let ca: CertificateRef = "-----BEGIN CERTIFICATE-----\n(the CA's PEM)\n-----END CERTIFICATE-----".parse()?;
+/// let client = CertificateRef::Id(format!("org1{}", "cd".repeat(32)).parse()?);
 /// let config = GatewayConfig::default()
 ///     .listen("127.0.0.1", 8443)
 ///     .with_tls()
 ///     .control_secret("a long control API secret")
-///     .server_certificate("org1f1c2...: a certificate ID, or inline PEM");
+///     .server_certificate(id.clone())
+///     .control_api_client_certificate(ca)
+///     .upstream_certificate("*.internal.example", client);
 /// assert!(config.http_server_options.use_ssl);
 /// assert_eq!(config.listen_port, 8443);
+/// assert_eq!(config.http_server_options.ssl_certificates, [id.into()]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 impl GatewayConfig {
     /// Listens on `address` (`""` for every interface) and `port` (0 picks a free one).
@@ -321,12 +335,39 @@ impl GatewayConfig {
     }
 
     /// Adds a server certificate for every domain (`http_server_options.ssl_certificates`):
-    /// a certificate ID, or inline PEM.
+    /// a stored certificate's ID (a [`tls_core::CertId`] converts), or another
+    /// [`CertificateRef`].
     #[must_use]
-    pub fn server_certificate(mut self, reference: impl ToString) -> Self {
+    pub fn server_certificate(mut self, reference: impl Into<CertificateRef>) -> Self {
         self.http_server_options
             .ssl_certificates
-            .push(reference.to_string());
+            .push(reference.into());
+        self
+    }
+
+    /// Accepts client certificates issued by (or equal to) `reference` on the control API
+    /// (`security.certificates.control_api`; with `control_api_use_mutual_tls`).
+    #[must_use]
+    pub fn control_api_client_certificate(mut self, reference: impl Into<CertificateRef>) -> Self {
+        self.security
+            .certificates
+            .control_api
+            .push(reference.into());
+        self
+    }
+
+    /// Presents `reference` to upstreams whose host matches `host_pattern` (`*`, `*.example.com`,
+    /// `host:port`), for every API (`security.certificates.upstream`).
+    #[must_use]
+    pub fn upstream_certificate(
+        mut self,
+        host_pattern: impl Into<String>,
+        reference: impl Into<CertificateRef>,
+    ) -> Self {
+        self.security
+            .certificates
+            .upstream
+            .insert(host_pattern.into(), Some(reference.into()));
         self
     }
 }
@@ -532,7 +573,13 @@ mod tests {
         assert_eq!(config.listen_port, 8443);
         assert!(config.http_server_options.use_ssl);
         assert_eq!(config.http_server_options.min_version, TLS13);
-        assert_eq!(config.security.certificates.upstream["*"], "id1");
+        assert_eq!(
+            config.security.certificates.upstream["*"]
+                .as_ref()
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("id1")
+        );
         assert_eq!(config.encoding_secret(), "enc");
         #[cfg(feature = "redis")]
         assert_eq!(

@@ -66,10 +66,12 @@ use self::connector::{ConnectError, UpstreamConnector};
 use self::pins::resolve_pins;
 use self::pins::{PinList, PinMismatch, PinSet, resolve_pins_keeping};
 use self::pool::Http1Pool;
-use self::select::{UpstreamHost, select};
+use self::select::{UpstreamHost, select, select_value};
 use self::upstream_tls::{TlsSettings, Trust, client_config};
 use crate::api::{ApiRoute, ApiTable};
-use crate::config::{ApiDefinition, CipherSuites, ConfigError, GatewayConfig, TlsVersion};
+use crate::config::{
+    ApiDefinition, CertificateRef, CipherSuites, ConfigError, GatewayConfig, TlsVersion,
+};
 use crate::http_util::{Body, BoxError, ClientInfo, json_response};
 use crate::metrics::GatewayMetrics;
 use crate::observe::{CertObserver, UseRole};
@@ -111,7 +113,7 @@ impl Default for ProxyOptions {
 #[derive(Debug)]
 struct GlobalUpstream {
     /// `security.certificates.upstream`.
-    certificates: HashMap<String, String>,
+    certificates: HashMap<String, Option<CertificateRef>>,
     /// `security.pinned_public_keys`.
     pins: HashMap<String, String>,
     /// `proxy_ssl_insecure_skip_verify`.
@@ -200,7 +202,10 @@ impl Proxy {
             },
             trust: Trust::new(options.extra_roots.clone(), options.system_roots),
             store,
-            retained: Arc::new(Retained::new(Arc::clone(&metrics))),
+            retained: Arc::new(Retained::new(
+                Arc::clone(&metrics),
+                config.allow_certificate_files,
+            )),
             observer,
             metrics,
             options,
@@ -418,10 +423,7 @@ impl Proxy {
             return None;
         }
         let maps = [&self.global.certificates, &def.upstream_certificates];
-        let reference = select(&maps, host)?.trim();
-        if reference.is_empty() {
-            return None;
-        }
+        let reference = select_value(&maps, host)?.as_ref()?;
         let warn = |problem: &str, error: &dyn std::fmt::Display| {
             tracing::warn!(
                 api_id = %def.api_id,

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use cert_store::{CertStore, StoreError};
 
+use crate::config::CertificateRef;
 use crate::retain::Retained;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
@@ -65,7 +66,7 @@ pub(crate) async fn resolve_pins(
     api_id: &str,
     host: &str,
 ) -> PinSet {
-    let retained = Retained::new(Arc::default());
+    let retained = Retained::new(Arc::default(), false);
     resolve_pins_keeping(store, &retained, value, api_id, host).await
 }
 
@@ -122,7 +123,11 @@ async fn resolve_entry(
     if !may_be_reference {
         return literal.ok_or_else(|| "not a valid sha256/<base64> pin".to_owned());
     }
-    match retained.resolve(store, entry, api_id).await {
+    let resolved = match entry.parse::<CertificateRef>() {
+        Ok(reference) => retained.resolve(store, &reference, api_id).await,
+        Err(error) => return literal.ok_or_else(|| error.to_string()),
+    };
+    match resolved {
         Ok(loaded) => Ok(loaded.metadata().spki_pin),
         Err(error) => match literal {
             Some(pin) => {
