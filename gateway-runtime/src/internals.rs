@@ -51,15 +51,12 @@ pub async fn server_config(
     apis: Vec<ApiDefinition>,
     store: &CertStore,
     sni: Option<&str>,
-) -> Result<Arc<ServerConfig>, String> {
+) -> Result<Arc<ServerConfig>, crate::GatewayError> {
     let metrics = Arc::new(GatewayMetrics::default());
     let shared = TlsShared {
         provider: tls_core::default_provider(),
-        server_tls: config
-            .http_server_options
-            .tls()
-            .map_err(|e| e.to_string())?,
-        ticketer: rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?,
+        server_tls: config.http_server_options.tls()?,
+        ticketer: rustls::crypto::ring::Ticketer::new().map_err(crate::TlsError::Tickets)?,
         sessions: rustls::server::ServerSessionMemoryCache::new(8192),
         retained: Arc::new(crate::retain::Retained::new(
             Arc::clone(&metrics),
@@ -69,9 +66,7 @@ pub async fn server_config(
         stored: crate::state::StoredCerts::default(),
         metrics,
     };
-    let state = TlsState::build(config, &ApiTable::new(apis), store, &shared, true)
-        .await
-        .map_err(|e| e.to_string())?;
+    let state = TlsState::build(config, &ApiTable::new(apis), store, &shared, true).await?;
     Ok(state.config_for(sni, false))
 }
 

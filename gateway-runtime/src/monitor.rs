@@ -198,7 +198,7 @@ impl Poster {
         tracing::error!(url = %self.url, attempts = self.retries + 1, "expiry webhook given up");
     }
 
-    async fn post_once(&self, body: &Bytes) -> Result<(), String> {
+    async fn post_once(&self, body: &Bytes) -> Result<(), PostError> {
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(self.url.clone())
@@ -208,17 +208,34 @@ impl Poster {
         }
         let request = request
             .body(Full::new(body.clone()))
-            .map_err(|e| e.to_string())?;
+            .map_err(PostError::Request)?;
         let response = tokio::time::timeout(self.timeout, self.client.request(request))
             .await
-            .map_err(|_| format!("no answer within {:?}", self.timeout))?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| PostError::Timeout(self.timeout))?
+            .map_err(PostError::Send)?;
         if response.status().is_success() {
             Ok(())
         } else {
-            Err(format!("answered {}", response.status()))
+            Err(PostError::Status(response.status()))
         }
     }
+}
+
+/// Why one webhook delivery attempt failed.
+#[derive(Debug, thiserror::Error)]
+enum PostError {
+    /// The request cannot be built (a configured header).
+    #[error("{0}")]
+    Request(#[source] http::Error),
+    /// No answer in time.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The request cannot be sent (connection, TLS).
+    #[error("{0}")]
+    Send(#[source] hyper_util::client::legacy::Error),
+    /// The receiver answered with an error status.
+    #[error("answered {0}")]
+    Status(http::StatusCode),
 }
 
 /// The webhook body of an event.

@@ -67,7 +67,7 @@ use self::pins::resolve_pins;
 use self::pins::{PinList, PinMismatch, PinSet, resolve_pins_keeping};
 use self::pool::Http1Pool;
 use self::select::{UpstreamHost, select, select_value};
-use self::upstream_tls::{TlsSettings, Trust, client_config};
+use self::upstream_tls::{TlsSettings, Trust, UpstreamTlsError, client_config};
 use crate::api::{ApiRoute, ApiTable};
 use crate::config::{
     ApiDefinition, CertificateRef, CipherSuites, ConfigError, GatewayConfig, TlsVersion,
@@ -333,10 +333,10 @@ impl Proxy {
         let transport = &def.proxy.transport;
         let settings = transport
             .min_version("proxy.transport.ssl_min_version", self.global.min_version)
-            .map_err(|e| e.to_string())
+            .map_err(UpstreamTlsError::Version)
             .and_then(|min_version| {
                 let ciphers = CipherSuites::from_names(&transport.ssl_ciphers)
-                    .map_err(|reason| format!("proxy.transport.ssl_ciphers: {reason}"))?;
+                    .map_err(UpstreamTlsError::Ciphers)?;
                 Ok(TlsSettings {
                     client_cert: client_cert.as_ref().map(|(cert, _)| cert.id().clone()),
                     pins,
@@ -346,10 +346,14 @@ impl Proxy {
                 })
             });
         let key = client_cert.as_ref().map(|(_, key)| Arc::clone(key));
+        // The reason is kept as the 502 message.
         let client = settings
             .as_ref()
-            .map_err(Clone::clone)
-            .and_then(|settings| self.client_for(settings, key, &def.api_id, &host));
+            .map_err(ToString::to_string)
+            .and_then(|settings| {
+                self.client_for(settings, key, &def.api_id, &host)
+                    .map_err(|error| error.to_string())
+            });
         if let Err(reason) = &client {
             tracing::error!(
                 api_id = %def.api_id,
@@ -391,7 +395,7 @@ impl Proxy {
         key: Option<Arc<CertifiedKey>>,
         api_id: &str,
         host: &UpstreamHost,
-    ) -> Result<HttpClient, String> {
+    ) -> Result<HttpClient, UpstreamTlsError> {
         if let Some(client) = self.lock_clients().get(settings) {
             return Ok(client.clone());
         }
