@@ -163,6 +163,77 @@ impl TransportConfig {
     }
 }
 
+/// Setters for an API definition written in code rather than read from a file; each returns
+/// the definition, so they chain. [`ApiDefinition::from_json`] and the gateway's start check
+/// what a file would be checked for.
+///
+/// ```
+/// use gateway_runtime::ApiDefinition;
+/// use gateway_runtime::config::CertificateRef;
+///
+/// let ca: tls_core::CertId = format!("org1{}", "ab".repeat(32)).parse()?;
+/// let client: CertificateRef = format!("org1{}", "cd".repeat(32)).parse()?;
+/// let api = ApiDefinition::new("orders", "/orders/", "https://orders.internal:8443")
+///     .domain("api.example.com")
+///     .require_client_certificate(ca)
+///     .upstream_certificate("orders.internal", client);
+/// assert!(api.use_mutual_tls_auth);
+/// assert_eq!(api.client_certificates.len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl ApiDefinition {
+    /// An active API `api_id` answering on `listen_path` (e.g. `/orders/`) and proxying to
+    /// `target_url` (`http://` or `https://`).
+    pub fn new(
+        api_id: impl Into<String>,
+        listen_path: impl Into<String>,
+        target_url: impl Into<String>,
+    ) -> Self {
+        let mut api = Self {
+            api_id: api_id.into(),
+            ..Self::default()
+        };
+        api.proxy.listen_path = listen_path.into();
+        api.proxy.target_url = target_url.into();
+        api
+    }
+
+    /// Serves the API on `domain` only (`domain`; default: any host).
+    #[must_use]
+    pub fn domain(mut self, domain: impl Into<String>) -> Self {
+        self.domain = domain.into();
+        self
+    }
+
+    /// Serves the certificate `reference` for the API's domain (`certificates`).
+    #[must_use]
+    pub fn server_certificate(mut self, reference: impl Into<CertificateRef>) -> Self {
+        self.certificates.push(reference.into());
+        self
+    }
+
+    /// Requires a client certificate that is `reference` or is issued by it (a CA): turns on
+    /// `use_mutual_tls_auth` and adds to `client_certificates`.
+    #[must_use]
+    pub fn require_client_certificate(mut self, reference: impl Into<CertificateRef>) -> Self {
+        self.use_mutual_tls_auth = true;
+        self.client_certificates.push(reference.into());
+        self
+    }
+
+    /// Presents `reference` to upstream hosts matching `host_pattern` (`upstream_certificates`).
+    #[must_use]
+    pub fn upstream_certificate(
+        mut self,
+        host_pattern: impl Into<String>,
+        reference: impl Into<CertificateRef>,
+    ) -> Self {
+        self.upstream_certificates
+            .insert(host_pattern.into(), Some(reference.into()));
+        self
+    }
+}
+
 impl ApiDefinition {
     /// Parses one API definition.
     pub fn from_json(text: &str, path: &Path) -> Result<Self, ConfigError> {

@@ -291,8 +291,8 @@ pub struct CertificateLists {
 /// still checks the result.
 ///
 /// ```
-/// use gateway_runtime::GatewayConfig;
 /// use gateway_runtime::config::CertificateRef;
+/// use gateway_runtime::{GatewayConfig, TlsVersion};
 ///
 /// let id: tls_core::CertId = format!("org1{}", "ab".repeat(32)).parse()?;
 /// let ca: CertificateRef = "-----BEGIN CERTIFICATE-----\n(the CA's PEM)\n-----END CERTIFICATE-----".parse()?;
@@ -300,12 +300,14 @@ pub struct CertificateLists {
 /// let config = GatewayConfig::default()
 ///     .listen("127.0.0.1", 8443)
 ///     .with_tls()
+///     .tls_versions(TlsVersion::Tls13, TlsVersion::Tls13)
 ///     .control_secret("a long control API secret")
 ///     .server_certificate(id.clone())
 ///     .control_api_client_certificate(ca)
 ///     .upstream_certificate("*.internal.example", client);
 /// assert!(config.http_server_options.use_ssl);
 /// assert_eq!(config.listen_port, 8443);
+/// assert_eq!(config.http_server_options.min_version, 772);
 /// assert_eq!(config.http_server_options.ssl_certificates, [id.into()]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -323,6 +325,15 @@ impl GatewayConfig {
     pub fn with_tls(mut self) -> Self {
         self.http_server_options.use_ssl = true;
         self.http_server_options.enable_http2 = true;
+        self
+    }
+
+    /// Offers TLS versions `min` to `max` on the gateway port (`http_server_options.min_version`
+    /// and `max_version`; TLS 1.2 to 1.3 unless set).
+    #[must_use]
+    pub fn tls_versions(mut self, min: TlsVersion, max: TlsVersion) -> Self {
+        self.http_server_options.min_version = min.wire();
+        self.http_server_options.max_version = max.wire();
         self
     }
 
