@@ -59,8 +59,8 @@ mod tls;
 mod ui;
 
 pub use config::{
-    ApiDefinition, CertificateUiConfig, CipherSuiteError, ConfigError, GatewayConfig, TlsVersion,
-    WebhookConfig, cipher_suites,
+    ApiDefinition, CertificateRef, CertificateUiConfig, CipherSuiteError, ConfigError,
+    GatewayConfig, TlsVersion, WebhookConfig, cipher_suites,
 };
 pub use error::{GatewayError, MonitorSetupError, TlsError, WebhookError};
 pub use http_util::{Body, BoxError};

@@ -1,6 +1,22 @@
 //! Configuration: a subset of `tyk.conf` and of classic API definitions, with Tyk's field names,
 //! `TYK_GW_*` environment overrides, warnings for unknown fields and clear errors for invalid
 //! values.
+//!
+//! One style for every certgate configuration (the expiry monitor's block included): serde reads
+//! the document into these structs, which keep Tyk's spelling (TLS versions as 771/772 with 0
+//! for the default, cipher suites as Go's names); a value of the wrong type is refused there,
+//! with its line and column. [`GatewayConfig::validate`] then checks ranges and
+//! combinations once, and the typed settings the runtime uses come from the same checks
+//! ([`TlsVersion::from_tyk`], the listener's versions and cipher suites, the Redis connection).
+//! Certificate references are typed when read ([`CertificateRef`]).
+//!
+//! - this module: `tyk.conf` ([`GatewayConfig`]), its setters, loading and validation;
+//! - `env`: the `TYK_GW_*` overrides, the expiry monitor's included;
+//! - `api`: classic API definitions ([`ApiDefinition`]);
+//! - `storage`: `storage` and the Redis connection it describes ([`StorageConfig`]);
+//! - `tls`: TLS versions and cipher suite names;
+//! - `reference`: certificate references;
+//! - `ui`: the certificate page (`certificate_ui`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
