@@ -117,12 +117,12 @@ pub enum StoreError {
         /// The record's ID.
         id: CertId,
     },
-    /// A certificate reference (ID, inline PEM or file path) that cannot be resolved.
+    /// A certificate given as text (or named by a caller's reference) that cannot be loaded.
     #[error("certificate reference {reference:?}: {reason}")]
     Reference {
-        /// The reference, shortened.
+        /// What names it, shortened: `inline PEM`, a file name, the caller's reference.
         reference: String,
-        /// Why it cannot be resolved.
+        /// Why it cannot be loaded.
         reason: String,
     },
 }

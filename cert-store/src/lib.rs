@@ -8,7 +8,7 @@
 //! - [`CertStore`]: the manager. It validates uploads with `tls-core` (clock injected), encrypts
 //!   private keys at rest, stores atomically, lists without scanning, caches decoded
 //!   certificates for TLS (one load per ID however many callers miss at once), invalidates the
-//!   cache on change notices, resolves configuration references, keeps the usage index, and
+//!   cache on change notices, loads certificates given as PEM text, keeps the usage index, and
 //!   rekeys.
 //! - `testkit` (feature): the conformance suite every backend must pass, and a private
 //!   `redis-server` harness for tests.

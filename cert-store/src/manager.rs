@@ -1,7 +1,6 @@
 //! The certificate manager: validation, encryption, storage, caching and change propagation.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -98,7 +97,6 @@ struct Secrets {
 enum CacheKey {
     Id(CertId),
     Inline([u8; 32]),
-    File(PathBuf),
 }
 
 struct Inner {
@@ -109,7 +107,6 @@ struct Inner {
     provider: Arc<CryptoProvider>,
     cache: Cache<CacheKey, Arc<LoadedCert>>,
     usage: UsageIndex,
-    allow_files: bool,
     backend_notifies: bool,
     changes: broadcast::Sender<Change>,
     watcher: OnceLock<JoinHandle<()>>,
@@ -161,7 +158,6 @@ pub struct CertStoreBuilder {
     clock: Arc<dyn Clock>,
     provider: Arc<CryptoProvider>,
     cache_ttl: Option<Duration>,
-    allow_files: bool,
 }
 
 impl CertStoreBuilder {
@@ -203,13 +199,6 @@ impl CertStoreBuilder {
         self
     }
 
-    /// Lets [`CertStore::resolve`] read references that are file paths. Off by default: nothing
-    /// is read from the file system unless configuration asks for it.
-    pub fn allow_file_references(mut self, allow: bool) -> Self {
-        self.allow_files = allow;
-        self
-    }
-
     /// Builds the store. Inside a Tokio runtime it starts a task that applies the backend's
     /// change notices to the cache; outside one, the cache relies on its TTL.
     pub fn build(self) -> CertStore {
@@ -231,7 +220,6 @@ impl CertStoreBuilder {
             provider: self.provider,
             cache: Cache::new(ttl),
             usage: UsageIndex::default(),
-            allow_files: self.allow_files,
             backend_notifies,
             changes: broadcast::channel(4096).0,
             watcher: OnceLock::new(),
@@ -278,7 +266,6 @@ impl CertStore {
             clock: Arc::new(SystemClock),
             provider: tls_core::default_provider(),
             cache_ttl: None,
-            allow_files: false,
         }
     }
 
@@ -607,47 +594,16 @@ impl CertStore {
         })
     }
 
-    /// Resolves a certificate reference as configurations write them: a stored ID, inline PEM
-    /// (anything containing `-----BEGIN `; CRLF and single-line PEM are fine), or, only when
-    /// [`CertStoreBuilder::allow_file_references`] is on, a file path. An ID that is not found
-    /// is [`StoreError::NotFound`]; it is never tried as a file.
-    pub async fn resolve(&self, reference: &str) -> Result<Arc<LoadedCert>, StoreError> {
-        let reference = reference.trim();
-        if reference.contains("-----BEGIN ") {
-            let key = CacheKey::Inline(Sha256::digest(reference.as_bytes()).into());
-            return self
-                .inner
-                .cache
-                .get_or_load(
-                    &key,
-                    async { self.load_text(reference, "inline PEM") },
-                    |_| false,
-                )
-                .await;
-        }
-        if let Ok(id) = reference.parse::<CertId>() {
-            return self.get(&id).await;
-        }
-        if !self.inner.allow_files {
-            return Err(reference_error(
-                reference,
-                "not a certificate ID (org ID followed by 64 lowercase hex characters) nor inline PEM; file paths are not enabled",
-            ));
-        }
-        let path = PathBuf::from(reference);
-        let key = CacheKey::File(path.clone());
+    /// A certificate given as PEM text rather than stored (a configuration's inline PEM, a
+    /// file's content): decoded once per distinct text, then served from the cache. Its ID has
+    /// the empty org. `source` names the text in errors (`inline PEM`, a file name). CRLF and
+    /// single-line "collapsed" PEM are fine.
+    pub async fn load_pem(&self, text: &str, source: &str) -> Result<Arc<LoadedCert>, StoreError> {
+        let text = text.trim();
+        let key = CacheKey::Inline(Sha256::digest(text.as_bytes()).into());
         self.inner
             .cache
-            .get_or_load(
-                &key,
-                async {
-                    let text = tokio::fs::read_to_string(&path).await.map_err(|e| {
-                        reference_error(reference, &format!("cannot read the file: {e}"))
-                    })?;
-                    self.load_text(&text, reference)
-                },
-                |_| false,
-            )
+            .get_or_load(&key, async { self.load_text(text, source) }, |_| false)
             .await
     }
 

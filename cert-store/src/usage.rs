@@ -43,7 +43,8 @@ impl core::fmt::Display for CertRole {
 /// One use of a certificate.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct CertUse {
-    /// The API's ID (`__server__` for the gateway's own `ssl_certificates`, as in Tyk).
+    /// The API's ID, as the user of the store names it (certgate's gateway, as Tyk, uses
+    /// `__server__` for its own `ssl_certificates`).
     pub api_id: String,
     /// How it uses the certificate.
     pub role: CertRole,

@@ -252,58 +252,27 @@ async fn an_explicit_delete_of_an_absent_id_still_tells_this_processs_subscriber
 }
 
 #[tokio::test]
-async fn references_resolve_ids_and_inline_pem_but_files_only_when_enabled() {
+async fn pem_text_loads_once_per_text_with_the_empty_org() {
     let (_, store) = memory_store();
-    let id = store
-        .add(&vector("leaf-p384-pkcs8.bundle.pem"), &org("org1"))
-        .await
-        .unwrap();
-    assert_eq!(store.resolve(&id.to_string()).await.unwrap().id(), &id);
-
     let inline = vector("leaf-p256-traditional.bundle.pem");
     let collapsed = inline.replace('\n', " ");
+    let first = store.load_pem(&inline, "inline PEM").await.unwrap();
+    assert!(Arc::ptr_eq(
+        &first,
+        &store.load_pem(&inline, "inline PEM").await.unwrap()
+    ));
     for text in [inline.as_str(), collapsed.as_str()] {
-        let cert = store.resolve(text).await.unwrap();
+        let cert = store.load_pem(text, "inline PEM").await.unwrap();
         assert_eq!(
-            cert.id().fingerprint().to_hex(),
+            cert.id().to_string(),
             "1b3c75cbd74b4f6a6feca5d0c43ded392bd7eef416560db708c7e3255bf8c150"
         );
         store.tls_key(&cert).unwrap();
     }
-
-    // A file: refused unless enabled; an ID is never tried as a file (Tyk reads its CWD).
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("cert.pem");
-    std::fs::write(&path, vector("root-ca.pem")).unwrap();
-    let path = path.to_str().unwrap();
     assert!(matches!(
-        store.resolve(path).await,
-        Err(StoreError::Reference { .. })
+        store.load_pem("-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----", "a.pem").await,
+        Err(StoreError::Reference { reference, .. }) if reference == "a.pem"
     ));
-    let missing_id = "e".repeat(64);
-    std::fs::write(dir.path().join(&missing_id), vector("root-ca.pem")).unwrap();
-    let with_files = CertStore::builder(Arc::new(MemoryStorage::new()))
-        .allow_file_references(true)
-        .build();
-    assert_eq!(
-        with_files
-            .resolve(path)
-            .await
-            .unwrap()
-            .metadata()
-            .subject
-            .common_name
-            .as_deref(),
-        Some("Vector Root CA")
-    );
-    let cwd = std::env::current_dir().unwrap();
-    std::env::set_current_dir(dir.path()).unwrap();
-    let by_id = with_files.resolve(&missing_id).await;
-    std::env::set_current_dir(cwd).unwrap();
-    assert!(
-        matches!(by_id, Err(StoreError::NotFound { .. })),
-        "an ID is not a file name"
-    );
 }
 
 #[tokio::test]

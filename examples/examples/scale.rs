@@ -237,7 +237,7 @@ async fn cold_start(
     let mut ids = Vec::with_capacity(n);
     for chunk in uploads.chunks(1000) {
         for outcome in writer.import(chunk).await {
-            ids.push(outcome?.to_string());
+            ids.push(outcome?.into());
         }
     }
     let store = store_over(storage);

@@ -1,5 +1,7 @@
-//! The monitor's configuration: Tyk's `security.certificate_expiry_monitor` block, its
-//! `TYK_GW_SECURITY_CERTIFICATEEXPIRYMONITOR_*` environment overrides, and our sweep interval.
+//! The monitor's configuration: Tyk's `security.certificate_expiry_monitor` block and our sweep
+//! interval. Read like every certgate configuration: serde checks the types (an error names the
+//! field), then [`ExpiryMonitorConfig::validate`] checks the ranges. Environment overrides are
+//! the gateway's business (its configuration layer knows Tyk's `TYK_GW_*` names).
 
 use serde::{Deserialize, Serialize};
 
@@ -16,20 +18,6 @@ pub const MAX_WARNING_THRESHOLD_DAYS: u32 = 3650;
 /// The largest cooldown or sweep interval accepted, in seconds (ten years).
 pub const MAX_INTERVAL_SECONDS: u64 = 3650 * 86_400;
 
-/// Environment variable overriding [`ExpiryMonitorConfig::warning_threshold_days`] (Tyk's name).
-pub const ENV_WARNING_THRESHOLD_DAYS: &str =
-    "TYK_GW_SECURITY_CERTIFICATEEXPIRYMONITOR_WARNINGTHRESHOLDDAYS";
-/// Environment variable overriding [`ExpiryMonitorConfig::check_cooldown_seconds`] (Tyk's name).
-pub const ENV_CHECK_COOLDOWN_SECONDS: &str =
-    "TYK_GW_SECURITY_CERTIFICATEEXPIRYMONITOR_CHECKCOOLDOWNSECONDS";
-/// Environment variable overriding [`ExpiryMonitorConfig::event_cooldown_seconds`] (Tyk's name).
-pub const ENV_EVENT_COOLDOWN_SECONDS: &str =
-    "TYK_GW_SECURITY_CERTIFICATEEXPIRYMONITOR_EVENTCOOLDOWNSECONDS";
-/// Environment variable overriding [`ExpiryMonitorConfig::sweep_interval_seconds`] (our
-/// addition, named in Tyk's style).
-pub const ENV_SWEEP_INTERVAL_SECONDS: &str =
-    "TYK_GW_SECURITY_CERTIFICATEEXPIRYMONITOR_SWEEPINTERVALSECONDS";
-
 /// Tyk's `security.certificate_expiry_monitor` block, plus `sweep_interval_seconds`.
 ///
 /// As in Tyk, **0 means the default**, not "disabled": a zero cooldown is the default cooldown.
@@ -37,34 +25,39 @@ pub const ENV_SWEEP_INTERVAL_SECONDS: &str =
 /// ([`warning_threshold`](Self::warning_threshold), [`check_cooldown`](Self::check_cooldown),
 /// [`event_cooldown`](Self::event_cooldown), [`sweep_interval`](Self::sweep_interval)) apply the
 /// defaults. Unlike Tyk, values out of range are refused ([`validate`](Self::validate)) instead
-/// of silently misbehaving.
+/// of silently misbehaving: a value of the wrong type when it is read, one out of range by
+/// `validate` (which the monitor's builder and the gateway's configuration run).
 ///
 /// ```
 /// use expiry_monitor::ExpiryMonitorConfig;
 ///
 /// let config: ExpiryMonitorConfig =
 ///     serde_json::from_str(r#"{"warning_threshold_days": 7, "check_cooldown_seconds": 0}"#)?;
+/// config.validate()?;
 /// assert_eq!(config.warning_threshold(), time::Duration::days(7));
 /// assert_eq!(config.check_cooldown().as_secs(), 3600); // 0 means the default
-/// let env = [("TYK_GW_SECURITY_CERTIFICATEEXPIRYMONITOR_EVENTCOOLDOWNSECONDS", "21600")];
-/// let config = config.with_env(env)?;
-/// assert_eq!(config.event_cooldown().as_secs(), 21600);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "RawConfig")]
+#[serde(default)]
 #[non_exhaustive]
 pub struct ExpiryMonitorConfig {
     /// A certificate is "expiring soon" when `0 < time left <= this many days` (inclusive).
     /// 0 means 30.
+    #[serde(deserialize_with = "warning_threshold_days")]
     pub warning_threshold_days: u32,
     /// Minimum gap between two checks of one certificate, fleet-wide. 0 means 3600.
+    #[serde(deserialize_with = "check_cooldown_seconds")]
     pub check_cooldown_seconds: u64,
     /// Minimum gap between two events for one certificate, fleet-wide. 0 means 86400.
+    #[serde(deserialize_with = "event_cooldown_seconds")]
     pub event_cooldown_seconds: u64,
     /// Check every stored certificate this often (our addition; Tyk only checks certificates
     /// when they are used). 0 means no scheduled sweep.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(
+        skip_serializing_if = "is_zero",
+        deserialize_with = "sweep_interval_seconds"
+    )]
     pub sweep_interval_seconds: u64,
 }
 
@@ -145,48 +138,6 @@ impl ExpiryMonitorConfig {
             "seconds",
         )
     }
-
-    /// Applies Tyk's environment overrides from `env` (pass `std::env::vars()` in production, a
-    /// list or map in tests): `TYK_GW_SECURITY_CERTIFICATEEXPIRYMONITOR_WARNINGTHRESHOLDDAYS`,
-    /// `..._CHECKCOOLDOWNSECONDS`, `..._EVENTCOOLDOWNSECONDS` and our `..._SWEEPINTERVALSECONDS`.
-    /// A variable that is set overrides the file, as in Tyk; one set to an empty string is
-    /// ignored. A value that is not a whole number in range is an error naming the variable.
-    pub fn with_env<I, K, V>(mut self, env: I) -> Result<Self, ConfigError>
-    where
-        I: IntoIterator<Item = (K, V)>,
-        K: AsRef<str>,
-        V: AsRef<str>,
-    {
-        for (name, value) in env {
-            let (name, value) = (name.as_ref(), value.as_ref().trim());
-            if value.is_empty() {
-                continue;
-            }
-            match name {
-                ENV_WARNING_THRESHOLD_DAYS => {
-                    let days =
-                        parse_number(name, value, u64::from(MAX_WARNING_THRESHOLD_DAYS), "days")?;
-                    // In range, so it fits.
-                    self.warning_threshold_days =
-                        u32::try_from(days).unwrap_or(MAX_WARNING_THRESHOLD_DAYS);
-                }
-                ENV_CHECK_COOLDOWN_SECONDS => {
-                    self.check_cooldown_seconds =
-                        parse_number(name, value, MAX_INTERVAL_SECONDS, "seconds")?;
-                }
-                ENV_EVENT_COOLDOWN_SECONDS => {
-                    self.event_cooldown_seconds =
-                        parse_number(name, value, MAX_INTERVAL_SECONDS, "seconds")?;
-                }
-                ENV_SWEEP_INTERVAL_SECONDS => {
-                    self.sweep_interval_seconds =
-                        parse_number(name, value, MAX_INTERVAL_SECONDS, "seconds")?;
-                }
-                _ => {}
-            }
-        }
-        Ok(self)
-    }
 }
 
 fn or_default(value: u64, default: u64) -> u64 {
@@ -197,106 +148,69 @@ fn expected(unit: &str, max: u64) -> String {
     format!("a whole number of {unit} from 0 to {max} (0 means the default)")
 }
 
-fn parse_number(setting: &str, text: &str, max: u64, unit: &str) -> Result<u64, ConfigError> {
-    let invalid = || ConfigError::Invalid {
-        setting: setting.to_owned(),
-        value: shorten(text),
-        expected: expected(unit, max),
-    };
-    let out_of_range = || ConfigError::OutOfRange {
-        setting: setting.to_owned(),
-        value: shorten(text),
-        expected: expected(unit, max),
-    };
-    if let Some(digits) = text.strip_prefix('-')
-        && !digits.is_empty()
-        && digits.bytes().all(|b| b.is_ascii_digit())
-    {
-        // A negative whole number: say it is out of range rather than "not a number".
-        return Err(out_of_range());
-    }
-    let value: u128 = text.parse().map_err(|_| invalid())?;
-    let value = u64::try_from(value).map_err(|_| out_of_range())?;
-    if value > max {
-        return Err(out_of_range());
-    }
-    Ok(value)
-}
-
 fn shorten(text: &str) -> String {
     text.chars().take(40).collect()
 }
 
-/// What the JSON may hold; turned into the config with errors that name the field.
-#[derive(Deserialize)]
-#[serde(default)]
-#[derive(Default)]
-struct RawConfig {
-    warning_threshold_days: Option<serde_json::Value>,
-    check_cooldown_seconds: Option<serde_json::Value>,
-    event_cooldown_seconds: Option<serde_json::Value>,
-    sweep_interval_seconds: Option<serde_json::Value>,
-}
-
-fn from_json(
-    field: &'static str,
-    value: Option<serde_json::Value>,
-    max: u64,
+/// A whole number for `field` as the JSON holds it (null and missing are 0); a value of
+/// another type, or one that does not fit the field, is an error naming the field. Ranges are
+/// [`ExpiryMonitorConfig::validate`]'s.
+fn whole_number<'de, D, T>(
+    deserializer: D,
+    field: &str,
     unit: &str,
-) -> Result<u64, ConfigError> {
-    let value = match value {
-        None | Some(serde_json::Value::Null) => return Ok(0),
+    max: u64,
+) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64> + Default,
+{
+    let value = match Option::<serde_json::Value>::deserialize(deserializer)? {
+        None | Some(serde_json::Value::Null) => return Ok(T::default()),
         Some(value) => value,
     };
-    let out_of_range = |value: &serde_json::Value| ConfigError::OutOfRange {
-        setting: field.to_owned(),
-        value: shorten(&value.to_string()),
-        expected: expected(unit, max),
+    let error = |out_of_range: bool| {
+        let (setting, value, expected) = (
+            field.to_owned(),
+            shorten(&value.to_string()),
+            expected(unit, max),
+        );
+        let error = if out_of_range {
+            ConfigError::OutOfRange {
+                setting,
+                value,
+                expected,
+            }
+        } else {
+            ConfigError::Invalid {
+                setting,
+                value,
+                expected,
+            }
+        };
+        serde::de::Error::custom(error)
     };
     match value.as_u64() {
-        Some(n) if n <= max => Ok(n),
-        Some(_) => Err(out_of_range(&value)),
-        None if value.as_i64().is_some() => Err(out_of_range(&value)),
-        None => Err(ConfigError::Invalid {
-            setting: field.to_owned(),
-            value: shorten(&value.to_string()),
-            expected: expected(unit, max),
-        }),
+        Some(n) => T::try_from(n).map_err(|_| error(true)),
+        None if value.as_i64().is_some() => Err(error(true)),
+        None => Err(error(false)),
     }
 }
 
-impl TryFrom<RawConfig> for ExpiryMonitorConfig {
-    type Error = ConfigError;
+/// One `deserialize_with` function per field, so that errors name it.
+macro_rules! whole_number_fields {
+    ($($field:ident: $ty:ty, $unit:literal, $max:expr;)+) => {$(
+        fn $field<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<$ty, D::Error> {
+            whole_number(deserializer, stringify!($field), $unit, $max)
+        }
+    )+};
+}
 
-    fn try_from(raw: RawConfig) -> Result<Self, Self::Error> {
-        let days = from_json(
-            "warning_threshold_days",
-            raw.warning_threshold_days,
-            u64::from(MAX_WARNING_THRESHOLD_DAYS),
-            "days",
-        )?;
-        Ok(Self {
-            warning_threshold_days: u32::try_from(days).unwrap_or(MAX_WARNING_THRESHOLD_DAYS),
-            check_cooldown_seconds: from_json(
-                "check_cooldown_seconds",
-                raw.check_cooldown_seconds,
-                MAX_INTERVAL_SECONDS,
-                "seconds",
-            )?,
-            event_cooldown_seconds: from_json(
-                "event_cooldown_seconds",
-                raw.event_cooldown_seconds,
-                MAX_INTERVAL_SECONDS,
-                "seconds",
-            )?,
-            sweep_interval_seconds: from_json(
-                "sweep_interval_seconds",
-                raw.sweep_interval_seconds,
-                MAX_INTERVAL_SECONDS,
-                "seconds",
-            )?,
-        })
-    }
+whole_number_fields! {
+    warning_threshold_days: u32, "days", u64::from(MAX_WARNING_THRESHOLD_DAYS);
+    check_cooldown_seconds: u64, "seconds", MAX_INTERVAL_SECONDS;
+    event_cooldown_seconds: u64, "seconds", MAX_INTERVAL_SECONDS;
+    sweep_interval_seconds: u64, "seconds", MAX_INTERVAL_SECONDS;
 }
 
 #[cfg(test)]
@@ -347,62 +261,6 @@ mod tests {
     }
 
     #[test]
-    fn env_overrides_the_file_like_tyks_config_test() {
-        let file: ExpiryMonitorConfig = serde_json::from_str(
-            r#"{"warning_threshold_days":30,"check_cooldown_seconds":3600,"event_cooldown_seconds":86400}"#,
-        )
-        .unwrap();
-        let env = [
-            (ENV_WARNING_THRESHOLD_DAYS, "7"),
-            (ENV_CHECK_COOLDOWN_SECONDS, "900"),
-            (ENV_EVENT_COOLDOWN_SECONDS, "21600"),
-            ("TYK_GW_SOMETHING_ELSE", "not a number, not ours"),
-        ];
-        let config = file.with_env(env).unwrap();
-        assert_eq!(config.warning_threshold_days, 7);
-        assert_eq!(config.check_cooldown_seconds, 900);
-        assert_eq!(config.event_cooldown_seconds, 21_600);
-        assert_eq!(config.sweep_interval(), None);
-
-        let env = std::collections::HashMap::from([
-            (ENV_SWEEP_INTERVAL_SECONDS.to_owned(), " 300 ".to_owned()),
-            (ENV_WARNING_THRESHOLD_DAYS.to_owned(), String::new()),
-        ]);
-        let config = config.with_env(&env).unwrap();
-        assert_eq!(
-            config.sweep_interval(),
-            Some(std::time::Duration::from_secs(300))
-        );
-        assert_eq!(config.warning_threshold_days, 7, "empty values are ignored");
-    }
-
-    #[test]
-    fn invalid_env_values_are_errors_naming_the_variable() {
-        for (name, value, says) in [
-            (ENV_WARNING_THRESHOLD_DAYS, "seven", "is not valid"),
-            (ENV_WARNING_THRESHOLD_DAYS, "-1", "out of range"),
-            (ENV_WARNING_THRESHOLD_DAYS, "3651", "out of range"),
-            (ENV_CHECK_COOLDOWN_SECONDS, "1.5", "is not valid"),
-            (
-                ENV_EVENT_COOLDOWN_SECONDS,
-                "99999999999999999999999",
-                "out of range",
-            ),
-            (ENV_EVENT_COOLDOWN_SECONDS, "315360001", "out of range"),
-            (ENV_SWEEP_INTERVAL_SECONDS, "10m", "is not valid"),
-        ] {
-            let err = ExpiryMonitorConfig::default()
-                .with_env([(name, value)])
-                .unwrap_err();
-            let text = err.to_string();
-            assert!(text.contains(name), "{text}");
-            assert!(text.contains(value), "{text}");
-            assert!(text.contains(says), "{text}");
-            assert!(text.contains("whole number"), "{text}");
-        }
-    }
-
-    #[test]
     fn invalid_json_values_are_errors_naming_the_field() {
         for (text, field) in [
             (r#"{"warning_threshold_days":-3}"#, "warning_threshold_days"),
@@ -420,8 +278,12 @@ mod tests {
             ),
             (r#"{"sweep_interval_seconds":-1}"#, "sweep_interval_seconds"),
         ] {
-            let err = serde_json::from_str::<ExpiryMonitorConfig>(text).unwrap_err();
-            assert!(err.to_string().contains(field), "{text}: {err}");
+            // A wrong type when it is read, a value out of range when it is validated.
+            let err = serde_json::from_str::<ExpiryMonitorConfig>(text)
+                .map_err(|e| e.to_string())
+                .and_then(|config| config.validate().map_err(|e| e.to_string()))
+                .unwrap_err();
+            assert!(err.contains(field), "{text}: {err}");
         }
     }
 

@@ -3,8 +3,7 @@
 use cert_store::StoreError;
 
 /// A configuration value that cannot be used. `setting` is the JSON field
-/// (`warning_threshold_days`) or the environment variable
-/// (`TYK_GW_SECURITY_CERTIFICATEEXPIRYMONITOR_WARNINGTHRESHOLDDAYS`) it came from.
+/// (`warning_threshold_days`), or the environment variable the gateway read it from.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {

@@ -19,8 +19,9 @@
 //!   so an idle certificate warns too (Tyk only checks certificates in use).
 //! - [`MetricsSnapshot`] counts checks, skips and events and gives each certificate's seconds to
 //!   expiry, as plain figures (the gateway renders them on `/metrics`).
-//! - [`ExpiryMonitorConfig`] reads Tyk's `security.certificate_expiry_monitor` block and its
-//!   `TYK_GW_SECURITY_CERTIFICATEEXPIRYMONITOR_*` environment overrides.
+//! - [`ExpiryMonitorConfig`] reads Tyk's `security.certificate_expiry_monitor` block (the
+//!   gateway's configuration applies Tyk's `TYK_GW_SECURITY_CERTIFICATEEXPIRYMONITOR_*`
+//!   environment overrides to it).
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -75,9 +76,7 @@ mod subject;
 
 pub use config::{
     DEFAULT_CHECK_COOLDOWN_SECONDS, DEFAULT_EVENT_COOLDOWN_SECONDS, DEFAULT_WARNING_THRESHOLD_DAYS,
-    ENV_CHECK_COOLDOWN_SECONDS, ENV_EVENT_COOLDOWN_SECONDS, ENV_SWEEP_INTERVAL_SECONDS,
-    ENV_WARNING_THRESHOLD_DAYS, ExpiryMonitorConfig, MAX_INTERVAL_SECONDS,
-    MAX_WARNING_THRESHOLD_DAYS,
+    ExpiryMonitorConfig, MAX_INTERVAL_SECONDS, MAX_WARNING_THRESHOLD_DAYS,
 };
 pub use cooldown::{Claim, CooldownKind, CooldownStore, MemoryCooldowns};
 pub use error::{ConfigError, MonitorError};

@@ -210,7 +210,8 @@ fn gateway_config(
         let mut config = GatewayConfig::default();
         config.http_server_options.use_ssl = true;
         config.http_server_options.min_version = 772;
-        config.http_server_options.ssl_certificates = vec![add(leaf.bundle()).await];
+        config.http_server_options.ssl_certificates =
+            vec![add(leaf.bundle()).await.parse().unwrap()];
         let mut apis = Vec::new();
         if let Some(pem) = client_certificate {
             let json = serde_json::json!({

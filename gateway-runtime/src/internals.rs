@@ -51,10 +51,13 @@ pub async fn server_config(
     apis: Vec<ApiDefinition>,
     store: &CertStore,
     sni: Option<&str>,
-) -> Result<Arc<ServerConfig>, String> {
+) -> Result<Arc<ServerConfig>, crate::GatewayError> {
     let metrics = Arc::new(GatewayMetrics::default());
-    let retained = Arc::new(crate::retain::Retained::new(Arc::clone(&metrics)));
-    let shared = TlsShared::new(metrics, retained).map_err(|e| e.to_string())?;
+    let retained = Arc::new(crate::retain::Retained::new(
+        Arc::clone(&metrics),
+        config.allow_certificate_files,
+    ));
+    let shared = TlsShared::new(config.http_server_options.tls()?, metrics, retained)?;
     let state = TlsState::build(config, &ApiTable::new(apis), store, &shared, true).await?;
     Ok(state.config_for(sni, false))
 }

@@ -36,6 +36,7 @@ mod api;
 pub mod config;
 mod connections;
 mod control;
+mod error;
 mod fallback;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
@@ -49,6 +50,7 @@ mod observe;
 mod prometheus;
 mod proxy;
 mod request_path;
+mod resolve;
 mod response;
 mod retain;
 mod runtime;
@@ -60,12 +62,14 @@ mod tls;
 mod ui;
 pub mod wire;
 
-pub use config::{ApiDefinition, ConfigError, GatewayConfig, WebhookConfig};
+pub use config::{
+    ApiDefinition, CertificateRef, CertificateUiConfig, CipherSuiteError, ConfigError,
+    GatewayConfig, TlsVersion, WebhookConfig, cipher_suites,
+};
+pub use error::{GatewayError, MonitorSetupError, TlsError, WebhookError};
 pub use metrics::GatewayMetrics;
 pub use response::{Body, BoxError};
-pub use runtime::{Gateway, GatewayBuilder, GatewayError, store_from_config};
-pub use tls::cipher_suites;
-pub use ui::settings::CertificateUiConfig;
+pub use runtime::{Gateway, GatewayBuilder, store_from_config};
 
 // What the fallback's signature names, so an embedder needs no crate of its own for them.
 pub use http;

@@ -17,6 +17,7 @@ use rustls_pki_types::CertificateDer;
 use tls_core::Fingerprint;
 
 use crate::config::{GatewayConfig, WebhookConfig};
+use crate::error::{MonitorSetupError, WebhookError};
 use crate::observe::CertObserver;
 use crate::prometheus::Exposition;
 use crate::proxy::connector::UpstreamConnector;
@@ -78,7 +79,7 @@ pub(crate) async fn start_monitor(
     store: &CertStore,
     extra_sinks: Vec<Arc<dyn EventSink>>,
     webhook_roots: &[CertificateDer<'static>],
-) -> Result<MonitorObserver, String> {
+) -> Result<MonitorObserver, MonitorSetupError> {
     let mut builder = ExpiryMonitor::builder(config.security.certificate_expiry_monitor)
         .clock(Arc::clone(store.clock()))
         .store(store.clone())
@@ -94,13 +95,13 @@ pub(crate) async fn start_monitor(
         let connection = config
             .storage
             .redis_connection()
-            .map_err(|e| e.to_string())?;
+            .map_err(MonitorSetupError::StorageConfig)?;
         let cooldowns = expiry_monitor::RedisCooldowns::connect(connection)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(MonitorSetupError::Cooldowns)?;
         builder = builder.cooldowns(cooldowns);
     }
-    let monitor = builder.start().map_err(|e| e.to_string())?;
+    let monitor = builder.start()?;
     Ok(MonitorObserver::new(monitor))
 }
 
@@ -124,17 +125,24 @@ impl WebhookSink {
     pub(crate) fn new(
         config: &WebhookConfig,
         extra_roots: &[CertificateDer<'static>],
-    ) -> Result<Self, String> {
-        let url: http::Uri = config
-            .url
-            .parse()
-            .map_err(|_| format!("webhook URL {:?} is not a URL", config.url))?;
+    ) -> Result<Self, WebhookError> {
+        let url: http::Uri = config.url.parse().map_err(|_| WebhookError::Url {
+            url: config.url.clone(),
+        })?;
         let mut headers = Vec::new();
         for (name, value) in &config.headers {
-            let name = http::HeaderName::try_from(name.as_str())
-                .map_err(|e| format!("webhook header {name:?}: {e}"))?;
-            let value = http::HeaderValue::try_from(value.as_str())
-                .map_err(|e| format!("webhook header {name}: {e}"))?;
+            let name = http::HeaderName::try_from(name.as_str()).map_err(|source| {
+                WebhookError::HeaderName {
+                    name: name.clone(),
+                    source,
+                }
+            })?;
+            let value = http::HeaderValue::try_from(value.as_str()).map_err(|source| {
+                WebhookError::HeaderValue {
+                    name: name.clone(),
+                    source,
+                }
+            })?;
             headers.push((name, value));
         }
         let timeout = Duration::from_secs(config.timeout_seconds.max(1));
@@ -142,7 +150,7 @@ impl WebhookSink {
             let roots = Trust::new(extra_roots.to_vec(), true).roots();
             let client = rustls::ClientConfig::builder_with_provider(tls_core::default_provider())
                 .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
+                .map_err(WebhookError::Tls)?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
             Some(Arc::new(client))
@@ -186,7 +194,7 @@ impl Poster {
         tracing::error!(url = %self.url, attempts = self.retries + 1, "expiry webhook given up");
     }
 
-    async fn post_once(&self, body: &Bytes) -> Result<(), String> {
+    async fn post_once(&self, body: &Bytes) -> Result<(), PostError> {
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(self.url.clone())
@@ -196,17 +204,34 @@ impl Poster {
         }
         let request = request
             .body(Full::new(body.clone()))
-            .map_err(|e| e.to_string())?;
+            .map_err(PostError::Request)?;
         let response = tokio::time::timeout(self.timeout, self.client.request(request))
             .await
-            .map_err(|_| format!("no answer within {:?}", self.timeout))?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| PostError::Timeout(self.timeout))?
+            .map_err(PostError::Send)?;
         if response.status().is_success() {
             Ok(())
         } else {
-            Err(format!("answered {}", response.status()))
+            Err(PostError::Status(response.status()))
         }
     }
+}
+
+/// Why one webhook delivery attempt failed.
+#[derive(Debug, thiserror::Error)]
+enum PostError {
+    /// The request cannot be built (a configured header).
+    #[error("{0}")]
+    Request(#[source] http::Error),
+    /// No answer in time.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The request cannot be sent (connection, TLS).
+    #[error("{0}")]
+    Send(#[source] hyper_util::client::legacy::Error),
+    /// The receiver answered with an error status.
+    #[error("answered {0}")]
+    Status(http::StatusCode),
 }
 
 /// The webhook body of an event.

@@ -28,7 +28,7 @@ use cert_store::{CertStore, LoadedCert, StoreError};
 use tls_core::CertId;
 
 use crate::api::ApiTable;
-use crate::config::GatewayConfig;
+use crate::config::{CertificateRef, GatewayConfig};
 use crate::metrics::GatewayMetrics;
 
 /// One remembered certificate.
@@ -42,8 +42,11 @@ struct Kept {
 
 /// The last good copy of each referenced certificate (see the module docs).
 pub(crate) struct Retained {
+    /// By reference, as the configuration writes it.
     kept: Mutex<HashMap<String, Kept>>,
     metrics: Arc<GatewayMetrics>,
+    /// `allow_certificate_files`: references may be file paths.
+    allow_files: bool,
 }
 
 impl std::fmt::Debug for Retained {
@@ -55,11 +58,13 @@ impl std::fmt::Debug for Retained {
 }
 
 impl Retained {
-    /// An empty set that reports missing certificates through `metrics`.
-    pub(crate) fn new(metrics: Arc<GatewayMetrics>) -> Self {
+    /// An empty set that reports missing certificates through `metrics`; file references are
+    /// read only when `allow_files` (`allow_certificate_files`).
+    pub(crate) fn new(metrics: Arc<GatewayMetrics>, allow_files: bool) -> Self {
         Self {
             kept: Mutex::new(HashMap::new()),
             metrics,
+            allow_files,
         }
     }
 
@@ -73,11 +78,13 @@ impl Retained {
     pub(crate) async fn resolve(
         &self,
         store: &CertStore,
-        reference: &str,
+        reference: &CertificateRef,
         owner: &str,
     ) -> Result<Arc<LoadedCert>, StoreError> {
-        let reference = reference.trim();
-        match store.resolve(reference).await {
+        let resolved = crate::resolve::resolve(store, reference, self.allow_files).await;
+        let reference = reference.to_string();
+        let reference = reference.as_str();
+        match resolved {
             Ok(cert) => {
                 let mut kept = self.lock();
                 let back = kept.get(reference).is_some_and(|k| k.missing);
@@ -141,7 +148,7 @@ impl Retained {
     pub(crate) fn retain_only(&self, config: &GatewayConfig, apis: &ApiTable) {
         let referenced = references(config, apis);
         let mut kept = self.lock();
-        kept.retain(|reference, _| referenced.contains(reference.as_str()));
+        kept.retain(|reference, _| referenced.contains(reference));
         self.publish(&kept);
     }
 
@@ -167,29 +174,29 @@ fn missing_ids(kept: &HashMap<String, Kept>) -> Vec<String> {
     ids
 }
 
-/// Every certificate reference of `config` and `apis` (trimmed), as [`Retained`] keys them.
-fn references<'a>(config: &'a GatewayConfig, apis: &'a ApiTable) -> HashSet<&'a str> {
+/// Every certificate reference of `config` and `apis`, as [`Retained`] keys them.
+fn references(config: &GatewayConfig, apis: &ApiTable) -> HashSet<String> {
     let security = &config.security.certificates;
-    let mut out: HashSet<&str> = config
+    let mut out: HashSet<String> = config
         .http_server_options
         .ssl_certificates
         .iter()
         .chain(&security.apis)
         .chain(&security.control_api)
-        .chain(security.upstream.values())
-        .map(|r| r.trim())
+        .chain(security.upstream.values().flatten())
+        .map(CertificateRef::to_string)
         .collect();
-    out.extend(pin_entries(&config.security.pinned_public_keys));
+    out.extend(pin_entries(&config.security.pinned_public_keys).map(str::to_owned));
     for route in apis.iter() {
         let def = &route.def;
         out.extend(
             def.certificates
                 .iter()
                 .chain(&def.client_certificates)
-                .chain(def.upstream_certificates.values())
-                .map(|r| r.trim()),
+                .chain(def.upstream_certificates.values().flatten())
+                .map(CertificateRef::to_string),
         );
-        out.extend(pin_entries(&def.pinned_public_keys));
+        out.extend(pin_entries(&def.pinned_public_keys).map(str::to_owned));
     }
     out
 }
@@ -218,9 +225,9 @@ mod tests {
             .encoding_secret(EncodingSecret::new("retain test"))
             .build();
         let metrics = Arc::new(GatewayMetrics::default());
-        let retained = Retained::new(Arc::clone(&metrics));
+        let retained = Retained::new(Arc::clone(&metrics), false);
         let id = store.add(PEM, &OrgId::EMPTY).await.unwrap();
-        let reference = format!(" {id} ");
+        let reference: CertificateRef = format!(" {id} ").parse().unwrap();
         let first = retained.resolve(&store, &reference, "test").await.unwrap();
 
         // Lost behind the store's back: the copy serves, reported missing.

@@ -14,9 +14,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::ApiTable;
-use crate::config::{ApiDefinition, ConfigError, GatewayConfig};
+use crate::config::{ApiDefinition, CertificateRef, ConfigError, GatewayConfig, SERVER_API_ID};
 use crate::connections::Admission;
 use crate::control::ControlApi;
+use crate::error::{GatewayError, TlsError};
 use crate::metrics::GatewayMetrics;
 use crate::monitor::{MonitorObserver, start_monitor};
 use crate::observe::CertObserver;
@@ -26,40 +27,6 @@ use crate::server::{Tracker, accept_loop};
 use crate::shared::{ListenerRole, Shared};
 use crate::state::{TlsShared, TlsState};
 use crate::ui::RecentEvents;
-
-/// Why the gateway cannot start or reload.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum GatewayError {
-    /// The configuration is invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The certificate storage cannot be reached or set up.
-    #[error("certificate storage: {0}")]
-    Storage(String),
-    /// TLS settings or certificates cannot be used.
-    #[error("TLS: {0}")]
-    Tls(String),
-    /// The expiry monitor cannot start.
-    #[error("expiry monitor: {0}")]
-    Monitor(String),
-    /// A certificate cannot be served (not stored, no usable private key, storage away).
-    #[error("certificate {id} cannot be served: {source}")]
-    Certificate {
-        /// The certificate.
-        id: tls_core::CertId,
-        /// Why.
-        source: cert_store::StoreError,
-    },
-    /// A listener cannot be bound.
-    #[error("cannot listen on {address}: {source}")]
-    Bind {
-        /// The address.
-        address: String,
-        /// Why.
-        source: std::io::Error,
-    },
-}
 
 /// Rebuilds, which the runtime runs on reloads and store changes (kept here, beside the
 /// [`GatewayError`] they return).
@@ -204,9 +171,15 @@ impl GatewayBuilder {
         let changes = store.subscribe();
         register_usage(&store, &config, &apis);
         let metrics = Arc::new(GatewayMetrics::default());
-        let retained = Arc::new(Retained::new(Arc::clone(&metrics)));
-        let tls_shared = TlsShared::new(Arc::clone(&metrics), Arc::clone(&retained))
-            .map_err(|e| GatewayError::Tls(e.to_string()))?;
+        let retained = Arc::new(Retained::new(
+            Arc::clone(&metrics),
+            config.allow_certificate_files,
+        ));
+        let tls_shared = TlsShared::new(
+            config.http_server_options.tls()?,
+            Arc::clone(&metrics),
+            Arc::clone(&retained),
+        )?;
         let recent_events = page_events(&config, &store);
         let monitor = start_expiry_monitor(
             &config,
@@ -328,7 +301,7 @@ async fn start_proxy(
         Arc::clone(metrics),
         upstream_roots,
     )
-    .map_err(|e| GatewayError::Tls(e.to_string()))?
+    .map_err(TlsError::Upstream)?
     .with_retained(retained);
     proxy.reload(apis).await;
     Ok(proxy)
@@ -467,18 +440,16 @@ pub async fn store_from_config(config: &GatewayConfig) -> Result<CertStore, Gate
             let redis_config = config
                 .storage
                 .redis_config()
-                .map_err(|e| GatewayError::Storage(e.to_string()))?;
+                .map_err(GatewayError::StorageConfig)?;
             let redis = cert_store::RedisStorage::connect(redis_config)
                 .await
-                .map_err(|e| GatewayError::Storage(e.to_string()))?;
+                .map_err(GatewayError::Storage)?;
             crate::key_format::warn_on_foreign_format(&redis, config.key_format()).await;
             Arc::new(redis)
         }
         #[cfg(not(feature = "redis"))]
         "redis" => {
-            return Err(GatewayError::Storage(
-                "storage.type is \"redis\", but this build has no Redis support: enable the `redis` feature of certgate-gateway-runtime (or certgate)".to_owned(),
-            ));
+            return Err(GatewayError::NoRedisSupport);
         }
         _ => Arc::new(MemoryStorage::new()),
     };
@@ -490,7 +461,6 @@ pub async fn store_from_config(config: &GatewayConfig) -> Result<CertStore, Gate
     Ok(CertStore::builder(storage)
         .encoding_secret(EncodingSecret::new(config.encoding_secret()))
         .key_format(config.key_format())
-        .allow_file_references(config.allow_certificate_files)
         .build())
 }
 
@@ -498,13 +468,13 @@ pub async fn store_from_config(config: &GatewayConfig) -> Result<CertStore, Gate
 fn register_usage(store: &CertStore, config: &GatewayConfig, apis: &[ApiDefinition]) {
     use cert_store::CertRole;
     let mut uses = Vec::new();
-    let mut add = |reference: &str, api: &str, role: CertRole| {
-        if let Ok(id) = reference.trim().parse() {
-            uses.push((id, api.to_owned(), role));
+    let mut add = |reference: &CertificateRef, api: &str, role: CertRole| {
+        if let Some(id) = reference.id() {
+            uses.push((id.clone(), api.to_owned(), role));
         }
     };
     for reference in &config.http_server_options.ssl_certificates {
-        add(reference, "__server__", CertRole::Server);
+        add(reference, SERVER_API_ID, CertRole::Server);
     }
     for api in apis {
         for reference in &api.certificates {
@@ -513,12 +483,14 @@ fn register_usage(store: &CertStore, config: &GatewayConfig, apis: &[ApiDefiniti
         for reference in &api.client_certificates {
             add(reference, &api.api_id, CertRole::Client);
         }
-        for reference in api.upstream_certificates.values() {
+        for reference in api.upstream_certificates.values().flatten() {
             add(reference, &api.api_id, CertRole::Upstream);
         }
         for list in api.pinned_public_keys.values() {
-            for reference in list.split(',') {
-                add(reference, &api.api_id, CertRole::Pin);
+            for entry in list.split(',') {
+                if let Ok(reference) = entry.parse() {
+                    add(&reference, &api.api_id, CertRole::Pin);
+                }
             }
         }
     }
@@ -622,7 +594,7 @@ impl Gateway {
         self.shared.store.certified_key(id).await.map_err(refused)?;
         {
             let mut added = self.shared.runtime_certs();
-            let id = id.to_string();
+            let id = CertificateRef::from(id);
             if !added.contains(&id) {
                 added.push(id);
             }
@@ -640,7 +612,7 @@ impl Gateway {
         let removed = {
             let mut added = self.shared.runtime_certs();
             let before = added.len();
-            let id = id.to_string();
+            let id = CertificateRef::from(id);
             added.retain(|other| *other != id);
             added.len() != before
         };

@@ -40,7 +40,7 @@ pub(crate) struct Shared {
     pub(crate) fallback: Option<crate::fallback::Fallback>,
     /// Server certificates added at run time ([`Gateway::add_server_certificate`](crate::Gateway::add_server_certificate)), served like
     /// `ssl_certificates`.
-    pub(crate) runtime_certs: std::sync::Mutex<Vec<String>>,
+    pub(crate) runtime_certs: std::sync::Mutex<Vec<crate::config::CertificateRef>>,
     /// Open client connections against their caps.
     pub(crate) admission: Arc<crate::connections::Admission>,
     /// The gateway listener's port (the real one when configured as 0).
@@ -49,7 +49,9 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// The server certificates added at run time, locked.
-    pub(crate) fn runtime_certs(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+    pub(crate) fn runtime_certs(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Vec<crate::config::CertificateRef>> {
         self.runtime_certs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

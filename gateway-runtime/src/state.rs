@@ -11,16 +11,18 @@ use rustls::server::{ProducesTickets, ServerConfig, StoresServerSessions};
 use tls_core::OrgId;
 
 use crate::api::ApiTable;
-use crate::config::{CertificatesFromStore, GatewayConfig, TLS12, TLS13};
+use crate::config::{CertificateRef, CertificatesFromStore, GatewayConfig, ServerTls};
+use crate::error::TlsError;
 use crate::metrics::GatewayMetrics;
 use crate::mtls::{ClientAuth, ClientPolicy, CrlOptions, HandshakeVerifier, check_crls};
 use crate::retain::Retained;
 use crate::sni::{Served, ServerCerts};
-use crate::tls;
 
 /// Long-lived TLS parts shared by every snapshot: resumption must survive rebuilds.
 pub(crate) struct TlsShared {
     pub(crate) provider: Arc<CryptoProvider>,
+    /// `http_server_options`' versions and cipher suites, parsed once.
+    pub(crate) server_tls: ServerTls,
     pub(crate) ticketer: Arc<dyn ProducesTickets>,
     pub(crate) sessions: Arc<dyn StoresServerSessions>,
     pub(crate) metrics: Arc<GatewayMetrics>,
@@ -117,15 +119,17 @@ async fn collect_stored(
 }
 
 impl TlsShared {
-    /// Parts for a new gateway: ring's provider, a new ticketer, a session cache of 8192
-    /// entries, no CRL reported yet.
+    /// Parts for a new gateway: ring's provider, the listener's parsed versions and cipher
+    /// suites, a new ticketer, a session cache of 8192 entries, no CRL reported yet.
     pub(crate) fn new(
+        server_tls: ServerTls,
         metrics: Arc<GatewayMetrics>,
         retained: Arc<Retained>,
-    ) -> Result<Self, rustls::Error> {
+    ) -> Result<Self, TlsError> {
         Ok(Self {
             provider: tls_core::default_provider(),
-            ticketer: rustls::crypto::ring::Ticketer::new()?,
+            server_tls,
+            ticketer: rustls::crypto::ring::Ticketer::new().map_err(TlsError::Tickets)?,
             sessions: rustls::server::ServerSessionMemoryCache::new(8192),
             metrics,
             retained,
@@ -184,7 +188,7 @@ impl TlsState {
         store: &CertStore,
         shared: &TlsShared,
         load: bool,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, TlsError> {
         prefetch(config, apis, store).await;
         shared.retained.retain_only(config, apis);
         let certs = Arc::new(server_certs(config, apis, store, shared).await);
@@ -262,7 +266,7 @@ async fn api_policies(
     store: &CertStore,
     shared: &TlsShared,
     load: bool,
-) -> Result<HashMap<String, Arc<ClientPolicy>>, String> {
+) -> Result<HashMap<String, Arc<ClientPolicy>>, TlsError> {
     let retained = &*shared.retained;
     let global_clients = resolve_all(
         store,
@@ -286,12 +290,20 @@ async fn api_policies(
         let crl_options = route
             .def
             .crl_options()
-            .map_err(|(field, reason)| format!("API {}: {field}: {reason}", route.def.api_id))?;
+            .map_err(|source| TlsError::CrlOption {
+                api_id: route.def.api_id.clone(),
+                source,
+            })?;
         let now = store.clock().now();
         let checked = check_crls(&crls, &entries, crl_options, load, now, &shared.provider);
         let past = match checked {
             Ok(past) => past,
-            Err(e) if load => return Err(format!("API {}: {e}", route.def.api_id)),
+            Err(reason) if load => {
+                return Err(TlsError::Crls {
+                    api_id: route.def.api_id.clone(),
+                    reason,
+                });
+            }
             Err(e) => {
                 // A rebuild after a store change: the other APIs must not wait on this one.
                 tracing::error!(api_id = %route.def.api_id, error = %e, "the API's CRLs cannot be used: its clients are refused until its definition is fixed");
@@ -299,8 +311,13 @@ async fn api_policies(
             }
         };
         crls_past.extend(past.into_iter().map(|crl| (route.def.api_id.clone(), crl)));
-        let policy = ClientPolicy::new(&entries, crls, crl_options, &shared.provider)
-            .map_err(|e| format!("API {}: client_certificates: {e}", route.def.api_id))?;
+        let policy =
+            ClientPolicy::new(&entries, crls, crl_options, &shared.provider).map_err(|reason| {
+                TlsError::ClientCertificates {
+                    api_id: route.def.api_id.clone(),
+                    reason,
+                }
+            })?;
         api_policies.insert(route.def.api_id.clone(), Arc::new(policy));
     }
     shared.report_crls_past(crls_past);
@@ -316,7 +333,7 @@ fn domain_configs(
     shared: &TlsShared,
     certs: &Arc<ServerCerts>,
     api_policies: &HashMap<String, Arc<ClientPolicy>>,
-) -> Result<HashMap<String, Arc<ServerConfig>>, String> {
+) -> Result<HashMap<String, Arc<ServerConfig>>, TlsError> {
     // Per domain: every API requires a client certificate, or only some do.
     let mut domains: HashMap<String, (usize, usize)> = HashMap::new();
     for route in apis.iter() {
@@ -344,7 +361,10 @@ fn domain_configs(
             .filter(|r| r.def.use_mutual_tls_auth && r.def.domain.eq_ignore_ascii_case(&domain))
             .filter_map(|r| api_policies.get(&r.def.api_id).map(AsRef::as_ref))
             .collect();
-        let policy = Arc::new(ClientPolicy::union(&policies, &shared.provider)?);
+        let policy = Arc::new(
+            ClientPolicy::union(&policies, &shared.provider)
+                .map_err(|reason| TlsError::ClientPolicy { reason })?,
+        );
         let verifier = HandshakeVerifier::new(
             policy,
             mode,
@@ -367,7 +387,7 @@ async fn control_api_auth(
     store: &CertStore,
     shared: &TlsShared,
     certs: &Arc<ServerCerts>,
-) -> Result<(Option<Arc<ClientPolicy>>, Option<Arc<ServerConfig>>), String> {
+) -> Result<(Option<Arc<ClientPolicy>>, Option<Arc<ServerConfig>>), TlsError> {
     if !config.security.control_api_use_mutual_tls {
         return Ok((None, None));
     }
@@ -378,12 +398,15 @@ async fn control_api_auth(
         "security.certificates.control_api",
     )
     .await;
-    let policy = Arc::new(ClientPolicy::new(
-        &entries,
-        Vec::new(),
-        CrlOptions::default(),
-        &shared.provider,
-    )?);
+    let policy = Arc::new(
+        ClientPolicy::new(
+            &entries,
+            Vec::new(),
+            CrlOptions::default(),
+            &shared.provider,
+        )
+        .map_err(|reason| TlsError::ClientPolicy { reason })?,
+    );
     let verifier = HandshakeVerifier::new(
         Arc::clone(&policy),
         ClientAuth::Required,
@@ -400,23 +423,11 @@ fn server_config(
     shared: &TlsShared,
     certs: &Arc<ServerCerts>,
     verifier: Option<Arc<HandshakeVerifier>>,
-) -> Result<Arc<ServerConfig>, String> {
+) -> Result<Arc<ServerConfig>, TlsError> {
     let options = &config.http_server_options;
-    let min = if options.min_version == 0 {
-        TLS12
-    } else {
-        options.min_version
-    };
-    let max = if options.max_version == 0 {
-        TLS13
-    } else {
-        options.max_version
-    };
-    let suites = tls::cipher_suites(&options.ssl_ciphers)?;
-    let provider = tls::provider_with(suites);
-    let builder = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&tls::protocol_versions(min, max))
-        .map_err(|e| format!("http_server_options: {e}"))?;
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&shared.server_tls.provider))
+        .with_protocol_versions(&shared.server_tls.versions)
+        .map_err(TlsError::ServerConfig)?;
     let builder = match verifier {
         Some(verifier) => builder.with_client_cert_verifier(verifier),
         None => builder.with_no_client_auth(),
@@ -443,13 +454,15 @@ const PREFETCH_LANES: usize = 32;
 /// Failures are left to the sequential pass that follows, which logs them.
 async fn prefetch(config: &GatewayConfig, apis: &ApiTable, store: &CertStore) {
     let security = &config.security.certificates;
-    let mut server: Vec<&String> = config.http_server_options.ssl_certificates.iter().collect();
-    let mut others: Vec<&String> = security.apis.iter().chain(&security.control_api).collect();
+    let mut server: Vec<&CertificateRef> =
+        config.http_server_options.ssl_certificates.iter().collect();
+    let mut others: Vec<&CertificateRef> =
+        security.apis.iter().chain(&security.control_api).collect();
     for route in apis.iter() {
         server.extend(&route.def.certificates);
         others.extend(&route.def.client_certificates);
     }
-    let references: Vec<(String, bool)> = server
+    let references: Vec<(CertificateRef, bool)> = server
         .into_iter()
         .map(|r| (r.clone(), true))
         .chain(others.into_iter().map(|r| (r.clone(), false)))
@@ -459,16 +472,17 @@ async fn prefetch(config: &GatewayConfig, apis: &ApiTable, store: &CertStore) {
     }
     let mut lanes = tokio::task::JoinSet::new();
     for lane in 0..PREFETCH_LANES.min(references.len()) {
-        let mine: Vec<(String, bool)> = references
+        let mine: Vec<(CertificateRef, bool)> = references
             .iter()
             .skip(lane)
             .step_by(PREFETCH_LANES)
             .cloned()
             .collect();
         let store = store.clone();
+        let allow_files = config.allow_certificate_files;
         lanes.spawn(async move {
             for (reference, is_server) in mine {
-                if let Ok(cert) = store.resolve(&reference).await
+                if let Ok(cert) = crate::resolve::resolve(&store, &reference, allow_files).await
                     && is_server
                 {
                     let _ = store.tls_key(&cert);
@@ -482,7 +496,7 @@ async fn prefetch(config: &GatewayConfig, apis: &ApiTable, store: &CertStore) {
 async fn server_cert(
     store: &CertStore,
     retained: &Retained,
-    reference: &str,
+    reference: &CertificateRef,
     owner: &str,
 ) -> Option<Served> {
     let cert = match retained.resolve(store, reference, owner).await {
@@ -504,7 +518,7 @@ async fn server_cert(
 async fn resolve_all(
     store: &CertStore,
     retained: &Retained,
-    references: &[String],
+    references: &[CertificateRef],
     owner: &str,
 ) -> Vec<Arc<LoadedCert>> {
     let mut out = Vec::with_capacity(references.len());

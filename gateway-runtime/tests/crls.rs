@@ -72,7 +72,7 @@ impl Hierarchy {
             .unwrap();
         let root_id = store.add(&self.root.cert_pem, &OrgId::EMPTY).await.unwrap();
         let mut config = tls_config();
-        config.http_server_options.ssl_certificates = vec![server_id.to_string()];
+        config.http_server_options.ssl_certificates = vec![server_id.into()];
         let mut definition = serde_json::json!({
             "api_id": "crl-api", "domain": "crl.test", "use_mutual_tls_auth": true,
             "client_certificates": [root_id.to_string()],

@@ -16,7 +16,7 @@ async fn requests_matching_no_api_reach_the_services_own_router() {
             .add(&pki.server(&["svc.test"]).bundle(), &OrgId::EMPTY)
             .await
             .unwrap()
-            .to_string(),
+            .into(),
     ];
     let upstream = echo_upstream().await;
     // The service's own router, as it is: an axum `Router` is a `tower::Service`.

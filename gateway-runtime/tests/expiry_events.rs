@@ -59,7 +59,7 @@ async fn expiring_server_and_client_certificates_reach_the_webhook_once() {
             .add(&server.bundle(), &OrgId::EMPTY)
             .await
             .unwrap()
-            .to_string(),
+            .into(),
     ];
     let client_id = store
         .add(&allowed_client.cert_pem, &OrgId::EMPTY)

@@ -101,7 +101,10 @@ async fn failover_under_a_gateway_pair(topology: &mut impl Failover) {
             .await
             .unwrap()
             .to_string();
-        config.http_server_options.ssl_certificates.push(id.clone());
+        config
+            .http_server_options
+            .ssl_certificates
+            .push(id.parse().unwrap());
         served.push(id);
     }
     let gateway_a = start(config.clone(), store_a, Vec::new()).await;

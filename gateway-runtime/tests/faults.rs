@@ -75,7 +75,10 @@ async fn a_redis_outage_keeps_handshakes_working_answers_503_and_recovers_withou
             .await
             .unwrap()
             .to_string();
-        config.http_server_options.ssl_certificates.push(id.clone());
+        config
+            .http_server_options
+            .ssl_certificates
+            .push(id.parse().unwrap());
         ids.push(id);
     }
     let gateway = start(config, store, Vec::new()).await;
@@ -213,7 +216,7 @@ async fn a_record_corrupted_in_redis_is_not_served_and_the_others_are() {
 
     // A gateway over a fresh store: the corrupted record was never cached.
     let mut config = tls_config();
-    config.http_server_options.ssl_certificates = vec![healthy.to_string(), broken.to_string()];
+    config.http_server_options.ssl_certificates = vec![(&healthy).into(), (&broken).into()];
     let gateway = start(config, redis_store(&server).await, Vec::new()).await;
     let addr = gateway.local_addr();
     let client = || client_config(&[pki.ca_der()], None);
@@ -270,7 +273,7 @@ async fn small_gateway(pki: &TestCa) -> gateway_runtime::Gateway {
             .add(&pki.server(&["api.test"]).bundle(), &OrgId::EMPTY)
             .await
             .unwrap()
-            .to_string(),
+            .into(),
     ];
     start(config, store, Vec::new()).await
 }
@@ -383,7 +386,7 @@ async fn clients_stalling_in_their_request_headers_or_body_are_dropped() {
             .add(&pki.server(&["api.test"]).bundle(), &OrgId::EMPTY)
             .await
             .unwrap()
-            .to_string(),
+            .into(),
     ];
     let gateway = start(config, store, Vec::new()).await;
     let addr = gateway.local_addr();

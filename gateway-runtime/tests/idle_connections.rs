@@ -43,7 +43,7 @@ async fn setup(tune: impl FnOnce(&mut GatewayConfig)) -> Setup {
         .add(&pki.server(&["gw.test"]).bundle(), &OrgId::EMPTY)
         .await
         .unwrap();
-    config.http_server_options.ssl_certificates = vec![server.to_string()];
+    config.http_server_options.ssl_certificates = vec![server.into()];
     let echo = format!("http://{}", echo_upstream().await);
     let slow = format!("http://{}", slow_upstream().await);
     let apis = vec![

@@ -85,8 +85,12 @@ async fn a_changed_client_policy_applies_to_the_next_request_of_an_open_connecti
     let upstream = echo_upstream().await;
     let store = support::memory_store();
     let mut config = tls_config();
-    config.http_server_options.ssl_certificates =
-        vec![add(&store, &server_pki.server(&["keep.test"]).bundle()).await];
+    config.http_server_options.ssl_certificates = vec![
+        add(&store, &server_pki.server(&["keep.test"]).bundle())
+            .await
+            .parse()
+            .unwrap(),
+    ];
     let client_ca = add(&store, &client_pki.cert_pem).await;
     let other_ca = add(&store, &other_pki.cert_pem).await;
     let gateway = start(config, store, vec![secure_api(&client_ca, upstream)]).await;
@@ -148,8 +152,12 @@ async fn an_open_connection_is_refused_once_its_client_certificate_expires() {
     let (server_pki, client_pki) = (TestCa::root("server ca"), TestCa::root("client ca"));
     let upstream = echo_upstream().await;
     let mut config = tls_config();
-    config.http_server_options.ssl_certificates =
-        vec![add(&store, &server_pki.server(&["keep.test"]).bundle()).await];
+    config.http_server_options.ssl_certificates = vec![
+        add(&store, &server_pki.server(&["keep.test"]).bundle())
+            .await
+            .parse()
+            .unwrap(),
+    ];
     let client_ca = add(&store, &client_pki.cert_pem).await;
     let gateway = start(config, store, vec![secure_api(&client_ca, upstream)]).await;
     let identity = client_pki.client_expiring_in("short-lived", 1);

@@ -228,7 +228,7 @@ async fn no_answer_shows_internals_with_bad_inputs_a_corrupted_record_oom_or_red
         .unwrap()
         .to_string();
     let mut config = tls_config();
-    config.http_server_options.ssl_certificates = vec![served.clone()];
+    config.http_server_options.ssl_certificates = vec![served.parse().unwrap()];
     let gateway = start(config, store, Vec::new()).await;
     let mut scan = Scan {
         addr: gateway.local_addr(),

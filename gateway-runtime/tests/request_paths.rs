@@ -85,7 +85,7 @@ async fn setup(skip_url_cleaning: bool) -> Setup {
         .add(&pki.server(&["gw.test"]).bundle(), &OrgId::EMPTY)
         .await
         .unwrap();
-    config.http_server_options.ssl_certificates = vec![server.to_string()];
+    config.http_server_options.ssl_certificates = vec![server.into()];
     let ca = store
         .add(&client_pki.cert_pem, &OrgId::EMPTY)
         .await

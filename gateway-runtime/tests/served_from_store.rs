@@ -71,7 +71,7 @@ async fn a_certificate_stored_after_start_up_is_served_by_its_names() {
             .add(&configured.bundle(), &OrgId::EMPTY)
             .await
             .unwrap()
-            .to_string(),
+            .into(),
     ];
     let gateway = GatewayBuilder::new(config)
         .store(store.clone())
@@ -161,7 +161,7 @@ async fn without_the_option_a_stored_certificate_is_served_only_when_added_at_ru
             .add(&default.bundle(), &OrgId::EMPTY)
             .await
             .unwrap()
-            .to_string(),
+            .into(),
     ];
     let gateway = GatewayBuilder::new(config)
         .store(store.clone())

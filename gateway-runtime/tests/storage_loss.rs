@@ -93,7 +93,7 @@ async fn setup() -> Option<Setup> {
         .unwrap()
         .to_string();
     let mut config = tls_config();
-    config.http_server_options.ssl_certificates = vec![server_id.clone()];
+    config.http_server_options.ssl_certificates = vec![server_id.parse().unwrap()];
     let target = format!("http://{}", echo_upstream().await);
     let apis = vec![api(serde_json::json!({
         "api_id": "secure", "domain": "mtls.test", "use_mutual_tls_auth": true,

@@ -27,7 +27,7 @@ async fn sni_picks_exact_then_wildcard_then_default() {
         config
             .http_server_options
             .ssl_certificates
-            .push(add(&store, &cert.bundle()).await);
+            .push(add(&store, &cert.bundle()).await.parse().unwrap());
     }
     let gateway = start(config, store, Vec::new()).await;
     let client = client_config(&[pki.ca_der()], None);
@@ -69,8 +69,10 @@ async fn certificates_added_and_deleted_in_the_store_change_new_handshakes() {
     .unwrap()
     .id(&OrgId::EMPTY);
     let mut config = tls_config();
-    config.http_server_options.ssl_certificates =
-        vec![add(&store, &default.bundle()).await, later_id.to_string()];
+    config.http_server_options.ssl_certificates = vec![
+        add(&store, &default.bundle()).await.parse().unwrap(),
+        (&later_id).into(),
+    ];
     let gateway = start(config, store.clone(), Vec::new()).await;
     // A fresh client each time: a resumed session would not show which certificate is served.
     let client = || client_config(&[pki.ca_der()], None);
@@ -124,8 +126,12 @@ async fn mtls_setup() -> MtlsSetup {
     let upstream = echo_upstream().await;
     let store = memory_store();
     let mut config = tls_config();
-    config.http_server_options.ssl_certificates =
-        vec![add(&store, &pki.server(&["mtls.test", "mixed.test"]).bundle()).await];
+    config.http_server_options.ssl_certificates = vec![
+        add(&store, &pki.server(&["mtls.test", "mixed.test"]).bundle())
+            .await
+            .parse()
+            .unwrap(),
+    ];
     let ca_id = add(&store, &client_pki.cert_pem).await;
     // A leaf from an untrusted issuer, allow-listed by fingerprint.
     let allowed_leaf = TestCa::root("other ca").client("allow-listed");
@@ -240,8 +246,12 @@ async fn sessions_resume_and_http2_is_offered() {
     let pki = TestCa::root("resume ca");
     let store = memory_store();
     let mut config = tls_config();
-    config.http_server_options.ssl_certificates =
-        vec![add(&store, &pki.server(&["r.test"]).bundle()).await];
+    config.http_server_options.ssl_certificates = vec![
+        add(&store, &pki.server(&["r.test"]).bundle())
+            .await
+            .parse()
+            .unwrap(),
+    ];
     let gateway = start(config, store, Vec::new()).await;
     let client = client_config(&[pki.ca_der()], None);
     let first = https_get(gateway.local_addr(), "r.test", client.clone(), "/")
@@ -282,8 +292,12 @@ async fn tls_1_2_is_the_minimum_and_a_stalled_handshake_is_dropped() {
     let store = memory_store();
     let mut config = tls_config();
     config.tls_handshake_timeout_seconds = 1;
-    config.http_server_options.ssl_certificates =
-        vec![add(&store, &pki.server(&["v.test"]).bundle()).await];
+    config.http_server_options.ssl_certificates = vec![
+        add(&store, &pki.server(&["v.test"]).bundle())
+            .await
+            .parse()
+            .unwrap(),
+    ];
     let gateway = start(config, store, Vec::new()).await;
     let addr = gateway.local_addr();
 

@@ -64,7 +64,7 @@ async fn adds_answered_503_while_redis_is_paused_are_safe_to_retry() {
         .await
         .unwrap();
     let mut config = tls_config();
-    config.http_server_options.ssl_certificates = vec![served.to_string()];
+    config.http_server_options.ssl_certificates = vec![served.into()];
     let gateway = start(config, store, Vec::new()).await;
     let addr = gateway.local_addr();
     let uploads: Vec<String> = (0..5)

@@ -52,7 +52,7 @@ pub(crate) async fn start(dir: &Path, port: u16) -> Result<Gateway, String> {
         .map_err(|e| e.to_string())?;
     let server_id = add(&store, &(read("server.pem")? + &read("server.key")?)).await?;
     let ca_id = add(&store, &read("ca.pem")?).await?;
-    config.http_server_options.ssl_certificates = vec![server_id.to_string()];
+    config.http_server_options.ssl_certificates = vec![(&server_id).into()];
 
     let api = |id: &str, path: &str, mtls: bool| {
         let json = serde_json::json!({

@@ -253,7 +253,12 @@ async fn task(target: Target, deadline: Instant) -> Tally {
         let name = target.name.clone();
         let outcome = tokio::time::timeout(
             EXCHANGE_TIMEOUT,
-            exchange(&target.connector, target.address, name, &target.request_close),
+            exchange(
+                &target.connector,
+                target.address,
+                name,
+                &target.request_close,
+            ),
         )
         .await
         .unwrap_or_else(|_| Err(format!("no response within {EXCHANGE_TIMEOUT:?}")));
@@ -275,11 +280,23 @@ struct Target {
 }
 
 /// Paced mode: one request every `1 / rate` seconds until `deadline`, taken by `tasks` workers.
-async fn paced(target: Target, tasks: usize, rate: f64, keep_alive: bool, duration: Duration) -> Tally {
+async fn paced(
+    target: Target,
+    tasks: usize,
+    rate: f64,
+    keep_alive: bool,
+    duration: Duration,
+) -> Tally {
     let (schedule, scheduled) = mpsc::unbounded_channel::<Instant>();
     let scheduled = Arc::new(Mutex::new(scheduled));
     let workers: Vec<_> = (0..tasks)
-        .map(|_| tokio::spawn(paced_worker(target.clone(), Arc::clone(&scheduled), keep_alive)))
+        .map(|_| {
+            tokio::spawn(paced_worker(
+                target.clone(),
+                Arc::clone(&scheduled),
+                keep_alive,
+            ))
+        })
         .collect();
     let interval = Duration::from_secs_f64(1.0 / rate);
     let start = Instant::now();
@@ -319,8 +336,13 @@ async fn paced_worker(
         let attempt = async {
             if !keep_alive {
                 let name = target.name.clone();
-                return exchange(&target.connector, target.address, name, &target.request_close)
-                    .await;
+                return exchange(
+                    &target.connector,
+                    target.address,
+                    name,
+                    &target.request_close,
+                )
+                .await;
             }
             let tls = match &mut connection {
                 Some(tls) => tls,
@@ -420,7 +442,9 @@ async fn run(args: Args, config: ClientConfig) -> Result<Tally, String> {
     }
     if let Some(rate) = args.rate {
         if !(rate.is_finite() && rate > 0.0) {
-            return Err(format!("--rate {rate}: needs a positive number of requests per second"));
+            return Err(format!(
+                "--rate {rate}: needs a positive number of requests per second"
+            ));
         }
         return Ok(paced(target, tasks, rate, args.keep_alive, duration).await);
     }

@@ -66,10 +66,12 @@ use self::connector::{ConnectError, UpstreamConnector};
 use self::pins::resolve_pins;
 use self::pins::{PinList, PinMismatch, PinSet, resolve_pins_keeping};
 use self::pool::Http1Pool;
-use self::select::{UpstreamHost, select};
-use self::upstream_tls::{TlsSettings, Trust, client_config};
+use self::select::{UpstreamHost, select, select_value};
+use self::upstream_tls::{TlsSettings, Trust, UpstreamTlsError, client_config};
 use crate::api::{ApiRoute, ApiTable};
-use crate::config::{ApiDefinition, ConfigError, GatewayConfig, TLS12, tls_version};
+use crate::config::{
+    ApiDefinition, CertificateRef, CipherSuites, ConfigError, GatewayConfig, TlsVersion,
+};
 use crate::metrics::GatewayMetrics;
 use crate::mtls::ClientInfo;
 use crate::observe::CertObserver;
@@ -112,13 +114,13 @@ impl Default for ProxyOptions {
 #[derive(Debug)]
 struct GlobalUpstream {
     /// `security.certificates.upstream`.
-    certificates: HashMap<String, String>,
+    certificates: HashMap<String, Option<CertificateRef>>,
     /// `security.pinned_public_keys`.
     pins: HashMap<String, String>,
     /// `proxy_ssl_insecure_skip_verify`.
     skip_verify: bool,
     /// `proxy_ssl_min_version`, defaulted.
-    min_version: u16,
+    min_version: TlsVersion,
 }
 
 /// How requests reach an API's upstream.
@@ -186,8 +188,7 @@ impl Proxy {
         metrics: Arc<GatewayMetrics>,
         options: ProxyOptions,
     ) -> Result<Self, ConfigError> {
-        let min_version =
-            tls_version("proxy_ssl_min_version", config.proxy_ssl_min_version, TLS12)?;
+        let min_version = config.proxy_min_version()?;
         if config.proxy_ssl_insecure_skip_verify {
             tracing::warn!(
                 "proxy_ssl_insecure_skip_verify: upstream certificates are not verified for any API (pins, where configured, are the only check)"
@@ -202,7 +203,10 @@ impl Proxy {
             },
             trust: Trust::new(options.extra_roots.clone(), options.system_roots),
             store,
-            retained: Arc::new(Retained::new(Arc::clone(&metrics))),
+            retained: Arc::new(Retained::new(
+                Arc::clone(&metrics),
+                config.allow_certificate_files,
+            )),
             observer,
             metrics,
             options,
@@ -328,28 +332,29 @@ impl Proxy {
         let client_cert = self.client_certificate(def, &host).await;
         let pins = self.pins_for(def, &host).await;
         let transport = &def.proxy.transport;
-        let min_version = match transport.ssl_min_version {
-            0 => self.global.min_version,
-            version => version,
-        };
-        let settings = tls_version("proxy.transport.ssl_min_version", min_version, TLS12)
-            .map_err(|e| e.to_string())
-            .map(|min_version| TlsSettings {
-                client_cert: client_cert.as_ref().map(|(cert, _)| cert.id().clone()),
-                pins,
-                skip_verify: transport.ssl_insecure_skip_verify || self.global.skip_verify,
-                min_version,
-                ciphers: transport
-                    .ssl_ciphers
-                    .iter()
-                    .map(|name| name.trim().to_ascii_uppercase())
-                    .collect(),
+        let settings = transport
+            .min_version("proxy.transport.ssl_min_version", self.global.min_version)
+            .map_err(UpstreamTlsError::Version)
+            .and_then(|min_version| {
+                let ciphers = CipherSuites::from_names(&transport.ssl_ciphers)
+                    .map_err(UpstreamTlsError::Ciphers)?;
+                Ok(TlsSettings {
+                    client_cert: client_cert.as_ref().map(|(cert, _)| cert.id().clone()),
+                    pins,
+                    skip_verify: transport.ssl_insecure_skip_verify || self.global.skip_verify,
+                    min_version,
+                    ciphers,
+                })
             });
         let key = client_cert.as_ref().map(|(_, key)| Arc::clone(key));
+        // The reason is kept as the 502 message.
         let client = settings
             .as_ref()
-            .map_err(Clone::clone)
-            .and_then(|settings| self.client_for(settings, key, &def.api_id, &host));
+            .map_err(ToString::to_string)
+            .and_then(|settings| {
+                self.client_for(settings, key, &def.api_id, &host)
+                    .map_err(|error| error.to_string())
+            });
         if let Err(reason) = &client {
             tracing::error!(
                 api_id = %def.api_id,
@@ -391,7 +396,7 @@ impl Proxy {
         key: Option<Arc<CertifiedKey>>,
         api_id: &str,
         host: &UpstreamHost,
-    ) -> Result<HttpClient, String> {
+    ) -> Result<HttpClient, UpstreamTlsError> {
         if let Some(client) = self.lock_clients().get(settings) {
             return Ok(client.clone());
         }
@@ -423,10 +428,7 @@ impl Proxy {
             return None;
         }
         let maps = [&self.global.certificates, &def.upstream_certificates];
-        let reference = select(&maps, host)?.trim();
-        if reference.is_empty() {
-            return None;
-        }
+        let reference = select_value(&maps, host)?.as_ref()?;
         let warn = |problem: &str, error: &dyn std::fmt::Display| {
             tracing::warn!(
                 api_id = %def.api_id,

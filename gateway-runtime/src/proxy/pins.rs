@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use cert_store::{CertStore, StoreError};
 
+use crate::config::CertificateRef;
 use crate::retain::Retained;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
@@ -65,7 +66,7 @@ pub(crate) async fn resolve_pins(
     api_id: &str,
     host: &str,
 ) -> PinSet {
-    let retained = Retained::new(Arc::default());
+    let retained = Retained::new(Arc::default(), false);
     resolve_pins_keeping(store, &retained, value, api_id, host).await
 }
 
@@ -108,21 +109,41 @@ pub(crate) async fn resolve_pins_keeping(
     PinSet { pins }
 }
 
+/// A `pinned_public_keys` entry that gives no pin.
+#[derive(Debug, thiserror::Error)]
+enum PinEntryError {
+    /// It starts like an HPKP pin but is not one.
+    #[error("not a valid sha256/<base64> pin")]
+    BadPin,
+    /// It is neither a pin nor a reference that resolves.
+    #[error(
+        "neither a pin (64 hex characters or sha256/<base64>) nor a usable public key or certificate reference: {0}"
+    )]
+    Unresolved(#[source] StoreError),
+    /// It is not a reference either.
+    #[error("{0}")]
+    Reference(#[source] crate::config::CertificateRefError),
+}
+
 /// One entry: the stored record or inline PEM it names, else the literal pin it is.
 async fn resolve_entry(
     store: &CertStore,
     retained: &Retained,
     entry: &str,
     api_id: &str,
-) -> Result<SpkiPin, String> {
+) -> Result<SpkiPin, PinEntryError> {
     let literal = entry.parse::<SpkiPin>().ok();
     let may_be_reference = entry.contains("-----BEGIN ")
         || entry.parse::<CertId>().is_ok()
         || (literal.is_none() && !entry.starts_with("sha256/"));
     if !may_be_reference {
-        return literal.ok_or_else(|| "not a valid sha256/<base64> pin".to_owned());
+        return literal.ok_or(PinEntryError::BadPin);
     }
-    match retained.resolve(store, entry, api_id).await {
+    let resolved = match entry.parse::<CertificateRef>() {
+        Ok(reference) => retained.resolve(store, &reference, api_id).await,
+        Err(error) => return literal.ok_or(PinEntryError::Reference(error)),
+    };
+    match resolved {
         Ok(loaded) => Ok(loaded.metadata().spki_pin),
         Err(error) => match literal {
             Some(pin) => {
@@ -131,9 +152,7 @@ async fn resolve_entry(
                 }
                 Ok(pin)
             }
-            None => Err(format!(
-                "neither a pin (64 hex characters or sha256/<base64>) nor a usable public key or certificate reference: {error}"
-            )),
+            None => Err(PinEntryError::Unresolved(error)),
         },
     }
 }

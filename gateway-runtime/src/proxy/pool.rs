@@ -73,6 +73,23 @@ struct Idle {
     since: Instant,
 }
 
+/// A target URL a plain-HTTP pool cannot send to.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TargetError {
+    /// The URL has no host.
+    #[error("the target URL {target} has no host")]
+    NoHost {
+        /// The URL.
+        target: String,
+    },
+    /// The host cannot be sent as a `Host` header.
+    #[error("the target URL's host {host:?} is not a valid Host header")]
+    BadHost {
+        /// The host.
+        host: String,
+    },
+}
+
 impl Http1Pool {
     /// A pool for `target` (an `http://` URL), connecting through `connector` and closing
     /// connections idle for longer than `idle_timeout`.
@@ -80,15 +97,17 @@ impl Http1Pool {
         connector: UpstreamConnector,
         target: &Uri,
         idle_timeout: Duration,
-    ) -> Result<Self, String> {
-        let host = target
-            .host()
-            .ok_or_else(|| format!("the target URL {target} has no host"))?;
+    ) -> Result<Self, TargetError> {
+        let host = target.host().ok_or_else(|| TargetError::NoHost {
+            target: target.to_string(),
+        })?;
         let host = match target.port_u16() {
             Some(port) if port != 80 => HeaderValue::try_from(format!("{host}:{port}")),
             _ => HeaderValue::try_from(host),
         }
-        .map_err(|_| format!("the target URL's host {host:?} is not a valid Host header"))?;
+        .map_err(|_| TargetError::BadHost {
+            host: host.to_owned(),
+        })?;
         Ok(Self {
             shared: Arc::new(Shared {
                 connector,

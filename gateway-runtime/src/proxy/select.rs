@@ -60,6 +60,14 @@ pub(crate) fn select<'a>(
     maps: &[&'a HashMap<String, String>],
     host: &UpstreamHost,
 ) -> Option<&'a str> {
+    select_value(maps, host).map(String::as_str)
+}
+
+/// [`select`] over maps of any value.
+pub(crate) fn select_value<'a, V>(
+    maps: &[&'a HashMap<String, V>],
+    host: &UpstreamHost,
+) -> Option<&'a V> {
     let patterns = host.patterns();
     let mut chosen = None;
     for map in maps {
@@ -75,14 +83,12 @@ pub(crate) fn select<'a>(
     chosen
 }
 
-fn lookup<'a>(map: &'a HashMap<String, String>, pattern: &str) -> Option<&'a str> {
-    map.get(pattern)
-        .or_else(|| {
-            map.iter()
-                .find(|(key, _)| key.trim().eq_ignore_ascii_case(pattern))
-                .map(|(_, value)| value)
-        })
-        .map(String::as_str)
+fn lookup<'a, V>(map: &'a HashMap<String, V>, pattern: &str) -> Option<&'a V> {
+    map.get(pattern).or_else(|| {
+        map.iter()
+            .find(|(key, _)| key.trim().eq_ignore_ascii_case(pattern))
+            .map(|(_, value)| value)
+    })
 }
 
 #[cfg(test)]

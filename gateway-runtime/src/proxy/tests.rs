@@ -406,7 +406,7 @@ async fn global_upstream_certificates_apply_unless_disabled_and_need_a_key() {
         .security
         .certificates
         .upstream
-        .insert("*".into(), client.bundle());
+        .insert("*".into(), Some(client.bundle().parse().unwrap()));
     let h = harness(&config, &store, &[&ca]);
     let mut def = api(&upstream.url("https", "localhost"));
     let reply = h.send(&route(&def), get("/api/")).await;

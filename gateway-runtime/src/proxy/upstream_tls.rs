@@ -14,8 +14,22 @@ use tls_core::CertId;
 
 use super::danger;
 use super::pins::{PinSet, PinningVerifier};
-use crate::config::TLS13;
-use crate::tls::{cipher_suites, protocol_versions, provider_with};
+use crate::config::{CipherSuiteError, CipherSuites, ConfigError, TlsVersion};
+
+/// Why an API's upstream TLS settings cannot be used (its requests are answered 502 with this
+/// message).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UpstreamTlsError {
+    /// `proxy.transport.ssl_min_version` is not a TLS version certgate offers.
+    #[error("{0}")]
+    Version(#[source] ConfigError),
+    /// `proxy.transport.ssl_ciphers` names a suite certgate does not offer.
+    #[error("proxy.transport.ssl_ciphers: {0}")]
+    Ciphers(#[source] CipherSuiteError),
+    /// rustls finds no TLS version that the chosen cipher suites can use.
+    #[error("no usable TLS version and cipher suite: {0}")]
+    NoUsableVersion(#[source] rustls::Error),
+}
 
 /// Everything that makes one upstream TLS configuration differ from another. APIs whose
 /// upstreams have equal settings share one client, hence one connection pool.
@@ -27,10 +41,10 @@ pub(crate) struct TlsSettings {
     pub(crate) pins: Option<Arc<PinSet>>,
     /// Skip chain and host-name verification (pin-only when `pins` is set).
     pub(crate) skip_verify: bool,
-    /// Lowest TLS version (771 or 772).
-    pub(crate) min_version: u16,
-    /// Cipher suite names (`proxy.transport.ssl_ciphers`); empty: rustls' defaults.
-    pub(crate) ciphers: Vec<String>,
+    /// Lowest TLS version.
+    pub(crate) min_version: TlsVersion,
+    /// The suites of `proxy.transport.ssl_ciphers` (rustls' defaults when it is empty).
+    pub(crate) ciphers: CipherSuites,
 }
 
 /// Trusted roots for upstream verification: the system's (loaded once per process, on first
@@ -98,15 +112,13 @@ pub(crate) fn client_config(
     trust: &Trust,
     api_id: &str,
     host: &str,
-) -> Result<ClientConfig, String> {
-    let suites = cipher_suites(&settings.ciphers)
-        .map_err(|reason| format!("proxy.transport.ssl_ciphers: {reason}"))?;
-    let provider = provider_with(suites);
+) -> Result<ClientConfig, UpstreamTlsError> {
+    let provider = settings.ciphers.provider();
     let algorithms = provider.signature_verification_algorithms;
-    let versions = protocol_versions(settings.min_version, TLS13);
+    let versions = TlsVersion::range(settings.min_version, TlsVersion::Tls13);
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&versions)
-        .map_err(|e| format!("no usable TLS version and cipher suite: {e}"))?;
+        .map_err(UpstreamTlsError::NoUsableVersion)?;
     let verifier: Arc<dyn ServerCertVerifier> = if settings.skip_verify {
         danger::insecure_verifier(algorithms, settings.pins.clone(), api_id, host)
     } else {

@@ -718,7 +718,7 @@ impl CertificateUi {
                                 r.def.proxy.listen_path.clone(),
                                 r.def.domain.clone(),
                             ),
-                            None if api_id == "__server__" => (
+                            None if api_id == crate::config::SERVER_API_ID => (
                                 "The gateway's own TLS (ssl_certificates)".into(),
                                 "every path".into(),
                                 String::new(),
