@@ -1,5 +1,8 @@
 //! The `/tyk/certs` handlers: add, list, get, delete, and which APIs use a certificate.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use bytes::Bytes;
 use cert_store::{
     Cursor, Listed, Page, PageRequest, PageWalk, StorageError, StorageErrorKind, StoreError,
@@ -197,6 +200,28 @@ fn problem_text(problem: &StoreError) -> String {
     }
 }
 
+/// One page of a listing, being fetched.
+type Listing<'a, T> = Pin<Box<dyn Future<Output = Result<Page<T>, StoreError>> + Send + 'a>>;
+
+/// The page `request` names, or every page (at most [`MAX_PAGES`]) as one.
+async fn one_or_every_page<'a, T>(
+    request: &ListRequest,
+    list: impl Fn(PageRequest) -> Listing<'a, T>,
+) -> Result<Page<T>, Response<Body>> {
+    if let Some(page) = &request.page {
+        return list(page.clone()).await.map_err(|e| list_failure(&e, page));
+    }
+    let mut items = Vec::new();
+    let mut walk = PageWalk::new(PAGE).at_most(MAX_PAGES);
+    while let Some(page) = walk.request() {
+        let listed = list(page.clone())
+            .await
+            .map_err(|e| list_failure(&e, page))?;
+        items.extend(walk.advance(listed));
+    }
+    Ok(Page { items, next: None })
+}
+
 /// A listing failed: a cursor the client sent that the storage refuses is the client's
 /// mistake (400); anything else is the storage's.
 fn list_failure(e: &StoreError, page: &PageRequest) -> Response<Body> {
@@ -340,47 +365,21 @@ impl ControlApi {
     /// The IDs asked for: one page, or every page.
     async fn list_ids(&self, request: &ListRequest) -> Result<Page<CertId>, Response<Body>> {
         let org = request.org.as_ref();
-        if let Some(page) = &request.page {
-            return self
-                .store
-                .list(org, page)
-                .await
-                .map_err(|e| list_failure(&e, page));
-        }
-        let mut items = Vec::new();
-        let mut walk = PageWalk::new(PAGE).at_most(MAX_PAGES);
-        while let Some(request) = walk.request() {
-            let page = self
-                .store
-                .list(org, request)
-                .await
-                .map_err(|e| list_failure(&e, request))?;
-            items.extend(walk.advance(page));
-        }
-        Ok(Page { items, next: None })
+        let store = &self.store;
+        one_or_every_page(request, |page| {
+            Box::pin(async move { store.list(org, &page).await })
+        })
+        .await
     }
 
     /// The entries asked for, with metadata: one page, or every page.
     async fn list_details(&self, request: &ListRequest) -> Result<Page<Listed>, Response<Body>> {
         let org = request.org.as_ref();
-        if let Some(page) = &request.page {
-            return self
-                .store
-                .list_detailed(org, page)
-                .await
-                .map_err(|e| list_failure(&e, page));
-        }
-        let mut items = Vec::new();
-        let mut walk = PageWalk::new(PAGE).at_most(MAX_PAGES);
-        while let Some(request) = walk.request() {
-            let page = self
-                .store
-                .list_detailed(org, request)
-                .await
-                .map_err(|e| list_failure(&e, request))?;
-            items.extend(walk.advance(page));
-        }
-        Ok(Page { items, next: None })
+        let store = &self.store;
+        one_or_every_page(request, |page| {
+            Box::pin(async move { store.list_detailed(org, &page).await })
+        })
+        .await
     }
 
     /// `GET /tyk/certs/{id}` or `GET /tyk/certs/{id1},{id2},...`.

@@ -35,16 +35,9 @@ impl Query {
     /// Parses `query` (without the `?`). Pairs whose name or value is not UTF-8 once decoded
     /// keep the text with U+FFFD in place of the bad bytes, so that validation rejects them.
     pub(crate) fn parse(query: Option<&str>) -> Self {
-        let pairs = query
-            .unwrap_or("")
-            .split('&')
-            .filter(|pair| !pair.is_empty())
-            .map(|pair| {
-                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-                (decode_lossy(name), decode_lossy(value))
-            })
-            .collect();
-        Self { pairs }
+        Self {
+            pairs: pairs(query.unwrap_or("")),
+        }
     }
 
     /// The first value of `name`; `None` when absent or empty (Go cannot tell them apart).
@@ -55,6 +48,18 @@ impl Query {
             .map(|(_, v)| v.as_str())
             .filter(|v| !v.is_empty())
     }
+}
+
+/// The `name=value` pairs of `a=1&b=2` (a query string, or a form body), decoded with
+/// [`decode_lossy`]; empty pairs are skipped, a pair without `=` has an empty value.
+pub(crate) fn pairs(text: &str) -> Vec<(String, String)> {
+    text.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode_lossy(name), decode_lossy(value))
+        })
+        .collect()
 }
 
 /// Percent-decodes `text` with `+` as a space (form and query encoding); bad escapes are kept

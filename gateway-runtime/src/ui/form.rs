@@ -1,7 +1,7 @@
 //! Form bodies: `application/x-www-form-urlencoded`, and `multipart/form-data` for the upload
 //! form's file pickers. Both are read into memory under the control API's body limit.
 
-use crate::control::query::decode_lossy;
+use crate::control::query::pairs;
 
 /// The fields of a submitted form, in order; a name may repeat.
 #[derive(Debug, Default)]
@@ -34,15 +34,9 @@ impl Form {
 
     /// Parses `a=1&b=2` (also a query string).
     pub(super) fn urlencoded(text: &str) -> Self {
-        let fields = text
-            .split('&')
-            .filter(|pair| !pair.is_empty())
-            .map(|pair| {
-                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-                (decode_lossy(name), decode_lossy(value))
-            })
-            .collect();
-        Self { fields }
+        Self {
+            fields: pairs(text),
+        }
     }
 
     fn multipart(body: &[u8], boundary: &str) -> Option<Self> {
