@@ -195,6 +195,22 @@ pub(crate) struct ClientPolicy {
     crl_options: CrlOptions,
     /// Subjects of the CAs, for the CertificateRequest.
     ca_subjects: Vec<DistinguishedName>,
+    /// Chains recently admitted through a CA entry (see [`ClientPolicy::check`]).
+    verified: Mutex<HashMap<ChainDigest, Verified>>,
+}
+
+/// SHA-256 over a presented chain (each certificate's length, then its DER).
+type ChainDigest = [u8; 32];
+
+/// A chain admitted through a CA entry, and for how long that holds.
+#[derive(Debug, Clone, Copy)]
+struct Verified {
+    /// Index of the admitting entry in [`ClientPolicy::cas`].
+    ca: usize,
+    /// When the chain was verified; it was valid then.
+    checked_at: OffsetDateTime,
+    /// The earliest `not_after` of the CA entry and of every certificate of the chain.
+    valid_until: OffsetDateTime,
 }
 
 impl std::fmt::Debug for ClientPolicy {
@@ -282,8 +298,13 @@ impl ClientPolicy {
             crls,
             crl_options,
             ca_subjects,
+            verified: Mutex::default(),
         })
     }
+
+    /// Chains remembered as verified, at most; when full, the expired go, and if that is not
+    /// enough, all of them (each is verified again on its next use).
+    const VERIFIED_CAPACITY: usize = 4096;
 
     /// Merges policies (a domain's APIs share one handshake).
     pub(crate) fn union(
@@ -325,18 +346,72 @@ impl ClientPolicy {
                 Some(_) => Ok(entry),
             };
         }
+        if self.cas.is_empty() {
+            return Err(Refusal::NotAllowed(fingerprint));
+        }
+        // The same chain verified earlier against this policy (the handshake of this
+        // connection, or an earlier connection of the client) holds while every certificate
+        // involved is valid: the policy, its CAs and CRLs never change (a changed store or
+        // configuration makes a new policy). Possession of the key is still proven by each
+        // handshake's CertificateVerify.
+        let digest = chain_digest(chain);
+        if let Some(ca) = self.verified_earlier(&digest, now) {
+            return Ok(&self.cas[ca].0);
+        }
         let unix = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
             u64::try_from(now.unix_timestamp()).unwrap_or(0),
         ));
-        self.cas
+        let ca = self
+            .cas
             .iter()
-            .find(|(_, verifier)| {
+            .position(|(_, verifier)| {
                 verifier
                     .verify_client_cert(leaf, intermediates, unix)
                     .is_ok()
             })
-            .map(|(entry, _)| entry)
-            .ok_or(Refusal::NotAllowed(fingerprint))
+            .ok_or(Refusal::NotAllowed(fingerprint))?;
+        let entry = &self.cas[ca].0;
+        if let Some(valid_until) = entry
+            .metadata()
+            .not_after
+            .zip(earliest_not_after(chain))
+            .map(|(a, b)| a.min(b))
+        {
+            self.remember_verified(
+                digest,
+                Verified {
+                    ca,
+                    checked_at: now,
+                    valid_until,
+                },
+            );
+        }
+        Ok(entry)
+    }
+
+    /// The CA entry that admitted `digest`'s chain, if that still holds at `now`.
+    fn verified_earlier(&self, digest: &ChainDigest, now: OffsetDateTime) -> Option<usize> {
+        self.verified_lock()
+            .get(digest)
+            .filter(|v| v.checked_at <= now && now < v.valid_until)
+            .map(|v| v.ca)
+    }
+
+    fn remember_verified(&self, digest: ChainDigest, verified: Verified) {
+        let mut remembered = self.verified_lock();
+        if remembered.len() >= Self::VERIFIED_CAPACITY {
+            let now = verified.checked_at;
+            remembered.retain(|_, v| now < v.valid_until);
+            if remembered.len() >= Self::VERIFIED_CAPACITY {
+                remembered.clear();
+            }
+        }
+        remembered.insert(digest, verified);
+    }
+
+    fn verified_lock(&self) -> std::sync::MutexGuard<'_, HashMap<ChainDigest, Verified>> {
+        // Every update leaves the map consistent, so a panic elsewhere cannot corrupt it.
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Every entry, for the expiry monitor.
@@ -501,6 +576,18 @@ impl VerdictCache {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// [`ChainDigest`] of `chain`.
+fn chain_digest(chain: &[CertificateDer<'_>]) -> ChainDigest {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    for cert in chain {
+        context.update(&(cert.len() as u64).to_be_bytes());
+        context.update(cert);
+    }
+    let mut digest = [0; 32];
+    digest.copy_from_slice(context.finish().as_ref());
+    digest
 }
 
 /// The earliest `not_after` in `chain`; `None` if it is empty or a certificate does not parse.
@@ -672,6 +759,61 @@ mod tests {
             chain: vec![leaf.der(), intermediate.cert.clone()],
             intermediate,
         }
+    }
+
+    #[tokio::test]
+    async fn a_policy_remembers_a_verified_chain_until_its_earliest_not_after() {
+        let ca = ca_chain().await;
+        let now = SystemClock.now();
+        let admitting = policy(std::slice::from_ref(&ca.root));
+        let digest = chain_digest(&ca.chain);
+        assert_eq!(admitting.verified_earlier(&digest, now), None);
+        assert!(Arc::ptr_eq(
+            admitting.check(&ca.chain, now).unwrap(),
+            &ca.root
+        ));
+        assert_eq!(admitting.verified_earlier(&digest, now), Some(0));
+
+        // From the check until the intermediate, which expires first, expires.
+        let end = not_after(&ca.intermediate.cert);
+        let just_before = end - Duration::seconds(1);
+        assert_eq!(admitting.verified_earlier(&digest, just_before), Some(0));
+        assert_eq!(admitting.verified_earlier(&digest, end), None);
+        let before_the_check = now - Duration::seconds(1);
+        assert_eq!(admitting.verified_earlier(&digest, before_the_check), None);
+        // Past it the chain is verified again, and refused.
+        let later = end + Duration::seconds(1);
+        assert!(admitting.check(&ca.chain, later).is_err());
+
+        // Another chain (the same leaf without its intermediate) is verified on its own, and
+        // a refusal is not remembered.
+        let leaf_only = &ca.chain[..1];
+        assert!(admitting.check(leaf_only, now).is_err());
+        assert_eq!(
+            admitting.verified_earlier(&chain_digest(leaf_only), now),
+            None
+        );
+        // A policy built again over the same entries has verified nothing yet.
+        let rebuilt = policy(std::slice::from_ref(&ca.root));
+        assert_eq!(rebuilt.verified_earlier(&digest, now), None);
+    }
+
+    #[test]
+    fn remembered_chains_are_bounded() {
+        let empty = policy(&[]);
+        let now = SystemClock.now();
+        for n in 0..ClientPolicy::VERIFIED_CAPACITY + 10 {
+            let mut digest = [0u8; 32];
+            digest[..8].copy_from_slice(&(n as u64).to_be_bytes());
+            let verified = Verified {
+                ca: 0,
+                checked_at: now,
+                valid_until: now + Duration::days(1),
+            };
+            empty.remember_verified(digest, verified);
+            assert!(empty.verified_lock().len() <= ClientPolicy::VERIFIED_CAPACITY);
+        }
+        assert!(!empty.verified_lock().is_empty());
     }
 
     #[tokio::test]

@@ -356,15 +356,23 @@ fn domain_configs(
         } else {
             ClientAuth::Requested
         };
-        let policies: Vec<&ClientPolicy> = apis
+        let policies: Vec<&Arc<ClientPolicy>> = apis
             .iter()
             .filter(|r| r.def.use_mutual_tls_auth && r.def.domain.eq_ignore_ascii_case(&domain))
-            .filter_map(|r| api_policies.get(&r.def.api_id).map(AsRef::as_ref))
+            .filter_map(|r| api_policies.get(&r.def.api_id))
             .collect();
-        let policy = Arc::new(
-            ClientPolicy::union(&policies, &shared.provider)
-                .map_err(|reason| TlsError::ClientPolicy { reason })?,
-        );
+        let policy = match policies.as_slice() {
+            // The API's own policy: a chain verified at the handshake is then known to it, and
+            // the API's check of the connection's first request does not verify it again.
+            [only] => Arc::clone(only),
+            _ => {
+                let members: Vec<&ClientPolicy> = policies.iter().map(|p| p.as_ref()).collect();
+                Arc::new(
+                    ClientPolicy::union(&members, &shared.provider)
+                        .map_err(|reason| TlsError::ClientPolicy { reason })?,
+                )
+            }
+        };
         let verifier = HandshakeVerifier::new(
             policy,
             mode,
