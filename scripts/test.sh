@@ -8,7 +8,9 @@
 # clients the gateway tests drive), chromium and chromedriver (the certificate page's browser test,
 # headless). What is missing is installed with apt-get when this script may
 # (it runs as root, or sudo works without a password); otherwise it says exactly what is missing
-# and how to install it, and stops. Then: `cargo test --workspace --all-features --locked`.
+# and how to install it, and stops. Then: `cargo test --workspace --all-features --locked` (TLS on
+# aws-lc-rs, which the `aws-lc-rs` feature selects), and the TLS core and the gateway again with
+# default features (TLS on *ring*).
 #
 # The tests start their own servers on private loopback ports; nothing needs to be running.
 # `.ci/run` calls this script, so CI and a newcomer run the same thing.
@@ -59,5 +61,9 @@ if ((${#missing[@]} > 0)); then
     "${as_root[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
 fi
 
+# Every feature on: TLS runs on aws-lc-rs (the `aws-lc-rs` feature wins when both backends are
+# built). Then the TLS core and the gateway again on the default backend, *ring*.
 echo "==> cargo test --workspace --all-features --locked $*"
-exec cargo test --workspace --all-features --locked "$@"
+cargo test --workspace --all-features --locked "$@"
+echo "==> cargo test -p certgate-tls-core -p certgate-gateway-runtime --locked $* (default features: TLS on ring)"
+cargo test -p certgate-tls-core -p certgate-gateway-runtime --locked "$@"

@@ -193,7 +193,7 @@ where
 
 /// The rustls client configuration for `options`.
 fn client_config(options: &TlsOptions) -> Result<ClientConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = tls_core::default_provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("cannot set up TLS: {e}"))?;

@@ -129,7 +129,7 @@ impl TlsShared {
         Ok(Self {
             provider: tls_core::default_provider(),
             server_tls,
-            ticketer: rustls::crypto::ring::Ticketer::new().map_err(TlsError::Tickets)?,
+            ticketer: tls_core::crypto::Ticketer::new().map_err(TlsError::Tickets)?,
             sessions: rustls::server::ServerSessionMemoryCache::new(8192),
             metrics,
             retained,

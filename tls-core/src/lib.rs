@@ -28,6 +28,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod crypto;
 mod entry;
 mod error;
 mod id;
@@ -40,6 +41,7 @@ mod tls;
 mod upload;
 mod words;
 
+pub use crypto::default_provider;
 pub use entry::{Entry, Record, Upload};
 pub use error::{
     IdError, KeyError, PemError, RecordError, TYK_BAD_KEY, TYK_KEY_MISMATCH, TYK_KEY_TYPE_MISMATCH,
@@ -49,7 +51,6 @@ pub use id::{CertId, FINGERPRINT_HEX_LEN, Fingerprint, MAX_ORG_ID_LEN, OrgId, Sp
 pub use key::{KeyEncoding, PrivateKey};
 pub use meta::{KeyInfo, Metadata, Name, NameAttribute, Validity};
 pub use seal::{EncodingSecret, KeyFormat, LEGACY_LABEL, MODERN_LABEL, StoredKey};
-pub use tls::default_provider;
 
 pub use rustls_pki_types::{CertificateDer, SubjectPublicKeyInfoDer};
 pub use time::{Duration, OffsetDateTime};

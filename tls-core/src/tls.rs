@@ -1,7 +1,5 @@
 //! rustls conversions: a [`CertifiedKey`] from a record or an upload.
 
-use std::sync::Arc;
-
 use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 
@@ -45,9 +43,4 @@ fn certified_key(
         .keys_match()
         .map_err(|e| KeyError::Unusable(e.to_string()))?;
     Ok(certified)
-}
-
-/// The default provider: rustls' ring provider.
-pub fn default_provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
 }

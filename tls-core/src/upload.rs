@@ -34,7 +34,7 @@ impl Upload {
     /// assert!(err.to_string().contains("PEM"));
     /// ```
     pub fn parse(text: &str, now: OffsetDateTime) -> Result<Self, UploadError> {
-        Self::parse_with_provider(text, now, &rustls::crypto::ring::default_provider())
+        Self::parse_with_provider(text, now, &crate::crypto::provider())
     }
 
     /// [`Upload::parse`], loading the private key with `provider`.

@@ -37,7 +37,7 @@ fn read_certs(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
 fn server_config(cert: &str, key: &str, client_ca: Option<&str>) -> Result<ServerConfig, String> {
     let chain = read_certs(cert)?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{key}: {e}"))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = tls_core::default_provider();
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| e.to_string())?;
@@ -57,7 +57,7 @@ fn server_config(cert: &str, key: &str, client_ca: Option<&str>) -> Result<Serve
     let mut config = builder
         .with_single_cert(chain, key)
         .map_err(|e| e.to_string())?;
-    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?;
+    config.ticketer = tls_core::crypto::Ticketer::new().map_err(|e| e.to_string())?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }

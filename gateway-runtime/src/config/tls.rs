@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
-use rustls::crypto::ring::cipher_suite as suites;
 use rustls::{SupportedCipherSuite, SupportedProtocolVersion};
+use tls_core::crypto::cipher_suite as suites;
 
 use super::{ConfigError, invalid};
 
@@ -160,7 +160,7 @@ pub(crate) struct CipherSuites(Vec<SupportedCipherSuite>);
 impl CipherSuites {
     /// Parses `names` (see [`cipher_suites`]).
     pub(crate) fn from_names(names: &[String]) -> Result<Self, CipherSuiteError> {
-        let defaults = rustls::crypto::ring::DEFAULT_CIPHER_SUITES;
+        let defaults = tls_core::crypto::DEFAULT_CIPHER_SUITES;
         if names.is_empty() {
             return Ok(Self(defaults.to_vec()));
         }
@@ -188,11 +188,11 @@ impl CipherSuites {
         Ok(Self(chosen))
     }
 
-    /// A ring provider limited to these suites.
+    /// The backend's provider (`tls_core::crypto`) limited to these suites.
     pub(crate) fn provider(&self) -> Arc<CryptoProvider> {
         Arc::new(CryptoProvider {
             cipher_suites: self.0.clone(),
-            ..rustls::crypto::ring::default_provider()
+            ..tls_core::crypto::provider()
         })
     }
 
@@ -282,7 +282,7 @@ mod tests {
         );
         assert_eq!(
             cipher_suites(&[]).unwrap().len(),
-            rustls::crypto::ring::DEFAULT_CIPHER_SUITES.len()
+            tls_core::crypto::DEFAULT_CIPHER_SUITES.len()
         );
     }
 
