@@ -22,6 +22,8 @@ declare -A package_of=(
     [redis-cli]=redis-tools
     [openssl]=openssl
     [curl]=curl
+    [pebble]=pebble
+    [pebble-challtestsrv]=pebble
     [chromium]=chromium
     [chromedriver]=chromium-driver
 )

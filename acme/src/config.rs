@@ -387,6 +387,15 @@ fn parse_roots(text: &str) -> Result<Vec<CertificateDer<'static>>, AcmeError> {
     if roots.is_empty() {
         return Err(AcmeError::config("ca_root", "holds no CERTIFICATE block"));
     }
+    if roots
+        .iter()
+        .any(|root| x509_parser::parse_x509_certificate(root).is_err())
+    {
+        return Err(AcmeError::config(
+            "ca_root",
+            "a CERTIFICATE block is not a certificate",
+        ));
+    }
     Ok(roots)
 }
 
@@ -440,9 +449,9 @@ mod tests {
                 "external_account.key_id",
             ),
         ] {
-            let error = config(&format!("{{{base}{extra}}}"))
-                .validate()
-                .unwrap_err();
+            let Err(error) = config(&format!("{{{base}{extra}}}")).validate() else {
+                panic!("{extra} is accepted");
+            };
             assert!(
                 matches!(&error, AcmeError::Config { field: f, .. } if *f == field),
                 "{extra}: {error}"

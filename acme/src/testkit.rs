@@ -75,6 +75,7 @@ impl Pebble {
         std::fs::write(&cert_path, cert.pem()).expect("write");
         std::fs::write(&key_path, key.serialize_pem()).expect("write");
         let (listen_port, management_port, dns_port) = (free_port(), free_port(), free_dns_port());
+        let dns_management_port = free_port();
         let config = serde_json::json!({"pebble": {
             "listenAddress": format!("127.0.0.1:{listen_port}"),
             "managementListenAddress": format!("127.0.0.1:{management_port}"),
@@ -91,8 +92,8 @@ impl Pebble {
         let dns = Command::new("pebble-challtestsrv")
             .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
             .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
-            .args(["-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", ""])
-            .args(["-management", &format!("127.0.0.1:{}", free_port())])
+            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+            .args(["-management", &format!("127.0.0.1:{dns_management_port}")])
             .stdout(log("challtestsrv.log"))
             .stderr(log("challtestsrv.err"))
             .spawn();
@@ -123,10 +124,14 @@ impl Pebble {
             management_port,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", listen_port)).is_err()
-            || std::net::TcpStream::connect(("127.0.0.1", management_port)).is_err()
+        while [listen_port, management_port, dns_management_port]
+            .iter()
+            .any(|port| std::net::TcpStream::connect(("127.0.0.1", *port)).is_err())
         {
-            if Instant::now() > deadline || started.pebble.try_wait().ok().flatten().is_some() {
+            if Instant::now() > deadline
+                || started.pebble.try_wait().ok().flatten().is_some()
+                || started.dns.try_wait().ok().flatten().is_some()
+            {
                 let log = started.log();
                 drop(started);
                 return unavailable(&format!("pebble did not come up:\n{log}"));
@@ -145,12 +150,18 @@ impl Pebble {
     pub fn log(&self) -> String {
         let read =
             |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
-        format!("{}{}", read("pebble.log"), read("pebble.err"))
+        format!(
+            "{}{}{}",
+            read("pebble.log"),
+            read("pebble.err"),
+            read("challtestsrv.err")
+        )
     }
 
-    /// How many orders Pebble has created, counted from its log.
+    /// How many orders Pebble has created, counted from its log (it logs "There are now N
+    /// orders in the db" once per new order).
     pub fn orders_created(&self) -> usize {
-        self.log().matches("Created order").count()
+        self.log().matches("orders in the db").count()
     }
 
     /// The root that the issued certificates chain to (PEM), fetched from the management port.

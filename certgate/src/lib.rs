@@ -51,6 +51,8 @@
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
+#[cfg(feature = "acme")]
+pub use acme;
 pub use async_trait::async_trait;
 pub use cert_store as store;
 pub use expiry_monitor as expiry;

@@ -78,6 +78,9 @@ pub(crate) struct Shared {
     pub(crate) admission: Arc<crate::connections::Admission>,
     /// The gateway listener's port (the real one when configured as 0).
     gateway_port: u16,
+    /// Answers `tls-alpn-01` when ACME is on.
+    #[cfg(feature = "acme")]
+    pub(crate) acme: Option<acme::ChallengeResponder>,
 }
 
 impl Shared {
@@ -139,6 +142,8 @@ pub struct GatewayBuilder {
     sinks: Vec<Arc<dyn expiry_monitor::EventSink>>,
     upstream_roots: Vec<CertificateDer<'static>>,
     fallback: Option<crate::http_util::Fallback>,
+    #[cfg(feature = "acme")]
+    acme: crate::acme::AcmeOptions,
 }
 
 impl GatewayBuilder {
@@ -151,6 +156,8 @@ impl GatewayBuilder {
             sinks: Vec::new(),
             upstream_roots: Vec::new(),
             fallback: None,
+            #[cfg(feature = "acme")]
+            acme: crate::acme::AcmeOptions::default(),
         }
     }
 
@@ -218,6 +225,22 @@ impl GatewayBuilder {
         self
     }
 
+    /// Obtains and renews certificates for `settings`' names by ACME (instead of
+    /// `http_server_options.acme`), and serves them from the store by SNI.
+    #[cfg(feature = "acme")]
+    pub fn acme(mut self, settings: ::acme::AcmeSettings) -> Self {
+        self.acme.settings = Some(settings);
+        self
+    }
+
+    /// Shares ACME locks, challenges and the account through `coordinator` (a fleet); default:
+    /// this process only.
+    #[cfg(feature = "acme")]
+    pub fn acme_coordinator(mut self, coordinator: Arc<dyn ::acme::Coordinator>) -> Self {
+        self.acme.coordinator = Some(coordinator);
+        self
+    }
+
     /// Also delivers expiry events to `sink` (besides the log and the configured webhooks).
     pub fn event_sink(mut self, sink: Arc<dyn expiry_monitor::EventSink>) -> Self {
         self.sinks.push(sink);
@@ -229,7 +252,14 @@ impl GatewayBuilder {
     /// The first gateway of a process raises the process's soft open-file limit
     /// (`RLIMIT_NOFILE`) to its hard limit, as Go programs do at start-up.
     pub async fn start(self) -> Result<Gateway, GatewayError> {
-        let config = Arc::new(self.config);
+        #[cfg(feature = "acme")]
+        let mut self_config = self.config;
+        #[cfg(feature = "acme")]
+        let acme_settings =
+            crate::acme::prepare(&mut self_config, &self.acme).map_err(GatewayError::Tls)?;
+        #[cfg(not(feature = "acme"))]
+        let self_config = self.config;
+        let config = Arc::new(self_config);
         config.validate()?;
         let store = match self.store {
             Some(store) => store,
@@ -275,6 +305,8 @@ impl GatewayBuilder {
                 .map_err(GatewayError::Monitor)?,
         );
         let observer: Arc<dyn CertObserver> = monitor.clone();
+        #[cfg(feature = "acme")]
+        let api_domains = crate::acme::domains_without_certificates(&apis);
         let table = Arc::new(ApiTable::new(apis));
         let tls = TlsState::build(&config, &table, &store, &tls_shared, true)
             .await
@@ -323,6 +355,22 @@ impl GatewayBuilder {
             "client connection cap"
         );
         let (stop_tx, stop_rx) = watch::channel(false);
+        #[cfg(feature = "acme")]
+        let acme_running = match acme_settings {
+            Some(settings) => Some(
+                crate::acme::start(
+                    settings,
+                    self.acme.coordinator,
+                    &config,
+                    api_domains,
+                    &store,
+                    listen_host(&config.listen_address),
+                    stop_rx.clone(),
+                )
+                .await?,
+            ),
+            None => None,
+        };
         let ui = crate::ui::CertificateUi::new(&config, &store, recent_events, stop_rx.clone());
         let shared = Arc::new(Shared {
             config: Arc::clone(&config),
@@ -339,6 +387,8 @@ impl GatewayBuilder {
             runtime_certs: std::sync::Mutex::default(),
             admission,
             gateway_port: local_addr.port(),
+            #[cfg(feature = "acme")]
+            acme: acme_running.as_ref().map(|a| a.responder.clone()),
         });
         let tracker = Arc::new(Tracker::default());
         let mut tasks = vec![tokio::spawn(accept_loop(
@@ -357,6 +407,8 @@ impl GatewayBuilder {
                 stop_rx.clone(),
             )));
         }
+        #[cfg(feature = "acme")]
+        tasks.extend(acme_running.into_iter().flat_map(|a| a.tasks));
         tasks.push(tokio::spawn(follow_store(
             Arc::downgrade(&shared),
             changes,

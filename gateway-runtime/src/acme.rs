@@ -1,0 +1,213 @@
+//! Automatic certificates (feature `acme`): the gateway's side of [`acme`]. The TLS listener
+//! answers `tls-alpn-01` for ClientHellos offering `acme-tls/1` (and only those: every other
+//! handshake is untouched and reads no storage), a plain-HTTP listener answers `http-01` and
+//! redirects everything else to HTTPS, and issued certificates are served from the store by SNI
+//! (`certificates_from_store` is turned on for the ACME org).
+
+use std::sync::Arc;
+
+use acme::{
+    AcmeManager, AcmeSettings, ChallengeKind, ChallengeResponder, Coordinator, HTTP01_PREFIX,
+};
+use cert_store::CertStore;
+use http::{Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{ApiDefinition, GatewayConfig};
+use crate::http_util::{Body, full};
+use crate::runtime::GatewayError;
+
+/// What [`GatewayBuilder::acme`](crate::GatewayBuilder::acme) was given.
+#[derive(Default)]
+pub(crate) struct AcmeOptions {
+    pub(crate) settings: Option<AcmeSettings>,
+    pub(crate) coordinator: Option<Arc<dyn Coordinator>>,
+}
+
+/// Validates the ACME settings (given in code, or `http_server_options.acme`) and turns on
+/// serving the ACME org's stored certificates.
+pub(crate) fn prepare(
+    config: &mut GatewayConfig,
+    options: &AcmeOptions,
+) -> Result<Option<AcmeSettings>, String> {
+    let settings = match &options.settings {
+        Some(settings) => settings.clone(),
+        None if config.http_server_options.acme.enabled => {
+            for field in config.http_server_options.acme.unknown_fields() {
+                tracing::warn!(field, "unknown field in http_server_options.acme: ignored");
+            }
+            config
+                .http_server_options
+                .acme
+                .validate()
+                .map_err(|e| e.to_string())?
+        }
+        None => return Ok(None),
+    };
+    let serving = &mut config.http_server_options.certificates_from_store;
+    let org = settings.org.as_str().to_owned();
+    if !serving.enabled {
+        serving.enabled = true;
+        serving.orgs = vec![org];
+    } else if !serving.orgs.is_empty() && !serving.orgs.contains(&org) {
+        serving.orgs.push(org);
+    }
+    Ok(Some(settings))
+}
+
+/// The running ACME side: the manager and its tasks.
+pub(crate) struct AcmeRunning {
+    pub(crate) responder: ChallengeResponder,
+    pub(crate) tasks: Vec<JoinHandle<()>>,
+}
+
+/// Starts the manager (and the `http-01` listener when that challenge is enabled).
+pub(crate) async fn start(
+    settings: AcmeSettings,
+    coordinator: Option<Arc<dyn Coordinator>>,
+    config: &GatewayConfig,
+    api_domains: Vec<String>,
+    store: &CertStore,
+    listen_host: &str,
+    stop: watch::Receiver<bool>,
+) -> Result<AcmeRunning, GatewayError> {
+    let http_port = settings.http_port;
+    let serve_http01 = settings.challenges.contains(&ChallengeKind::Http01);
+    let from_apis = settings.domains_from_apis;
+    let mut builder = AcmeManager::builder(settings, store.clone())
+        .encoding_secret(tls_core::EncodingSecret::new(config.encoding_secret()));
+    if let Some(coordinator) = coordinator {
+        builder = builder.coordinator(coordinator);
+    }
+    let manager = Arc::new(builder.build());
+    if from_apis {
+        manager.add_names(api_domains);
+    }
+    let responder = manager.responder().clone();
+    let mut tasks = Vec::new();
+    if serve_http01 {
+        let address = format!("{listen_host}:{http_port}");
+        let listener = TcpListener::bind(&address)
+            .await
+            .map_err(|source| GatewayError::Bind { address, source })?;
+        tasks.push(tokio::spawn(serve_http01_listener(
+            listener,
+            responder.clone(),
+            stop.clone(),
+        )));
+    }
+    tracing::info!(names = ?manager.names(), "ACME certificates managed");
+    tasks.push(manager.spawn(stop));
+    Ok(AcmeRunning { responder, tasks })
+}
+
+/// The `domain` of every API that names no certificate of its own.
+pub(crate) fn domains_without_certificates(apis: &[ApiDefinition]) -> Vec<String> {
+    apis.iter()
+        .filter(|api| api.certificates.is_empty() && !api.domain.is_empty())
+        .map(|api| api.domain.clone())
+        .collect()
+}
+
+/// The TLS configuration answering a `tls-alpn-01` ClientHello, if it is one and a challenge
+/// for its name is pending.
+pub(crate) async fn tls_alpn01_config(
+    responder: Option<&ChallengeResponder>,
+    hello: &rustls::server::ClientHello<'_>,
+) -> Option<(Arc<rustls::ServerConfig>, String)> {
+    let responder = responder?;
+    if !ChallengeResponder::is_tls_alpn01(hello) {
+        return None;
+    }
+    let name = hello.server_name()?.to_ascii_lowercase();
+    responder
+        .tls_alpn01_config(&name)
+        .await
+        .map(|config| (config, name))
+}
+
+async fn serve_http01_listener(
+    listener: TcpListener,
+    responder: ChallengeResponder,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                };
+                let responder = responder.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: http::Request<Incoming>| {
+                        let responder = responder.clone();
+                        async move { Ok::<_, std::convert::Infallible>(answer_http01(&responder, &req).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .http1_only()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// `GET /.well-known/acme-challenge/<token>`: the pending answer; anything else: a permanent
+/// redirect to the same URL over HTTPS.
+async fn answer_http01<B>(
+    responder: &ChallengeResponder,
+    req: &http::Request<B>,
+) -> Response<Body> {
+    let path = req.uri().path();
+    if let Some(token) = path.strip_prefix(HTTP01_PREFIX) {
+        return match responder.http01(token).await {
+            Some(answer) => Response::builder()
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .body(full(answer))
+                .unwrap_or_default(),
+            None => status(StatusCode::NOT_FOUND),
+        };
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| {
+            h.rsplit_once(':').map_or(h, |(host, port)| {
+                if port.bytes().all(|b| b.is_ascii_digit()) {
+                    host
+                } else {
+                    h
+                }
+            })
+        })
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b))
+        });
+    let Some(host) = host else {
+        return status(StatusCode::BAD_REQUEST);
+    };
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    Response::builder()
+        .status(StatusCode::PERMANENT_REDIRECT)
+        .header(header::LOCATION, format!("https://{host}{target}"))
+        .body(full(""))
+        .unwrap_or_default()
+}
+
+fn status(code: StatusCode) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .body(full(""))
+        .unwrap_or_default()
+}
