@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cert_store::{CertStore, Clock};
+use expiry_monitor::{CertificateRenewalFailed, CertificateRenewed, EventSink, ExpiryEvent};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tls_core::{CertId, EncodingSecret};
@@ -84,9 +85,17 @@ pub struct AcmeManagerBuilder {
     secret: Arc<EncodingSecret>,
     dns: Option<Arc<dyn Dns01Solver>>,
     check_interval: Duration,
+    sinks: Vec<Arc<dyn EventSink>>,
 }
 
 impl AcmeManagerBuilder {
+    /// Delivers `CertificateRenewed` and `CertificateRenewalFailed` to `sink` (the expiry
+    /// monitor's sinks: log, webhooks).
+    pub fn event_sink(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
     /// Shares locks, challenges and the account through `coordinator` (a fleet: Redis);
     /// default: in this process only.
     pub fn coordinator(mut self, coordinator: Arc<dyn Coordinator>) -> Self {
@@ -128,7 +137,10 @@ impl AcmeManagerBuilder {
             clock,
             names: Mutex::new(names),
             local: Mutex::default(),
+            statuses: Mutex::default(),
+            counters: Counters::default(),
             check_interval: self.check_interval,
+            sinks: self.sinks,
         }
     }
 }
@@ -140,7 +152,23 @@ pub struct AcmeManager {
     clock: Arc<dyn Clock>,
     names: Mutex<Vec<String>>,
     local: Mutex<HashMap<String, Local>>,
+    /// The last status of each name, for the metrics.
+    statuses: Mutex<HashMap<String, NameStatus>>,
+    counters: Counters,
     check_interval: Duration,
+    sinks: Vec<Arc<dyn EventSink>>,
+}
+
+/// Counts since start, for `/metrics`.
+#[derive(Default)]
+struct Counters {
+    issued: std::sync::atomic::AtomicU64,
+    renewed: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
+}
+
+fn bump(counter: &std::sync::atomic::AtomicU64) {
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 impl std::fmt::Debug for AcmeManager {
@@ -167,6 +195,7 @@ impl AcmeManager {
             secret: Arc::new(EncodingSecret::new("")),
             dns: None,
             check_interval: Duration::from_secs(60),
+            sinks: Vec::new(),
         }
     }
 
@@ -220,8 +249,10 @@ impl AcmeManager {
         let (Some(not_before), Some(not_after)) = (meta.not_before, meta.not_after) else {
             return Ok((Some(current), None));
         };
-        let lifetime = not_after - not_before;
-        let renew_at = not_after - lifetime * self.issuer.settings.renew_when_remaining;
+        // Whole seconds: the moment does not depend on floating-point rounding.
+        let lifetime = (not_after - not_before).whole_seconds();
+        let remaining = (lifetime as f64 * self.issuer.settings.renew_when_remaining).round();
+        let renew_at = not_after - time::Duration::seconds(remaining as i64);
         Ok((Some(current), Some((renew_at, not_after))))
     }
 
@@ -245,14 +276,42 @@ impl AcmeManager {
         {
             return Outcome::Waiting;
         }
+        let mut serving = None;
         let result = match self.due(name).await {
-            Ok((_, Some((renew_at, _)))) if renew_at > now => return Outcome::NotDue,
-            Ok(_) => self.issuer.issue(name).await,
+            Ok((_, Some((renew_at, _)))) if renew_at > now => {
+                self.record_status(name).await;
+                return Outcome::NotDue;
+            }
+            Ok((current, window)) => {
+                // The certificate served until the new one is stored, if it is still valid.
+                serving = current
+                    .and_then(|id| id.parse::<CertId>().ok())
+                    .zip(window.map(|(_, not_after)| not_after))
+                    .filter(|(_, not_after)| *not_after > now);
+                self.issuer.issue(name).await
+            }
             Err(error) => Err(error),
         };
         let outcome = match result {
             Ok(issued) => {
                 lock(&self.local).remove(name);
+                match &issued.previous {
+                    Some(previous) => {
+                        bump(&self.counters.renewed);
+                        if let Ok(cert) = self.issuer.store.get(&issued.id).await
+                            && let Some(not_after) = cert.metadata().not_after
+                        {
+                            self.emit(ExpiryEvent::Renewed(CertificateRenewed::new(
+                                name,
+                                issued.id.fingerprint(),
+                                previous.fingerprint(),
+                                not_after,
+                            )))
+                            .await;
+                        }
+                    }
+                    None => bump(&self.counters.issued),
+                }
                 Outcome::Issued {
                     id: issued.id,
                     previous: issued.previous,
@@ -260,26 +319,110 @@ impl AcmeManager {
             }
             Err(AcmeError::Busy { .. }) => Outcome::Busy,
             Err(error) => {
-                let mut local = lock(&self.local);
-                let entry = local.entry(name.to_owned()).or_default();
-                entry.failures += 1;
-                let retry_in = retry_delay(entry.failures, jitter());
-                entry.retry_at = Some(now + retry_in);
-                entry.last_error = Some(error.to_string());
+                bump(&self.counters.failed);
+                let (failures, retry_in) = {
+                    let mut local = lock(&self.local);
+                    let entry = local.entry(name.to_owned()).or_default();
+                    entry.failures += 1;
+                    let retry_in = retry_delay(entry.failures, jitter());
+                    entry.retry_at = Some(now + retry_in);
+                    entry.last_error = Some(error.to_string());
+                    (entry.failures, retry_in)
+                };
                 tracing::warn!(name, %error, retry_in_seconds = retry_in.as_secs(), "ACME certificate not obtained; retrying later");
+                if let Some((id, not_after)) = serving {
+                    self.emit(ExpiryEvent::RenewalFailed(CertificateRenewalFailed::new(
+                        name,
+                        id.fingerprint(),
+                        not_after,
+                        &error.to_string(),
+                        failures,
+                        now + retry_in,
+                    )))
+                    .await;
+                }
                 Outcome::Failed {
                     error: error.to_string(),
                     retry_in,
                 }
             }
         };
+        self.record_status(name).await;
+        outcome
+    }
+
+    async fn emit(&self, event: ExpiryEvent) {
+        for sink in &self.sinks {
+            if let Err(error) = sink.deliver(&event).await {
+                tracing::warn!(%error, event = event.name(), "an event sink refused a renewal event");
+            }
+        }
+    }
+
+    /// Keeps the name's status for the metrics and shares it through the coordinator.
+    async fn record_status(&self, name: &str) {
         let status = self.status(name).await;
         if let Ok(json) = serde_json::to_string(&status)
             && let Err(error) = self.issuer.coordinator.put_status(name, &json).await
         {
             tracing::debug!(%error, "cannot record the ACME status");
         }
-        outcome
+        lock(&self.statuses).insert(name.to_owned(), status);
+    }
+
+    /// The Prometheus text of the renewal state: per name the current certificate's expiry, the
+    /// next renewal (or retry) and the consecutive failures; certificates obtained, renewed and
+    /// failed attempts since start.
+    pub fn prometheus(&self) -> String {
+        use std::fmt::Write as _;
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut out = String::new();
+        let statuses = lock(&self.statuses);
+        let mut names: Vec<&NameStatus> = statuses.values().collect();
+        names.sort_by(|a, b| a.name.cmp(&b.name));
+        type Gauge = (&'static str, &'static str, fn(&NameStatus) -> Option<i64>);
+        let gauges: [Gauge; 3] = [
+            (
+                "certgate_acme_certificate_expiry_timestamp_seconds",
+                "notAfter of the managed name's certificate, as a Unix time.",
+                |s| s.not_after.map(OffsetDateTime::unix_timestamp),
+            ),
+            (
+                "certgate_acme_next_renewal_timestamp_seconds",
+                "When the managed name is due for renewal (or its next retry), as a Unix time.",
+                |s| s.next_renewal.map(OffsetDateTime::unix_timestamp),
+            ),
+            (
+                "certgate_acme_consecutive_failures",
+                "Failed attempts in a row to obtain the managed name's certificate.",
+                |s| Some(i64::from(s.failures)),
+            ),
+        ];
+        for (metric, help, value) in gauges {
+            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} gauge");
+            for status in &names {
+                if let Some(value) = value(status) {
+                    let _ = writeln!(out, "{metric}{{name=\"{}\"}} {value}", status.name);
+                }
+            }
+        }
+        let metric = "certgate_acme_certificates_total";
+        let _ = writeln!(
+            out,
+            "# HELP {metric} ACME outcomes since start: issued (first certificate), renewed, failed.\n# TYPE {metric} counter"
+        );
+        for (result, counter) in [
+            ("issued", &self.counters.issued),
+            ("renewed", &self.counters.renewed),
+            ("failed", &self.counters.failed),
+        ] {
+            let _ = writeln!(
+                out,
+                "{metric}{{result=\"{result}\"}} {}",
+                counter.load(Relaxed)
+            );
+        }
+        out
     }
 
     /// `name`'s status as this process sees it.

@@ -10,16 +10,19 @@ use acme::{
     AcmeManager, AcmeSettings, ChallengeKind, ChallengeResponder, Coordinator, HTTP01_PREFIX,
 };
 use cert_store::CertStore;
+use expiry_monitor::{EventSink, TracingSink};
 use http::{Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls_pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{ApiDefinition, GatewayConfig};
 use crate::http_util::{Body, full};
+use crate::monitor::WebhookSink;
 use crate::runtime::GatewayError;
 
 /// What [`GatewayBuilder::acme`](crate::GatewayBuilder::acme) was given.
@@ -60,27 +63,27 @@ pub(crate) fn prepare(
     Ok(Some(settings))
 }
 
-/// The running ACME side: the manager and its tasks.
-pub(crate) struct AcmeRunning {
-    pub(crate) responder: ChallengeResponder,
-    pub(crate) tasks: Vec<JoinHandle<()>>,
-}
-
-/// Starts the manager (and the `http-01` listener when that challenge is enabled).
-pub(crate) async fn start(
+/// The manager for `settings`, delivering renewal events to the gateway's sinks: the log, the
+/// configured webhooks (trusting `webhook_roots` too) and `extra_sinks`.
+pub(crate) fn build(
     settings: AcmeSettings,
     coordinator: Option<Arc<dyn Coordinator>>,
     config: &GatewayConfig,
     api_domains: Vec<String>,
     store: &CertStore,
-    listen_host: &str,
-    stop: watch::Receiver<bool>,
-) -> Result<AcmeRunning, GatewayError> {
-    let http_port = settings.http_port;
-    let serve_http01 = settings.challenges.contains(&ChallengeKind::Http01);
+    extra_sinks: Vec<Arc<dyn EventSink>>,
+    webhook_roots: &[CertificateDer<'static>],
+) -> Result<Arc<AcmeManager>, String> {
     let from_apis = settings.domains_from_apis;
     let mut builder = AcmeManager::builder(settings, store.clone())
-        .encoding_secret(tls_core::EncodingSecret::new(config.encoding_secret()));
+        .encoding_secret(tls_core::EncodingSecret::new(config.encoding_secret()))
+        .event_sink(Arc::new(TracingSink));
+    for sink in extra_sinks {
+        builder = builder.event_sink(sink);
+    }
+    for hook in &config.certificate_expiry_webhooks {
+        builder = builder.event_sink(Arc::new(WebhookSink::new(hook, webhook_roots)?));
+    }
     if let Some(coordinator) = coordinator {
         builder = builder.coordinator(coordinator);
     }
@@ -88,22 +91,31 @@ pub(crate) async fn start(
     if from_apis {
         manager.add_names(api_domains);
     }
-    let responder = manager.responder().clone();
+    Ok(manager)
+}
+
+/// Starts the manager's checks (and the `http-01` listener when that challenge is enabled).
+pub(crate) async fn spawn(
+    manager: &Arc<AcmeManager>,
+    listen_host: &str,
+    stop: watch::Receiver<bool>,
+) -> Result<Vec<JoinHandle<()>>, GatewayError> {
+    let settings = manager.settings();
     let mut tasks = Vec::new();
-    if serve_http01 {
-        let address = format!("{listen_host}:{http_port}");
+    if settings.challenges.contains(&ChallengeKind::Http01) {
+        let address = format!("{listen_host}:{}", settings.http_port);
         let listener = TcpListener::bind(&address)
             .await
             .map_err(|source| GatewayError::Bind { address, source })?;
         tasks.push(tokio::spawn(serve_http01_listener(
             listener,
-            responder.clone(),
+            manager.responder().clone(),
             stop.clone(),
         )));
     }
     tracing::info!(names = ?manager.names(), "ACME certificates managed");
-    tasks.push(manager.spawn(stop));
-    Ok(AcmeRunning { responder, tasks })
+    tasks.push(Arc::clone(manager).spawn(stop));
+    Ok(tasks)
 }
 
 /// The `domain` of every API that names no certificate of its own.
@@ -117,10 +129,10 @@ pub(crate) fn domains_without_certificates(apis: &[ApiDefinition]) -> Vec<String
 /// The TLS configuration answering a `tls-alpn-01` ClientHello, if it is one and a challenge
 /// for its name is pending.
 pub(crate) async fn tls_alpn01_config(
-    responder: Option<&ChallengeResponder>,
+    manager: Option<&AcmeManager>,
     hello: &rustls::server::ClientHello<'_>,
 ) -> Option<(Arc<rustls::ServerConfig>, String)> {
-    let responder = responder?;
+    let responder = manager?.responder();
     if !ChallengeResponder::is_tls_alpn01(hello) {
         return None;
     }

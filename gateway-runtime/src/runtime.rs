@@ -78,9 +78,9 @@ pub(crate) struct Shared {
     pub(crate) admission: Arc<crate::connections::Admission>,
     /// The gateway listener's port (the real one when configured as 0).
     gateway_port: u16,
-    /// Answers `tls-alpn-01` when ACME is on.
+    /// Automatic certificates, when ACME is on (it answers `tls-alpn-01`).
     #[cfg(feature = "acme")]
-    pub(crate) acme: Option<acme::ChallengeResponder>,
+    pub(crate) acme: Option<Arc<acme::AcmeManager>>,
 }
 
 impl Shared {
@@ -299,6 +299,8 @@ impl GatewayBuilder {
                 .clone()
                 .map(|r| r as Arc<dyn expiry_monitor::EventSink>),
         );
+        #[cfg(feature = "acme")]
+        let acme_sinks = sinks.clone();
         let monitor = Arc::new(
             start_monitor(&config, &store, sinks, &self.upstream_roots)
                 .await
@@ -308,6 +310,22 @@ impl GatewayBuilder {
         #[cfg(feature = "acme")]
         let api_domains = crate::acme::domains_without_certificates(&apis);
         let table = Arc::new(ApiTable::new(apis));
+        #[cfg(feature = "acme")]
+        let acme = match acme_settings {
+            Some(settings) => Some(
+                crate::acme::build(
+                    settings,
+                    self.acme.coordinator,
+                    &config,
+                    api_domains,
+                    &store,
+                    acme_sinks,
+                    &self.upstream_roots,
+                )
+                .map_err(GatewayError::Monitor)?,
+            ),
+            None => None,
+        };
         let tls = TlsState::build(&config, &table, &store, &tls_shared, true)
             .await
             .map_err(GatewayError::Tls)?;
@@ -321,8 +339,15 @@ impl GatewayBuilder {
         .map_err(|e| GatewayError::Tls(e.to_string()))?
         .with_retained(retained);
         proxy.reload(&table).await;
-        let extra_metrics: Arc<dyn Fn() -> String + Send + Sync> =
-            Arc::new(move || monitor.prometheus());
+        #[cfg(feature = "acme")]
+        let acme_metrics = acme.clone();
+        let extra_metrics: Arc<dyn Fn() -> String + Send + Sync> = Arc::new(move || {
+            #[cfg_attr(not(feature = "acme"), allow(unused_mut))]
+            let mut text = monitor.prometheus();
+            #[cfg(feature = "acme")]
+            text.extend(acme_metrics.as_ref().map(|acme| acme.prometheus()));
+            text
+        });
         let control = ControlApi::new(
             Arc::clone(&config),
             store.clone(),
@@ -356,20 +381,16 @@ impl GatewayBuilder {
         );
         let (stop_tx, stop_rx) = watch::channel(false);
         #[cfg(feature = "acme")]
-        let acme_running = match acme_settings {
-            Some(settings) => Some(
-                crate::acme::start(
-                    settings,
-                    self.acme.coordinator,
-                    &config,
-                    api_domains,
-                    &store,
+        let acme_tasks = match &acme {
+            Some(manager) => {
+                crate::acme::spawn(
+                    manager,
                     listen_host(&config.listen_address),
                     stop_rx.clone(),
                 )
-                .await?,
-            ),
-            None => None,
+                .await?
+            }
+            None => Vec::new(),
         };
         let ui = crate::ui::CertificateUi::new(&config, &store, recent_events, stop_rx.clone());
         let shared = Arc::new(Shared {
@@ -388,7 +409,7 @@ impl GatewayBuilder {
             admission,
             gateway_port: local_addr.port(),
             #[cfg(feature = "acme")]
-            acme: acme_running.as_ref().map(|a| a.responder.clone()),
+            acme,
         });
         let tracker = Arc::new(Tracker::default());
         let mut tasks = vec![tokio::spawn(accept_loop(
@@ -408,7 +429,7 @@ impl GatewayBuilder {
             )));
         }
         #[cfg(feature = "acme")]
-        tasks.extend(acme_running.into_iter().flat_map(|a| a.tasks));
+        tasks.extend(acme_tasks);
         tasks.push(tokio::spawn(follow_store(
             Arc::downgrade(&shared),
             changes,
@@ -572,6 +593,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// The automatic certificates' manager, when ACME is on: status, and checks on demand.
+    #[cfg(feature = "acme")]
+    pub fn acme(&self) -> Option<&Arc<::acme::AcmeManager>> {
+        self.shared.acme.as_ref()
+    }
+
     /// Where the gateway listens.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr

@@ -173,7 +173,7 @@ async fn handshake(
     let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
     #[cfg(feature = "acme")]
     if let Some((config, name)) =
-        crate::acme::tls_alpn01_config(shared.acme.as_ref(), &start.client_hello()).await
+        crate::acme::tls_alpn01_config(shared.acme.as_deref(), &start.client_hello()).await
     {
         // A tls-alpn-01 validation: the handshake is the whole answer.
         let mut tls = start.into_stream(config).await?;

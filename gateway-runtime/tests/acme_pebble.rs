@@ -6,12 +6,21 @@
 
 #![cfg(feature = "acme")]
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use acme::testkit::{Pebble, free_port};
+use acme::{AcmeSettings, ChallengeKind, Outcome};
+use cert_store::{CertStore, Clock as _, ManualClock, MemoryStorage, StoreError, SystemClock};
+use expiry_monitor::{ChannelSink, EventType, ExpiryEvent};
 use gateway_runtime::{GatewayBuilder, GatewayConfig};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
+use tls_core::{CertId, EncodingSecret, Fingerprint};
 
 /// The HTTP status curl gets from `https://<name>:<port>/`, resolving `name` to 127.0.0.1 and
 /// trusting only `root`; `None` when the handshake or verification fails.
@@ -129,9 +138,9 @@ async fn the_http_01_listener_redirects_everything_else_to_https() {
     let mut config = GatewayConfig::default()
         .listen("127.0.0.1", tls_port)
         .with_tls();
-    let settings = acme::AcmeSettings::new("https://127.0.0.1:9/dir", &["redirect.certgate.test"])
+    let settings = AcmeSettings::new("https://127.0.0.1:9/dir", &["redirect.certgate.test"])
         .unwrap()
-        .with_challenges(&[acme::ChallengeKind::Http01]);
+        .with_challenges(&[ChallengeKind::Http01]);
     let mut settings = settings;
     settings.http_port = http_port;
     config.secret = "acme test secret".to_owned();
@@ -164,5 +173,182 @@ async fn the_http_01_listener_redirects_everything_else_to_https() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&output.stdout), "404");
+    gateway.shutdown_within(Duration::from_secs(1)).await;
+}
+
+/// The fingerprint of the certificate a fresh client trusting `root` is served for `name`.
+async fn served_fingerprint(
+    addr: std::net::SocketAddr,
+    name: &str,
+    root: &CertificateDer<'static>,
+) -> Option<Fingerprint> {
+    support::https_get(
+        addr,
+        name,
+        support::client_config(std::slice::from_ref(root), None),
+        "/",
+    )
+    .await
+    .ok()
+    .map(|answer| Fingerprint::of(&answer.server_cert))
+}
+
+/// Waits (at most 60 s) until new handshakes for `name` get the certificate `expected`.
+async fn until_served(
+    addr: std::net::SocketAddr,
+    name: &str,
+    root: &CertificateDer<'static>,
+    expected: Fingerprint,
+) {
+    let started = Instant::now();
+    while served_fingerprint(addr, name, root).await != Some(expected) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{name} is never served {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A third of `lifetime`, to the nearest second (the manager's rule).
+fn a_third(lifetime: time::Duration) -> time::Duration {
+    time::Duration::seconds((lifetime.whole_seconds() as f64 / 3.0).round() as i64)
+}
+
+fn renewal_events(events: &mut tokio::sync::broadcast::Receiver<ExpiryEvent>) -> Vec<ExpiryEvent> {
+    let mut found = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if matches!(
+            event.event_type(),
+            EventType::CertificateRenewed | EventType::CertificateRenewalFailed
+        ) {
+            found.push(event);
+        }
+    }
+    found
+}
+
+/// Time is passed in: the store's clock is a `ManualClock` that the test moves, and the test
+/// runs the manager's checks itself (its own loop waits a minute between checks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_happens_at_a_third_of_the_lifetime_and_a_refusing_ca_is_retried_with_growing_delays()
+ {
+    let name = "renew.certgate.test";
+    let tls_port = free_port();
+    let Some(pebble) = Pebble::start(free_port(), tls_port) else {
+        return;
+    };
+    let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    let store = CertStore::builder(Arc::new(MemoryStorage::new()))
+        .encoding_secret(EncodingSecret::new("acme test secret"))
+        .clock(clock.clone())
+        .build();
+    let settings = AcmeSettings::new(&pebble.directory_url, &[name])
+        .unwrap()
+        .with_ca_root(pebble.https_root.clone())
+        .with_challenges(&[ChallengeKind::TlsAlpn01]);
+    let sink = ChannelSink::new(64);
+    let mut events = sink.subscribe();
+    let mut config = GatewayConfig::default()
+        .listen("127.0.0.1", tls_port)
+        .with_tls();
+    config.secret = "acme test secret".to_owned();
+    let gateway = GatewayBuilder::new(config)
+        .store(store.clone())
+        .acme(settings)
+        .event_sink(Arc::new(sink))
+        .start()
+        .await
+        .unwrap();
+    let manager = Arc::clone(gateway.acme().expect("ACME is on"));
+    let root = CertificateDer::from_pem_slice(pebble.issuing_root_pem().as_bytes()).unwrap();
+
+    // The first certificate, obtained by the manager's own first check.
+    let started = Instant::now();
+    let first = loop {
+        if let Some(id) = manager.status(name).await.cert_id {
+            break id.parse::<CertId>().unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{}",
+            pebble.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    until_served(gateway.local_addr(), name, &root, first.fingerprint()).await;
+    let meta = store.get(&first).await.unwrap().metadata().clone();
+    let (not_before, not_after) = (meta.not_before.unwrap(), meta.not_after.unwrap());
+    let renew_at = not_after - a_third(not_after - not_before);
+    let status = manager.status(name).await;
+    assert_eq!(status.next_renewal, Some(renew_at));
+    assert_eq!(status.not_after, Some(not_after));
+
+    // Just before the rule's moment nothing happens; just after, the certificate is renewed.
+    clock.set(renew_at - time::Duration::minutes(1));
+    assert_eq!(manager.check(name).await, Outcome::NotDue);
+    assert!(renewal_events(&mut events).is_empty());
+    clock.set(renew_at + time::Duration::seconds(1));
+    let Outcome::Issued {
+        id: second,
+        previous,
+    } = manager.check(name).await
+    else {
+        panic!("not renewed at the rule's moment: {}", pebble.log());
+    };
+    assert_eq!(previous.as_ref(), Some(&first));
+    assert_ne!(second, first);
+    assert_eq!(pebble.orders_created(), 2);
+    until_served(gateway.local_addr(), name, &root, second.fingerprint()).await;
+    assert!(
+        matches!(store.get(&first).await, Err(StoreError::NotFound { .. })),
+        "the replaced certificate is deleted"
+    );
+    let renewed = renewal_events(&mut events);
+    assert_eq!(renewed.len(), 1, "{renewed:?}");
+    let ExpiryEvent::Renewed(renewed) = &renewed[0] else {
+        panic!("{renewed:?}");
+    };
+    assert_eq!(renewed.cert_id, second.fingerprint());
+    assert_eq!(renewed.previous_cert_id, first.fingerprint());
+    assert_eq!(renewed.cert_name, name);
+    let metrics = manager.prometheus();
+    assert!(
+        metrics.contains("certgate_acme_certificates_total{result=\"renewed\"} 1"),
+        "{metrics}"
+    );
+
+    // The CA goes away: each attempt fails, is reported, and waits longer than the one before;
+    // the current certificate keeps being served.
+    drop(pebble);
+    let meta = store.get(&second).await.unwrap().metadata().clone();
+    let (not_before, not_after) = (meta.not_before.unwrap(), meta.not_after.unwrap());
+    clock.set(not_after - a_third(not_after - not_before) + time::Duration::seconds(1));
+    let mut delays = Vec::new();
+    for attempt in 1..=3u32 {
+        let Outcome::Failed { retry_in, .. } = manager.check(name).await else {
+            panic!("attempt {attempt} did not fail");
+        };
+        assert_eq!(manager.check(name).await, Outcome::Waiting);
+        let failed = renewal_events(&mut events);
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        let ExpiryEvent::RenewalFailed(failed) = &failed[0] else {
+            panic!("{failed:?}");
+        };
+        assert_eq!(failed.failures, attempt);
+        assert_eq!(failed.cert_id, second.fingerprint());
+        assert_eq!(manager.status(name).await.failures, attempt);
+        delays.push(retry_in);
+        clock.advance(time::Duration::try_from(retry_in).unwrap() + time::Duration::seconds(1));
+    }
+    assert!(
+        delays[0] < delays[1] && delays[1] < delays[2],
+        "delays grow: {delays:?}"
+    );
+    assert!(store.get(&second).await.is_ok());
+    assert_eq!(
+        served_fingerprint(gateway.local_addr(), name, &root).await,
+        Some(second.fingerprint())
+    );
     gateway.shutdown_within(Duration::from_secs(1)).await;
 }
