@@ -343,6 +343,14 @@ impl Issuer {
     }
 
     async fn open_account(&self, sealed: &str) -> Result<Account, AcmeError> {
+        let credentials = self.unseal_account(sealed)?;
+        Ok(self
+            .account_builder()?
+            .from_credentials(credentials)
+            .await?)
+    }
+
+    fn unseal_account(&self, sealed: &str) -> Result<AccountCredentials, AcmeError> {
         let blob = sealed
             .strip_prefix(SEALED_ACCOUNT_PREFIX)
             .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
@@ -355,12 +363,8 @@ impl Issuer {
                         .to_owned(),
                 )
             })?;
-        let credentials: AccountCredentials = serde_json::from_slice(key.secret_der())
-            .map_err(|_| AcmeError::Account("the record is damaged".to_owned()))?;
-        Ok(self
-            .account_builder()?
-            .from_credentials(credentials)
-            .await?)
+        serde_json::from_slice(key.secret_der())
+            .map_err(|_| AcmeError::Account("the record is damaged".to_owned()))
     }
 
     fn account_builder(&self) -> Result<AccountBuilder, AcmeError> {
@@ -396,5 +400,55 @@ fn challenge_type(kind: ChallengeKind) -> ChallengeType {
         ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
         ChallengeKind::Http01 => ChallengeType::Http01,
         ChallengeKind::Dns01 => ChallengeType::Dns01,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use cert_store::MemoryStorage;
+
+    use super::*;
+    use crate::coordinator::MemoryCoordinator;
+
+    fn issuer(secret: &str) -> Issuer {
+        let settings = AcmeSettings::new("https://ca.example/dir", &["a.example"]).unwrap();
+        let store = CertStore::builder(Arc::new(MemoryStorage::new())).build();
+        Issuer::new(
+            Arc::new(settings),
+            store,
+            Arc::new(MemoryCoordinator::default()),
+            Arc::new(EncodingSecret::new(secret)),
+            None,
+        )
+    }
+
+    #[test]
+    fn the_account_is_sealed_with_the_encoding_secret_and_only_that_secret_opens_it() {
+        let (_, der) = instant_acme::Key::generate_pkcs8().unwrap();
+        let key_text =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(der.secret_pkcs8_der());
+        let json = serde_json::json!({
+            "id": "https://ca.example/acct/1",
+            "key_pkcs8": key_text,
+            "directory": "https://ca.example/dir",
+        });
+        let credentials: AccountCredentials = serde_json::from_value(json).unwrap();
+        let sealed = issuer("fleet secret").seal_account(&credentials).unwrap();
+        assert!(sealed.starts_with(SEALED_ACCOUNT_PREFIX));
+        assert!(
+            !sealed.contains(&key_text),
+            "the key is not stored in the clear"
+        );
+        let opened = issuer("fleet secret").unseal_account(&sealed).unwrap();
+        assert_eq!(
+            serde_json::to_value(&opened).unwrap()["key_pkcs8"],
+            key_text.as_str()
+        );
+        let Err(error) = issuer("another secret").unseal_account(&sealed) else {
+            panic!("another secret opened the account");
+        };
+        assert!(error.to_string().contains("encoding secret"), "{error}");
+        assert!(issuer("fleet secret").unseal_account("garbage").is_err());
     }
 }

@@ -23,6 +23,8 @@ mod coordinator;
 mod error;
 mod issuer;
 mod manager;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -34,3 +36,5 @@ pub use config::{
 pub use coordinator::{Commit, Coordinator, Lock, MemoryCoordinator};
 pub use error::AcmeError;
 pub use manager::{AcmeManager, AcmeManagerBuilder, NameStatus, Outcome};
+#[cfg(feature = "redis")]
+pub use redis::RedisCoordinator;

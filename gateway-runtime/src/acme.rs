@@ -65,7 +65,7 @@ pub(crate) fn prepare(
 
 /// The manager for `settings`, delivering renewal events to the gateway's sinks: the log, the
 /// configured webhooks (trusting `webhook_roots` too) and `extra_sinks`.
-pub(crate) fn build(
+pub(crate) async fn build(
     settings: AcmeSettings,
     coordinator: Option<Arc<dyn Coordinator>>,
     config: &GatewayConfig,
@@ -86,12 +86,56 @@ pub(crate) fn build(
     }
     if let Some(coordinator) = coordinator {
         builder = builder.coordinator(coordinator);
+    } else if config.storage.kind == "redis" {
+        builder = builder.coordinator(redis_coordinator(&config.storage).await?);
     }
     let manager = Arc::new(builder.build());
     if from_apis {
         manager.add_names(api_domains);
     }
     Ok(manager)
+}
+
+/// The fleet's coordinator in the store's Redis (one plain node for now).
+#[cfg(feature = "redis")]
+async fn redis_coordinator(
+    storage: &crate::config::StorageConfig,
+) -> Result<Arc<dyn Coordinator>, String> {
+    if storage.enable_cluster || !storage.master_name.is_empty() || storage.use_ssl {
+        return Err("ACME coordinates a fleet through the store's Redis, which must be one plain (non-TLS) node for now: Redis Cluster, Sentinel and TLS are not supported for it yet (or pass a coordinator with GatewayBuilder::acme_coordinator)".to_owned());
+    }
+    let address = match storage.addrs.first() {
+        Some(address) => address.clone(),
+        None => format!("{}:{}", storage.host, storage.port),
+    };
+    let encode = |text: &str| -> String {
+        text.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    };
+    let credentials = match (storage.username.as_str(), storage.password.as_str()) {
+        ("", "") => String::new(),
+        (user, password) => format!("{}:{}@", encode(user), encode(password)),
+    };
+    let url = format!("redis://{credentials}{address}/{}", storage.database);
+    let coordinator = acme::RedisCoordinator::connect(&url)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(coordinator))
+}
+
+/// Without Redis support, `storage.type = "redis"` never gets this far.
+#[cfg(not(feature = "redis"))]
+async fn redis_coordinator(
+    _storage: &crate::config::StorageConfig,
+) -> Result<Arc<dyn Coordinator>, String> {
+    Err("this build has no Redis support".to_owned())
 }
 
 /// Starts the manager's checks (and the `http-01` listener when that challenge is enabled).

@@ -322,7 +322,8 @@ impl GatewayBuilder {
                     acme_sinks,
                     &self.upstream_roots,
                 )
-                .map_err(GatewayError::Monitor)?,
+                .await
+                .map_err(|e| GatewayError::Tls(format!("automatic certificates (ACME): {e}")))?,
             ),
             None => None,
         };
