@@ -64,6 +64,9 @@ pub struct AcmeConfig {
     pub http_port: u16,
     /// The org the issued certificates are stored under (empty: org-less).
     pub org_id: String,
+    /// How long a process that stalls or dies while ordering keeps the name locked; 0 means
+    /// 120 seconds. A live process extends its lock every third of this.
+    pub lock_ttl_seconds: u64,
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
 }
@@ -345,7 +348,10 @@ impl AcmeConfig {
                 port => port,
             },
             org,
-            lock_ttl: Duration::from_secs(120),
+            lock_ttl: Duration::from_secs(match self.lock_ttl_seconds {
+                0 => 120,
+                seconds => seconds,
+            }),
         })
     }
 }
