@@ -40,6 +40,7 @@ pub struct Pebble {
     /// The root of Pebble's own HTTPS certificate (trust it as the CA's root).
     pub https_root: CertificateDer<'static>,
     management_port: u16,
+    dns_management_port: u16,
 }
 
 fn unavailable(what: &str) -> Option<Pebble> {
@@ -122,6 +123,7 @@ impl Pebble {
             directory_url: format!("https://127.0.0.1:{listen_port}/dir"),
             https_root: CertificateDer::from(cert.der().to_vec()),
             management_port,
+            dns_management_port,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while [listen_port, management_port, dns_management_port]
@@ -139,6 +141,38 @@ impl Pebble {
             std::thread::sleep(Duration::from_millis(50));
         }
         Some(started)
+    }
+
+    /// Publishes a TXT record in the DNS server Pebble asks (`host` without the final dot).
+    pub fn set_txt(&self, host: &str, value: &str) {
+        self.dns_management(
+            "set-txt",
+            &serde_json::json!({"host": format!("{host}."), "value": value}),
+        );
+    }
+
+    /// Removes the TXT records of `host`.
+    pub fn clear_txt(&self, host: &str) {
+        self.dns_management(
+            "clear-txt",
+            &serde_json::json!({"host": format!("{host}.")}),
+        );
+    }
+
+    fn dns_management(&self, path: &str, body: &serde_json::Value) {
+        let output = Command::new("curl")
+            .args(["-sS", "--fail", "-X", "POST", "-d", &body.to_string()])
+            .arg(format!(
+                "http://127.0.0.1:{}/{path}",
+                self.dns_management_port
+            ))
+            .output()
+            .expect("curl runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     /// Path of the PEM file of Pebble's HTTPS root.

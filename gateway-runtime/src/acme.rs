@@ -30,6 +30,7 @@ use crate::runtime::GatewayError;
 pub(crate) struct AcmeOptions {
     pub(crate) settings: Option<AcmeSettings>,
     pub(crate) coordinator: Option<Arc<dyn Coordinator>>,
+    pub(crate) dns01: Option<Arc<dyn acme::Dns01Solver>>,
 }
 
 /// Validates the ACME settings (given in code, or `http_server_options.acme`) and turns on
@@ -67,7 +68,7 @@ pub(crate) fn prepare(
 /// configured webhooks (trusting `webhook_roots` too) and `extra_sinks`.
 pub(crate) async fn build(
     settings: AcmeSettings,
-    coordinator: Option<Arc<dyn Coordinator>>,
+    options: AcmeOptions,
     config: &GatewayConfig,
     api_domains: Vec<String>,
     store: &CertStore,
@@ -84,7 +85,10 @@ pub(crate) async fn build(
     for hook in &config.certificate_expiry_webhooks {
         builder = builder.event_sink(Arc::new(WebhookSink::new(hook, webhook_roots)?));
     }
-    if let Some(coordinator) = coordinator {
+    if let Some(solver) = options.dns01 {
+        builder = builder.dns01(solver);
+    }
+    if let Some(coordinator) = options.coordinator {
         builder = builder.coordinator(coordinator);
     } else if config.storage.kind == "redis" {
         builder = builder.coordinator(redis_coordinator(&config.storage).await?);

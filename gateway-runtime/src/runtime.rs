@@ -241,6 +241,14 @@ impl GatewayBuilder {
         self
     }
 
+    /// Answers `dns-01` challenges (list `dns-01` among the ACME challenges) through your DNS
+    /// provider.
+    #[cfg(feature = "acme")]
+    pub fn acme_dns01(mut self, solver: Arc<dyn ::acme::Dns01Solver>) -> Self {
+        self.acme.dns01 = Some(solver);
+        self
+    }
+
     /// Also delivers expiry events to `sink` (besides the log and the configured webhooks).
     pub fn event_sink(mut self, sink: Arc<dyn expiry_monitor::EventSink>) -> Self {
         self.sinks.push(sink);
@@ -315,7 +323,7 @@ impl GatewayBuilder {
             Some(settings) => Some(
                 crate::acme::build(
                     settings,
-                    self.acme.coordinator,
+                    self.acme,
                     &config,
                     api_domains,
                     &store,

@@ -1,7 +1,8 @@
 //! Automatic certificates in a fleet: two gateways on one Redis (store and coordination) in
 //! front of Pebble. Exactly one order is placed (counted by Pebble itself), the gateway that did
-//! not order serves the certificate without a restart, and a holder that dies mid-order blocks
-//! the name only until its lock expires; its late result is refused.
+//! not order serves the certificate without a restart, and a lock holder that died blocks the
+//! name only until its lock expires; its late result is refused. (A `gateway` process killed
+//! while its order is being validated: `gateway/tests/acme_takeover.rs`.)
 
 #![cfg(all(feature = "acme", feature = "redis"))]
 
@@ -104,7 +105,8 @@ async fn two_gateways_wanting_the_same_name_place_one_order_and_both_serve_it() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_holder_that_dies_mid_order_blocks_the_name_until_its_lock_expires() {
+async fn a_dead_lock_holder_blocks_the_name_until_its_lock_expires_and_its_late_commit_is_refused()
+{
     let Some(redis) = RedisServer::start() else {
         return;
     };
