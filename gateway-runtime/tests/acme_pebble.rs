@@ -352,3 +352,58 @@ async fn renewal_happens_at_a_third_of_the_lifetime_and_a_refusing_ca_is_retried
     );
     gateway.shutdown_within(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_domains_without_a_certificate_are_managed_and_a_bad_block_stops_the_start() {
+    let api = |id: &str, domain: &str, certificates: &[&str]| {
+        let json = serde_json::json!({"api_id": id, "name": id, "active": true, "domain": domain,
+            "certificates": certificates,
+            "proxy": {"listen_path": format!("/{id}/"), "target_url": "http://127.0.0.1:9"}});
+        gateway_runtime::ApiDefinition::from_json(&json.to_string(), Path::new("api.json")).unwrap()
+    };
+    let apis = vec![
+        api("own", "own.certgate.test", &["a-certificate-id"]),
+        api("bare", "Bare.Certgate.Test", &[]),
+        api("nodomain", "", &[]),
+    ];
+    let config = |acme: serde_json::Value| {
+        let json = serde_json::json!({
+            "listen_address": "127.0.0.1",
+            "listen_port": 0,
+            "secret": "acme test secret",
+            "http_server_options": {"use_ssl": true, "acme": acme},
+        });
+        GatewayConfig::from_json(&json.to_string(), Path::new("tyk.conf"), []).unwrap()
+    };
+    let gateway = GatewayBuilder::new(config(serde_json::json!({
+        "enabled": true,
+        "directory": "https://127.0.0.1:9/dir",
+        "accept_terms": true,
+        "domains": ["listed.certgate.test"],
+        "domains_from_apis": true,
+        "challenges": ["tls-alpn-01"],
+    })))
+    .apis(apis)
+    .start()
+    .await
+    .unwrap();
+    assert_eq!(
+        gateway.acme().unwrap().names(),
+        ["listed.certgate.test", "bare.certgate.test"]
+    );
+    gateway.shutdown_within(Duration::from_secs(1)).await;
+
+    let refused = GatewayBuilder::new(config(serde_json::json!({
+        "enabled": true,
+        "domains": ["a.certgate.test"],
+    })))
+    .start()
+    .await
+    .err()
+    .expect("terms not accepted");
+    let message = refused.to_string();
+    assert!(
+        message.contains("http_server_options.acme.accept_terms"),
+        "{message}"
+    );
+}
