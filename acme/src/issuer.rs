@@ -272,6 +272,32 @@ impl Issuer {
         }
     }
 
+    /// Where the CA's renewal information (RFC 9773) puts `leaf`'s renewal: a random moment in
+    /// its suggested window, and how long that answer holds; `None` when the CA does not offer
+    /// renewal information.
+    pub(crate) async fn suggested_renewal(
+        &self,
+        leaf: &rustls_pki_types::CertificateDer<'_>,
+        random: f64,
+    ) -> Result<Option<(time::OffsetDateTime, Duration)>, AcmeError> {
+        let account = self.account().await?;
+        let Ok(id) = instant_acme::CertificateIdentifier::try_from(leaf) else {
+            return Ok(None);
+        };
+        match account.renewal_info(&id).await {
+            Ok((info, retry_after)) => {
+                let window = info.suggested_window;
+                let span = (window.end - window.start).max(time::Duration::ZERO);
+                Ok(Some((
+                    window.start + span * random.clamp(0.0, 1.0),
+                    retry_after,
+                )))
+            }
+            Err(instant_acme::Error::Unsupported(_)) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// The account: from the coordinator, or created at the CA and stored (sealed) there.
     pub(crate) async fn account(&self) -> Result<Account, AcmeError> {
         let mut cached = self.account.lock().await;

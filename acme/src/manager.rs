@@ -23,6 +23,8 @@ use crate::issuer::Issuer;
 const FIRST_RETRY: Duration = Duration::from_secs(60);
 /// Longest retry delay.
 const LONGEST_RETRY: Duration = Duration::from_secs(6 * 3600);
+/// How often to ask again a CA that offers no renewal information, or failed to answer.
+const ARI_UNAVAILABLE_RECHECK: time::Duration = time::Duration::hours(12);
 
 /// A managed name's state, as `certctl acme status` and the certificate details show it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -68,6 +70,14 @@ pub enum Outcome {
         /// The delay before the next attempt.
         retry_in: Duration,
     },
+}
+
+/// What the CA's renewal information said about one certificate.
+struct Suggested {
+    /// The moment picked in the suggested window, if the CA offers renewal information.
+    at: Option<OffsetDateTime>,
+    /// When to ask again.
+    ask_again: OffsetDateTime,
 }
 
 #[derive(Default)]
@@ -138,6 +148,7 @@ impl AcmeManagerBuilder {
             names: Mutex::new(names),
             local: Mutex::default(),
             statuses: Mutex::default(),
+            suggested: Mutex::default(),
             counters: Counters::default(),
             check_interval: self.check_interval,
             sinks: self.sinks,
@@ -154,6 +165,8 @@ pub struct AcmeManager {
     local: Mutex<HashMap<String, Local>>,
     /// The last status of each name, for the metrics.
     statuses: Mutex<HashMap<String, NameStatus>>,
+    /// The CA's renewal information per certificate.
+    suggested: Mutex<HashMap<CertId, Suggested>>,
     counters: Counters,
     check_interval: Duration,
     sinks: Vec<Arc<dyn EventSink>>,
@@ -252,8 +265,58 @@ impl AcmeManager {
         // Whole seconds: the moment does not depend on floating-point rounding.
         let lifetime = (not_after - not_before).whole_seconds();
         let remaining = (lifetime as f64 * self.issuer.settings.renew_when_remaining).round();
-        let renew_at = not_after - time::Duration::seconds(remaining as i64);
+        let mut renew_at = not_after - time::Duration::seconds(remaining as i64);
+        if let Some(suggested) = lock(&self.suggested).get(&id).and_then(|s| s.at) {
+            renew_at = renew_at.min(suggested);
+        }
         Ok((Some(current), Some((renew_at, not_after))))
+    }
+
+    /// Asks the CA's renewal information (RFC 9773) about `name`'s certificate when the last
+    /// answer has run out; a window earlier than the rule's moment moves the renewal earlier.
+    async fn consult_renewal_information(&self, name: &str, now: OffsetDateTime) {
+        let Ok(Some(current)) = self.issuer.coordinator.current(name).await else {
+            return;
+        };
+        let Ok(id) = current.parse::<CertId>() else {
+            return;
+        };
+        if lock(&self.suggested)
+            .get(&id)
+            .is_some_and(|s| s.ask_again > now)
+        {
+            return;
+        }
+        let Ok(cert) = self.issuer.store.get(&id).await else {
+            return;
+        };
+        let Some(leaf) = cert.record().chain().first() else {
+            return;
+        };
+        let entry = match self.issuer.suggested_renewal(leaf, jitter_unit()).await {
+            Ok(Some((at, holds_for))) => Suggested {
+                at: Some(at),
+                ask_again: now
+                    + time::Duration::try_from(
+                        holds_for.clamp(Duration::from_secs(60), Duration::from_secs(24 * 3600)),
+                    )
+                    .unwrap_or(ARI_UNAVAILABLE_RECHECK),
+            },
+            Ok(None) => Suggested {
+                at: None,
+                ask_again: now + ARI_UNAVAILABLE_RECHECK,
+            },
+            Err(error) => {
+                tracing::debug!(name, %error, "no renewal information from the CA; the lifetime rule applies");
+                Suggested {
+                    at: None,
+                    ask_again: now + time::Duration::hours(1),
+                }
+            }
+        };
+        let mut suggested = lock(&self.suggested);
+        suggested.retain(|_, s| s.ask_again > now);
+        suggested.insert(id, entry);
     }
 
     /// Checks every name at the clock's time and obtains what is due, one name after another.
@@ -276,6 +339,7 @@ impl AcmeManager {
         {
             return Outcome::Waiting;
         }
+        self.consult_renewal_information(name, now).await;
         let mut serving = None;
         let result = match self.due(name).await {
             Ok((_, Some((renew_at, _)))) if renew_at > now => {
@@ -473,10 +537,15 @@ pub(crate) fn retry_delay(failures: u32, jitter: f64) -> Duration {
 
 /// A random factor between 0.9 and 1.1.
 fn jitter() -> f64 {
+    0.9 + jitter_unit() * 0.2
+}
+
+/// A random number between 0 and 1.
+fn jitter_unit() -> f64 {
     use ring::rand::SecureRandom as _;
-    let mut byte = [0u8; 1];
-    let _ = ring::rand::SystemRandom::new().fill(&mut byte);
-    0.9 + f64::from(byte[0]) / 255.0 * 0.2
+    let mut bytes = [0u8; 2];
+    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
+    f64::from(u16::from_le_bytes(bytes)) / f64::from(u16::MAX)
 }
 
 #[cfg(test)]
