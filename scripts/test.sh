@@ -24,6 +24,8 @@ declare -A package_of=(
     [redis-cli]=redis-tools
     [openssl]=openssl
     [curl]=curl
+    [pebble]=pebble
+    [pebble-challtestsrv]=pebble
     [chromium]=chromium
     [chromedriver]=chromium-driver
 )

@@ -9,8 +9,10 @@
 //! | [`store`] | `cert-store` | the [`CertStorage`] trait for your backend, [`MemoryStorage`], `RedisStorage` (feature `redis`), the [`CertStore`] manager |
 //! | [`expiry`] | `expiry-monitor` | `CertificateExpiringSoon` / `CertificateExpired` events with fleet-wide cooldowns |
 //! | `gateway` (feature `gateway`) | `gateway-runtime` | TLS termination with SNI, mutual TLS, a reverse proxy, the `/tyk/certs` API |
+//! | `acme` (feature `acme`) | `certgate-acme` | certificates obtained and renewed by ACME (Let's Encrypt), coordinated across a fleet |
 //!
-//! Features: `redis` (the Redis backend and shared cooldowns), `gateway`, `testkit` (the
+//! Features: `redis` (the Redis backend and shared cooldowns), `gateway`, `acme` (automatic
+//! certificates; in the gateway too with `gateway`), `testkit` (the
 //! conformance suite for your own [`CertStorage`], and a private `redis-server` for tests).
 //! [`macro@async_trait`] is re-exported: [`CertStorage`] and [`expiry::EventSink`] are implemented
 //! with it.
@@ -51,6 +53,8 @@
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
+#[cfg(feature = "acme")]
+pub use acme;
 pub use async_trait::async_trait;
 pub use cert_store as store;
 pub use expiry_monitor as expiry;

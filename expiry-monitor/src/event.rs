@@ -1,4 +1,5 @@
-//! The two events, with Tyk's meta fields, JSON and message texts.
+//! The events: Tyk's two expiry events, with Tyk's meta fields, JSON and message texts, and
+//! certgate's own two renewal events (automatic certificates, the `acme` crate).
 //!
 //! The arithmetic is Tyk's, Go truncation included: `hours = int(until.Hours())` (toward zero),
 //! `days = hours / 24`; expiring soon says `hours % 24` more hours, expired says
@@ -21,6 +22,12 @@ pub enum EventType {
     /// `CertificateExpired`: `time left <= 0`.
     #[serde(rename = "CertificateExpired")]
     CertificateExpired,
+    /// `CertificateRenewed` (ours): an automatic certificate was replaced by a new one.
+    #[serde(rename = "CertificateRenewed")]
+    CertificateRenewed,
+    /// `CertificateRenewalFailed` (ours): renewing an automatic certificate failed; retried.
+    #[serde(rename = "CertificateRenewalFailed")]
+    CertificateRenewalFailed,
 }
 
 impl EventType {
@@ -29,6 +36,8 @@ impl EventType {
         match self {
             Self::CertificateExpiringSoon => "CertificateExpiringSoon",
             Self::CertificateExpired => "CertificateExpired",
+            Self::CertificateRenewed => "CertificateRenewed",
+            Self::CertificateRenewalFailed => "CertificateRenewalFailed",
         }
     }
 }
@@ -97,6 +106,109 @@ pub struct CertificateExpired {
     pub cert_role: CertRole,
 }
 
+/// Meta of a `CertificateRenewalFailed` event (ours; Tyk obtains no certificates).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CertificateRenewalFailed {
+    /// `Certificate <name> could not be renewed: <error>; retrying at <time>`.
+    #[serde(rename = "Message")]
+    pub message: String,
+    /// Always empty (Tyk's `EventMetaDefault` field).
+    #[serde(rename = "OriginatingRequest", default)]
+    pub originating_request: String,
+    /// The bare SHA-256 hex of the certificate still served.
+    #[serde(with = "fingerprint_hex")]
+    pub cert_id: Fingerprint,
+    /// The name being renewed.
+    pub cert_name: String,
+    /// The `notAfter` of the certificate still served.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    /// What went wrong, as shown to users.
+    pub error: String,
+    /// Consecutive failures so far.
+    pub failures: u32,
+    /// When the next attempt is due.
+    #[serde(with = "time::serde::rfc3339")]
+    pub retry_at: OffsetDateTime,
+    /// Always `server`.
+    pub cert_role: CertRole,
+}
+
+/// Meta of a `CertificateRenewed` event (ours).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CertificateRenewed {
+    /// `Certificate <name> was renewed; the new one expires at <time>`.
+    #[serde(rename = "Message")]
+    pub message: String,
+    /// Always empty (Tyk's `EventMetaDefault` field).
+    #[serde(rename = "OriginatingRequest", default)]
+    pub originating_request: String,
+    /// The bare SHA-256 hex of the new certificate.
+    #[serde(with = "fingerprint_hex")]
+    pub cert_id: Fingerprint,
+    /// The bare SHA-256 hex of the replaced certificate.
+    #[serde(with = "fingerprint_hex")]
+    pub previous_cert_id: Fingerprint,
+    /// The renewed name.
+    pub cert_name: String,
+    /// The new certificate's `notAfter`.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    /// Always `server`.
+    pub cert_role: CertRole,
+}
+
+impl CertificateRenewed {
+    /// The event for `name`, renewed from `previous` to `cert_id`, which expires at `expires_at`.
+    pub fn new(
+        name: &str,
+        cert_id: Fingerprint,
+        previous_cert_id: Fingerprint,
+        expires_at: OffsetDateTime,
+    ) -> Self {
+        let expires_at = expires_at.to_offset(UtcOffset::UTC);
+        Self {
+            message: format!("Certificate {name} was renewed; the new one expires at {expires_at}"),
+            originating_request: String::new(),
+            cert_id,
+            previous_cert_id,
+            cert_name: name.to_owned(),
+            expires_at,
+            cert_role: CertRole::Server,
+        }
+    }
+}
+
+impl CertificateRenewalFailed {
+    /// The event for `name`, whose certificate `cert_id` (expiring at `expires_at`) could not
+    /// be renewed for the `failures`th time because of `error`; next attempt at `retry_at`.
+    pub fn new(
+        name: &str,
+        cert_id: Fingerprint,
+        expires_at: OffsetDateTime,
+        error: &str,
+        failures: u32,
+        retry_at: OffsetDateTime,
+    ) -> Self {
+        let retry_at = retry_at.to_offset(UtcOffset::UTC);
+        Self {
+            message: format!(
+                "Certificate {name} could not be renewed: {error}; retrying at {retry_at}"
+            ),
+            originating_request: String::new(),
+            cert_id,
+            cert_name: name.to_owned(),
+            expires_at: expires_at.to_offset(UtcOffset::UTC),
+            error: error.to_owned(),
+            failures,
+            retry_at,
+            cert_role: CertRole::Server,
+        }
+    }
+}
+
 /// An expiry event. Serialises to Tyk's meta JSON (the variant's fields, untagged); the type
 /// name is [`ExpiryEvent::event_type`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +218,11 @@ pub enum ExpiryEvent {
     ExpiringSoon(CertificateExpiringSoon),
     /// The certificate has expired.
     Expired(CertificateExpired),
+    /// Renewing an automatic certificate failed (declared before `Renewed`: untagged JSON
+    /// picks the first variant whose fields are all present).
+    RenewalFailed(CertificateRenewalFailed),
+    /// An automatic certificate was renewed.
+    Renewed(CertificateRenewed),
 }
 
 impl ExpiryEvent {
@@ -164,6 +281,8 @@ impl ExpiryEvent {
         match self {
             Self::ExpiringSoon(_) => EventType::CertificateExpiringSoon,
             Self::Expired(_) => EventType::CertificateExpired,
+            Self::RenewalFailed(_) => EventType::CertificateRenewalFailed,
+            Self::Renewed(_) => EventType::CertificateRenewed,
         }
     }
 
@@ -177,6 +296,8 @@ impl ExpiryEvent {
         match self {
             Self::ExpiringSoon(e) => &e.message,
             Self::Expired(e) => &e.message,
+            Self::RenewalFailed(e) => &e.message,
+            Self::Renewed(e) => &e.message,
         }
     }
 
@@ -185,6 +306,8 @@ impl ExpiryEvent {
         match self {
             Self::ExpiringSoon(e) => &e.cert_id,
             Self::Expired(e) => &e.cert_id,
+            Self::RenewalFailed(e) => &e.cert_id,
+            Self::Renewed(e) => &e.cert_id,
         }
     }
 
@@ -193,6 +316,8 @@ impl ExpiryEvent {
         match self {
             Self::ExpiringSoon(e) => &e.cert_name,
             Self::Expired(e) => &e.cert_name,
+            Self::RenewalFailed(e) => &e.cert_name,
+            Self::Renewed(e) => &e.cert_name,
         }
     }
 
@@ -201,6 +326,7 @@ impl ExpiryEvent {
         match self {
             Self::ExpiringSoon(e) => &e.api_id,
             Self::Expired(e) => &e.api_id,
+            Self::RenewalFailed(_) | Self::Renewed(_) => "",
         }
     }
 
@@ -209,6 +335,8 @@ impl ExpiryEvent {
         match self {
             Self::ExpiringSoon(e) => e.cert_role,
             Self::Expired(e) => e.cert_role,
+            Self::RenewalFailed(e) => e.cert_role,
+            Self::Renewed(e) => e.cert_role,
         }
     }
 
@@ -217,6 +345,8 @@ impl ExpiryEvent {
         match self {
             Self::ExpiringSoon(e) => e.expires_at,
             Self::Expired(e) => e.expired_at,
+            Self::RenewalFailed(e) => e.expires_at,
+            Self::Renewed(e) => e.expires_at,
         }
     }
 
@@ -467,5 +597,45 @@ mod tests {
             "{}",
             event.to_json()
         );
+    }
+
+    #[test]
+    fn renewal_events_round_trip_through_their_json_as_their_own_variant() {
+        let at = time::macros::datetime!(2027-03-01 12:00 UTC);
+        let failed = ExpiryEvent::RenewalFailed(CertificateRenewalFailed::new(
+            "api.example",
+            Fingerprint::of(b"old"),
+            at,
+            "the ACME CA refused",
+            2,
+            at - Duration::days(30),
+        ));
+        let renewed = ExpiryEvent::Renewed(CertificateRenewed::new(
+            "api.example",
+            Fingerprint::of(b"new"),
+            Fingerprint::of(b"old"),
+            at,
+        ));
+        for event in [failed, renewed] {
+            let back: ExpiryEvent = serde_json::from_str(&event.to_json()).unwrap();
+            assert_eq!(back, event);
+            assert_eq!(back.cert_name(), "api.example");
+            assert_eq!(back.role(), CertRole::Server);
+        }
+        let json: serde_json::Value = serde_json::from_str(
+            &ExpiryEvent::Renewed(CertificateRenewed::new(
+                "api.example",
+                Fingerprint::of(b"new"),
+                Fingerprint::of(b"old"),
+                at,
+            ))
+            .to_json(),
+        )
+        .unwrap();
+        assert_eq!(
+            json["Message"],
+            "Certificate api.example was renewed; the new one expires at 2027-03-01 12:00:00.0 +00:00:00"
+        );
+        assert_eq!(json["previous_cert_id"], Fingerprint::of(b"old").to_hex());
     }
 }

@@ -80,7 +80,10 @@ pub use config::{
 };
 pub use cooldown::{Claim, CooldownKind, CooldownStore, MemoryCooldowns};
 pub use error::{ConfigError, MonitorError};
-pub use event::{CertificateExpired, CertificateExpiringSoon, EventType, ExpiryEvent};
+pub use event::{
+    CertificateExpired, CertificateExpiringSoon, CertificateRenewalFailed, CertificateRenewed,
+    EventType, ExpiryEvent,
+};
 pub use metrics::{CertificateExpiry, MetricsSnapshot};
 pub use monitor::{
     DEFAULT_CLOCK_REFRESH, DEFAULT_QUEUE_CAPACITY, DEFAULT_SHARED_RETRY, ExpiryMonitor,

@@ -193,6 +193,8 @@ impl MetricsSnapshot {
         match event_type {
             EventType::CertificateExpiringSoon => self.events_expiring_soon,
             EventType::CertificateExpired => self.events_expired,
+            // Renewal events are counted by their emitter (the `acme` crate), not the monitor.
+            EventType::CertificateRenewed | EventType::CertificateRenewalFailed => 0,
         }
     }
 }

@@ -626,6 +626,8 @@ impl Worker {
         match event.event_type() {
             EventType::CertificateExpiringSoon => Metrics::bump(&metrics.expiring_soon),
             EventType::CertificateExpired => Metrics::bump(&metrics.expired),
+            // Emitted by the `acme` crate through the sinks, never by the monitor.
+            EventType::CertificateRenewed | EventType::CertificateRenewalFailed => {}
         }
         for sink in &self.sinks {
             if let Err(e) = sink.deliver(event).await {

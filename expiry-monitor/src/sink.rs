@@ -90,6 +90,23 @@ impl EventSink for TracingSink {
                 api_id = %e.api_id,
                 "certificate expired"
             ),
+            ExpiryEvent::RenewalFailed(e) => tracing::warn!(
+                cert_id = %cert_id,
+                cert_name = %e.cert_name,
+                error = %e.error,
+                failures = e.failures,
+                retry_at = %e.retry_at,
+                event_type = event.name(),
+                "certificate renewal failed"
+            ),
+            ExpiryEvent::Renewed(e) => tracing::info!(
+                cert_id = %cert_id,
+                previous_cert_id = %mask_cert_id(&e.previous_cert_id.to_hex()),
+                cert_name = %e.cert_name,
+                expires_at = %e.expires_at,
+                event_type = event.name(),
+                "certificate renewed"
+            ),
         }
         Ok(())
     }

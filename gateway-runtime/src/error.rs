@@ -27,6 +27,10 @@ pub enum GatewayError {
     /// The expiry monitor cannot start.
     #[error("expiry monitor: {0}")]
     Monitor(#[from] MonitorSetupError),
+    /// Automatic certificates (ACME) cannot start: their configuration, the account, or the
+    /// coordination store.
+    #[error("automatic certificates (ACME): {0}")]
+    Acme(String),
     /// A certificate cannot be served (not stored, no usable private key, storage away).
     #[error("certificate {id} cannot be served: {source}")]
     Certificate {

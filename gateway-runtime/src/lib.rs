@@ -32,6 +32,8 @@
 //! # }).unwrap();
 //! ```
 
+#[cfg(feature = "acme")]
+mod acme;
 mod api;
 pub mod config;
 mod connections;

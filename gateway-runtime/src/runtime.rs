@@ -69,6 +69,8 @@ pub struct GatewayBuilder {
     sinks: Vec<Arc<dyn expiry_monitor::EventSink>>,
     upstream_roots: Vec<CertificateDer<'static>>,
     fallback: Option<crate::fallback::Fallback>,
+    #[cfg(feature = "acme")]
+    acme: crate::acme::AcmeOptions,
 }
 
 impl GatewayBuilder {
@@ -81,6 +83,8 @@ impl GatewayBuilder {
             sinks: Vec::new(),
             upstream_roots: Vec::new(),
             fallback: None,
+            #[cfg(feature = "acme")]
+            acme: crate::acme::AcmeOptions::default(),
         }
     }
 
@@ -148,6 +152,30 @@ impl GatewayBuilder {
         self
     }
 
+    /// Obtains and renews certificates for `settings`' names by ACME (instead of
+    /// `http_server_options.acme`), and serves them from the store by SNI.
+    #[cfg(feature = "acme")]
+    pub fn acme(mut self, settings: ::acme::AcmeSettings) -> Self {
+        self.acme.settings = Some(settings);
+        self
+    }
+
+    /// Shares ACME locks, challenges and the account through `coordinator` (a fleet); default:
+    /// this process only.
+    #[cfg(feature = "acme")]
+    pub fn acme_coordinator(mut self, coordinator: Arc<dyn ::acme::Coordinator>) -> Self {
+        self.acme.coordinator = Some(coordinator);
+        self
+    }
+
+    /// Answers `dns-01` challenges (list `dns-01` among the ACME challenges) through your DNS
+    /// provider.
+    #[cfg(feature = "acme")]
+    pub fn acme_dns01(mut self, solver: Arc<dyn ::acme::Dns01Solver>) -> Self {
+        self.acme.dns01 = Some(solver);
+        self
+    }
+
     /// Also delivers expiry events to `sink` (besides the log and the configured webhooks).
     pub fn event_sink(mut self, sink: Arc<dyn expiry_monitor::EventSink>) -> Self {
         self.sinks.push(sink);
@@ -159,7 +187,14 @@ impl GatewayBuilder {
     /// The first gateway of a process raises the process's soft open-file limit
     /// (`RLIMIT_NOFILE`) to its hard limit, as Go programs do at start-up.
     pub async fn start(self) -> Result<Gateway, GatewayError> {
-        let config = Arc::new(self.config);
+        #[cfg(feature = "acme")]
+        let mut config = self.config;
+        #[cfg(not(feature = "acme"))]
+        let config = self.config;
+        #[cfg(feature = "acme")]
+        let acme_settings =
+            crate::acme::prepare(&mut config, &self.acme).map_err(GatewayError::Acme)?;
+        let config = Arc::new(config);
         config.validate()?;
         let store = match self.store {
             Some(store) => store,
@@ -181,19 +216,33 @@ impl GatewayBuilder {
             Arc::clone(&retained),
         )?;
         let recent_events = page_events(&config, &store);
-        let monitor = start_expiry_monitor(
-            &config,
-            &store,
-            self.sinks,
-            recent_events.clone(),
-            &self.upstream_roots,
-        )
-        .await?;
+        let sinks = event_sinks(self.sinks, recent_events.clone());
+        let monitor =
+            start_expiry_monitor(&config, &store, sinks.clone(), &self.upstream_roots).await?;
         let observer: Arc<dyn CertObserver> = monitor.clone();
+        #[cfg(feature = "acme")]
+        let api_domains = crate::acme::domains_without_certificates(&apis);
         let table = Arc::new(ApiTable::new(apis));
-        let tls = TlsState::build(&config, &table, &store, &tls_shared, true)
-            .await
-            .map_err(GatewayError::Tls)?;
+        #[cfg(feature = "acme")]
+        let acme = match acme_settings {
+            Some(settings) => Some(
+                crate::acme::build(
+                    settings,
+                    self.acme,
+                    &config,
+                    api_domains,
+                    &store,
+                    sinks,
+                    &self.upstream_roots,
+                )
+                .await
+                .map_err(GatewayError::Acme)?,
+            ),
+            None => None,
+        };
+        #[cfg(not(feature = "acme"))]
+        drop(sinks);
+        let tls = TlsState::build(&config, &table, &store, &tls_shared, true).await?;
         let proxy = start_proxy(
             &config,
             &store,
@@ -204,10 +253,36 @@ impl GatewayBuilder {
             &table,
         )
         .await?;
-        let control = control_api(&config, &store, &metrics, monitor);
+        #[cfg(feature = "acme")]
+        let acme_figures = acme.clone();
+        let extra_metrics: Arc<dyn Fn() -> String + Send + Sync> = Arc::new(move || {
+            #[cfg_attr(not(feature = "acme"), allow(unused_mut))]
+            let mut text = monitor.prometheus();
+            #[cfg(feature = "acme")]
+            text.extend(acme_figures.as_ref().map(|acme| acme.prometheus()));
+            text
+        });
+        let control = ControlApi::new(
+            Arc::clone(&config),
+            store.clone(),
+            Arc::clone(&metrics),
+            extra_metrics,
+        );
         let listeners = Listeners::bind(&config).await?;
         let admission = admission(&config);
         let (stop_tx, stop_rx) = watch::channel(false);
+        #[cfg(feature = "acme")]
+        let acme_tasks = match &acme {
+            Some(manager) => {
+                crate::acme::spawn(
+                    manager,
+                    listen_host(&config.listen_address),
+                    stop_rx.clone(),
+                )
+                .await?
+            }
+            None => Vec::new(),
+        };
         let ui = crate::ui::CertificateUi::new(
             page_settings(&config),
             &store,
@@ -229,10 +304,15 @@ impl GatewayBuilder {
             runtime_certs: std::sync::Mutex::default(),
             admission,
             gateway_port: listeners.local_addr.port(),
+            #[cfg(feature = "acme")]
+            acme,
         });
         let (local_addr, control_addr) = (listeners.local_addr, listeners.control_addr);
         let tracker = Arc::new(Tracker::default());
-        let tasks = serve(&shared, listeners, &tracker, changes, stop_rx);
+        #[cfg_attr(not(feature = "acme"), allow(unused_mut))]
+        let mut tasks = serve(&shared, listeners, &tracker, changes, stop_rx);
+        #[cfg(feature = "acme")]
+        tasks.extend(acme_tasks);
         tracing::info!(address = %local_addr, tls = config.http_server_options.use_ssl, "gateway listening");
         Ok(Gateway {
             shared,
@@ -268,16 +348,23 @@ fn page_events(config: &GatewayConfig, store: &CertStore) -> Option<Arc<RecentEv
         .then(|| RecentEvents::new(Arc::clone(store.clock())))
 }
 
-/// Starts the expiry monitor, delivering to the configured webhooks, the builder's `sinks`
-/// and the certificate page's `recent_events`.
+/// Where expiry events go: the builder's `sinks`, and the certificate page's `recent_events`
+/// (the monitor adds the log and the configured webhooks).
+fn event_sinks(
+    mut sinks: Vec<Arc<dyn expiry_monitor::EventSink>>,
+    recent_events: Option<Arc<RecentEvents>>,
+) -> Vec<Arc<dyn expiry_monitor::EventSink>> {
+    sinks.extend(recent_events.map(|r| r as Arc<dyn expiry_monitor::EventSink>));
+    sinks
+}
+
+/// Starts the expiry monitor, delivering to the configured webhooks and `sinks`.
 async fn start_expiry_monitor(
     config: &GatewayConfig,
     store: &CertStore,
-    mut sinks: Vec<Arc<dyn expiry_monitor::EventSink>>,
-    recent_events: Option<Arc<RecentEvents>>,
+    sinks: Vec<Arc<dyn expiry_monitor::EventSink>>,
     upstream_roots: &[CertificateDer<'static>],
 ) -> Result<Arc<MonitorObserver>, GatewayError> {
-    sinks.extend(recent_events.map(|r| r as Arc<dyn expiry_monitor::EventSink>));
     let monitor = start_monitor(config, store, sinks, upstream_roots)
         .await
         .map_err(GatewayError::Monitor)?;
@@ -305,23 +392,6 @@ async fn start_proxy(
     .with_retained(retained);
     proxy.reload(apis).await;
     Ok(proxy)
-}
-
-/// The control API, whose `/metrics` also shows the expiry monitor's figures.
-fn control_api(
-    config: &Arc<GatewayConfig>,
-    store: &CertStore,
-    metrics: &Arc<GatewayMetrics>,
-    monitor: Arc<MonitorObserver>,
-) -> ControlApi {
-    let extra_metrics: Arc<dyn Fn() -> String + Send + Sync> =
-        Arc::new(move || monitor.prometheus());
-    ControlApi::new(
-        Arc::clone(config),
-        store.clone(),
-        Arc::clone(metrics),
-        extra_metrics,
-    )
 }
 
 /// The caps on open client connections (`http_server_options.max_connections` and
@@ -560,6 +630,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// The automatic certificates' manager, when ACME is on: status, and checks on demand.
+    #[cfg(feature = "acme")]
+    pub fn acme(&self) -> Option<&Arc<::acme::AcmeManager>> {
+        self.shared.acme.as_ref()
+    }
+
     /// Where the gateway listens.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr

@@ -170,6 +170,19 @@ async fn handshake(
     Option<Arc<LoadedCert>>,
 )> {
     let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+    #[cfg(feature = "acme")]
+    if let Some((config, name)) =
+        crate::acme::tls_alpn01_config(shared.acme.as_deref(), &start.client_hello()).await
+    {
+        // A tls-alpn-01 validation: the handshake is the whole answer.
+        let mut tls = start.into_stream(config).await?;
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+        tracing::debug!(name, "tls-alpn-01 challenge answered");
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "tls-alpn-01 challenge answered",
+        ));
+    }
     let (config, served) = {
         let hello = start.client_hello();
         let sni = hello.server_name().map(ascii_lowercase);

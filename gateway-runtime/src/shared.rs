@@ -45,6 +45,9 @@ pub(crate) struct Shared {
     pub(crate) admission: Arc<crate::connections::Admission>,
     /// The gateway listener's port (the real one when configured as 0).
     pub(crate) gateway_port: u16,
+    /// Automatic certificates, when ACME is on (it answers `tls-alpn-01`).
+    #[cfg(feature = "acme")]
+    pub(crate) acme: Option<Arc<acme::AcmeManager>>,
 }
 
 impl Shared {

@@ -225,6 +225,9 @@ pub struct HttpServerOptions {
     /// Ours: also serve certificates of the store that nothing names (see
     /// [`CertificatesFromStore`]); off by default, as in Tyk.
     pub certificates_from_store: CertificatesFromStore,
+    /// Ours: obtain and renew certificates by ACME (feature `acme`; see [`acme::AcmeConfig`]).
+    #[cfg(feature = "acme")]
+    pub acme: acme::AcmeConfig,
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
 }

@@ -1,0 +1,162 @@
+//! Answering challenges: `http-01` bodies and `tls-alpn-01` certificates looked up in the shared
+//! coordinator (so any process of a fleet answers for the one that ordered), and the `dns-01`
+//! provider trait.
+
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::coordinator::{Coordinator, http01_key, tls_alpn01_key};
+use crate::error::AcmeError;
+
+/// The ALPN protocol of `tls-alpn-01` (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// The path prefix of `http-01` requests.
+pub const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
+
+/// Publishes and withdraws `dns-01` TXT records with a DNS provider's API.
+///
+/// Plug one in with [`AcmeManagerBuilder::dns01`](crate::AcmeManagerBuilder::dns01) and list
+/// `dns-01` among the challenges.
+///
+/// ```
+/// use acme::{AcmeError, Dns01Solver};
+///
+/// /// Writes records through a (here imaginary) provider client.
+/// struct MyProvider;
+///
+/// #[async_trait::async_trait]
+/// impl Dns01Solver for MyProvider {
+///     async fn present(&self, record_name: &str, value: &str) -> Result<(), AcmeError> {
+///         // e.g. client.create_txt(record_name, value, 60).await
+///         println!("TXT {record_name} {value}");
+///         Ok(())
+///     }
+///
+///     async fn clean_up(&self, record_name: &str, value: &str) -> Result<(), AcmeError> {
+///         println!("remove TXT {record_name} {value}");
+///         Ok(())
+///     }
+/// }
+/// ```
+#[async_trait::async_trait]
+pub trait Dns01Solver: Send + Sync + 'static {
+    /// Publishes `value` as a TXT record at `record_name` (`_acme-challenge.<name>`) and returns
+    /// once the provider accepted it (propagation is the CA's to wait for).
+    async fn present(&self, record_name: &str, value: &str) -> Result<(), AcmeError>;
+    /// Removes the record published by [`present`](Self::present).
+    async fn clean_up(&self, record_name: &str, value: &str) -> Result<(), AcmeError>;
+}
+
+/// Answers challenges from the shared coordinator: used by the gateway's listeners.
+#[derive(Clone)]
+pub struct ChallengeResponder {
+    coordinator: Arc<dyn Coordinator>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl std::fmt::Debug for ChallengeResponder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChallengeResponder").finish_non_exhaustive()
+    }
+}
+
+impl ChallengeResponder {
+    /// Answers from `coordinator`.
+    pub fn new(coordinator: Arc<dyn Coordinator>) -> Self {
+        Self {
+            coordinator,
+            provider: tls_core::default_provider(),
+        }
+    }
+
+    /// The body to answer `GET /.well-known/acme-challenge/<token>` with, if pending.
+    pub async fn http01(&self, token: &str) -> Option<String> {
+        if token.is_empty()
+            || !token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return None;
+        }
+        match self.coordinator.challenge(&http01_key(token)).await {
+            Ok(answer) => answer,
+            Err(error) => {
+                tracing::warn!(%error, "cannot look up an http-01 challenge");
+                None
+            }
+        }
+    }
+
+    /// Whether a ClientHello asks for a `tls-alpn-01` answer.
+    pub fn is_tls_alpn01(hello: &ClientHello<'_>) -> bool {
+        hello
+            .alpn()
+            .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN))
+    }
+
+    /// The TLS configuration answering `tls-alpn-01` for `name`, if a challenge is pending: it
+    /// offers only `acme-tls/1` and serves the challenge certificate of RFC 8737.
+    pub async fn tls_alpn01_config(&self, name: &str) -> Option<Arc<ServerConfig>> {
+        let key_authorization = match self.coordinator.challenge(&tls_alpn01_key(name)).await {
+            Ok(found) => found?,
+            Err(error) => {
+                tracing::warn!(%error, "cannot look up a tls-alpn-01 challenge");
+                return None;
+            }
+        };
+        let certified = match tls_alpn01_certificate(name, &key_authorization, &self.provider) {
+            Ok(certified) => certified,
+            Err(error) => {
+                tracing::warn!(%error, "cannot build a tls-alpn-01 certificate");
+                return None;
+            }
+        };
+        let mut config = ServerConfig::builder_with_provider(Arc::clone(&self.provider))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .ok()?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(Single(certified)));
+        config.alpn_protocols = vec![ACME_TLS_ALPN.to_vec()];
+        Some(Arc::new(config))
+    }
+}
+
+/// The self-signed certificate for `name` carrying the `acmeIdentifier` extension: the SHA-256
+/// of the key authorization (RFC 8737, section 3).
+fn tls_alpn01_certificate(
+    name: &str,
+    key_authorization: &str,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<Arc<CertifiedKey>, AcmeError> {
+    let failed = |_| AcmeError::Ca("cannot build the tls-alpn-01 certificate".to_owned());
+    let digest = ring::digest::digest(&ring::digest::SHA256, key_authorization.as_bytes());
+    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).map_err(failed)?;
+    params
+        .custom_extensions
+        .push(rcgen::CustomExtension::new_acme_identifier(digest.as_ref()));
+    let key = rcgen::KeyPair::generate().map_err(failed)?;
+    let cert = params.self_signed(&key).map_err(failed)?;
+    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let signing = provider
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|_| AcmeError::Ca("cannot load the tls-alpn-01 key".to_owned()))?;
+    Ok(Arc::new(CertifiedKey::new(
+        vec![CertificateDer::from(cert.der().to_vec())],
+        signing,
+    )))
+}
+
+#[derive(Debug)]
+struct Single(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for Single {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
+}

@@ -1,0 +1,275 @@
+//! Automatic certificates (feature `acme`): the gateway's side of [`acme`]. The TLS listener
+//! answers `tls-alpn-01` for ClientHellos offering `acme-tls/1` (and only those: every other
+//! handshake is untouched and reads no storage), a plain-HTTP listener answers `http-01` and
+//! redirects everything else to HTTPS, and issued certificates are served from the store by SNI
+//! (`certificates_from_store` is turned on for the ACME org).
+
+use std::sync::Arc;
+
+use acme::{
+    AcmeManager, AcmeSettings, ChallengeKind, ChallengeResponder, Coordinator, HTTP01_PREFIX,
+};
+use cert_store::CertStore;
+use expiry_monitor::{EventSink, TracingSink};
+use http::{Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls_pki_types::CertificateDer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{ApiDefinition, GatewayConfig};
+use crate::error::GatewayError;
+use crate::monitor::WebhookSink;
+use crate::response::{Body, full};
+
+/// What [`GatewayBuilder::acme`](crate::GatewayBuilder::acme) was given.
+#[derive(Default)]
+pub(crate) struct AcmeOptions {
+    pub(crate) settings: Option<AcmeSettings>,
+    pub(crate) coordinator: Option<Arc<dyn Coordinator>>,
+    pub(crate) dns01: Option<Arc<dyn acme::Dns01Solver>>,
+}
+
+/// Validates the ACME settings (given in code, or `http_server_options.acme`) and turns on
+/// serving the ACME org's stored certificates.
+pub(crate) fn prepare(
+    config: &mut GatewayConfig,
+    options: &AcmeOptions,
+) -> Result<Option<AcmeSettings>, String> {
+    let settings = match &options.settings {
+        Some(settings) => settings.clone(),
+        None if config.http_server_options.acme.enabled => {
+            for field in config.http_server_options.acme.unknown_fields() {
+                tracing::warn!(field, "unknown field in http_server_options.acme: ignored");
+            }
+            config
+                .http_server_options
+                .acme
+                .validate()
+                .map_err(|e| e.to_string())?
+        }
+        None => return Ok(None),
+    };
+    let serving = &mut config.http_server_options.certificates_from_store;
+    let org = settings.org.as_str().to_owned();
+    if !serving.enabled {
+        serving.enabled = true;
+        serving.orgs = vec![org];
+    } else if !serving.orgs.is_empty() && !serving.orgs.contains(&org) {
+        serving.orgs.push(org);
+    }
+    Ok(Some(settings))
+}
+
+/// The manager for `settings`, delivering renewal events to the gateway's sinks: the log, the
+/// configured webhooks (trusting `webhook_roots` too) and `extra_sinks`.
+pub(crate) async fn build(
+    settings: AcmeSettings,
+    options: AcmeOptions,
+    config: &GatewayConfig,
+    api_domains: Vec<String>,
+    store: &CertStore,
+    extra_sinks: Vec<Arc<dyn EventSink>>,
+    webhook_roots: &[CertificateDer<'static>],
+) -> Result<Arc<AcmeManager>, String> {
+    let from_apis = settings.domains_from_apis;
+    let mut builder = AcmeManager::builder(settings, store.clone())
+        .encoding_secret(tls_core::EncodingSecret::new(config.encoding_secret()))
+        .event_sink(Arc::new(TracingSink));
+    for sink in extra_sinks {
+        builder = builder.event_sink(sink);
+    }
+    for hook in &config.certificate_expiry_webhooks {
+        builder = builder.event_sink(Arc::new(
+            WebhookSink::new(hook, webhook_roots).map_err(|e| e.to_string())?,
+        ));
+    }
+    if let Some(solver) = options.dns01 {
+        builder = builder.dns01(solver);
+    }
+    if let Some(coordinator) = options.coordinator {
+        builder = builder.coordinator(coordinator);
+    } else if config.storage.kind == "redis" {
+        builder = builder.coordinator(redis_coordinator(&config.storage).await?);
+    }
+    let manager = Arc::new(builder.build());
+    if from_apis {
+        manager.add_names(api_domains);
+    }
+    Ok(manager)
+}
+
+/// The fleet's coordinator in the store's Redis (one plain node for now).
+#[cfg(feature = "redis")]
+async fn redis_coordinator(
+    storage: &crate::config::StorageConfig,
+) -> Result<Arc<dyn Coordinator>, String> {
+    if storage.enable_cluster || !storage.master_name.is_empty() || storage.use_ssl {
+        return Err("ACME coordinates a fleet through the store's Redis, which must be one plain (non-TLS) node for now: Redis Cluster, Sentinel and TLS are not supported for it yet (or pass a coordinator with GatewayBuilder::acme_coordinator)".to_owned());
+    }
+    let address = match storage.addrs.first() {
+        Some(address) => address.clone(),
+        None => format!("{}:{}", storage.host, storage.port),
+    };
+    let encode = |text: &str| -> String {
+        text.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    };
+    let credentials = match (storage.username.as_str(), storage.password.as_str()) {
+        ("", "") => String::new(),
+        (user, password) => format!("{}:{}@", encode(user), encode(password)),
+    };
+    let url = format!("redis://{credentials}{address}/{}", storage.database);
+    let coordinator = acme::RedisCoordinator::connect(&url)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(coordinator))
+}
+
+/// Without Redis support, `storage.type = "redis"` never gets this far.
+#[cfg(not(feature = "redis"))]
+async fn redis_coordinator(
+    _storage: &crate::config::StorageConfig,
+) -> Result<Arc<dyn Coordinator>, String> {
+    Err("this build has no Redis support".to_owned())
+}
+
+/// Starts the manager's checks (and the `http-01` listener when that challenge is enabled).
+pub(crate) async fn spawn(
+    manager: &Arc<AcmeManager>,
+    listen_host: &str,
+    stop: watch::Receiver<bool>,
+) -> Result<Vec<JoinHandle<()>>, GatewayError> {
+    let settings = manager.settings();
+    let mut tasks = Vec::new();
+    if settings.challenges.contains(&ChallengeKind::Http01) {
+        let address = format!("{listen_host}:{}", settings.http_port);
+        let listener = TcpListener::bind(&address)
+            .await
+            .map_err(|source| GatewayError::Bind { address, source })?;
+        tasks.push(tokio::spawn(serve_http01_listener(
+            listener,
+            manager.responder().clone(),
+            stop.clone(),
+        )));
+    }
+    tracing::info!(names = ?manager.names(), "ACME certificates managed");
+    tasks.push(Arc::clone(manager).spawn(stop));
+    Ok(tasks)
+}
+
+/// The `domain` of every API that names no certificate of its own.
+pub(crate) fn domains_without_certificates(apis: &[ApiDefinition]) -> Vec<String> {
+    apis.iter()
+        .filter(|api| api.certificates.is_empty() && !api.domain.is_empty())
+        .map(|api| api.domain.clone())
+        .collect()
+}
+
+/// The TLS configuration answering a `tls-alpn-01` ClientHello, if it is one and a challenge
+/// for its name is pending.
+pub(crate) async fn tls_alpn01_config(
+    manager: Option<&AcmeManager>,
+    hello: &rustls::server::ClientHello<'_>,
+) -> Option<(Arc<rustls::ServerConfig>, String)> {
+    let responder = manager?.responder();
+    if !ChallengeResponder::is_tls_alpn01(hello) {
+        return None;
+    }
+    let name = hello.server_name()?.to_ascii_lowercase();
+    responder
+        .tls_alpn01_config(&name)
+        .await
+        .map(|config| (config, name))
+}
+
+async fn serve_http01_listener(
+    listener: TcpListener,
+    responder: ChallengeResponder,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                };
+                let responder = responder.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: http::Request<Incoming>| {
+                        let responder = responder.clone();
+                        async move { Ok::<_, std::convert::Infallible>(answer_http01(&responder, &req).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .http1_only()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// `GET /.well-known/acme-challenge/<token>`: the pending answer; anything else: a permanent
+/// redirect to the same URL over HTTPS.
+async fn answer_http01<B>(
+    responder: &ChallengeResponder,
+    req: &http::Request<B>,
+) -> Response<Body> {
+    let path = req.uri().path();
+    if let Some(token) = path.strip_prefix(HTTP01_PREFIX) {
+        return match responder.http01(token).await {
+            Some(answer) => Response::builder()
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .body(full(answer))
+                .unwrap_or_default(),
+            None => status(StatusCode::NOT_FOUND),
+        };
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| {
+            h.rsplit_once(':').map_or(h, |(host, port)| {
+                if port.bytes().all(|b| b.is_ascii_digit()) {
+                    host
+                } else {
+                    h
+                }
+            })
+        })
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b))
+        });
+    let Some(host) = host else {
+        return status(StatusCode::BAD_REQUEST);
+    };
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    Response::builder()
+        .status(StatusCode::PERMANENT_REDIRECT)
+        .header(header::LOCATION, format!("https://{host}{target}"))
+        .body(full(""))
+        .unwrap_or_default()
+}
+
+fn status(code: StatusCode) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .body(full(""))
+        .unwrap_or_default()
+}
