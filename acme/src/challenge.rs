@@ -92,11 +92,13 @@ impl ChallengeResponder {
         }
     }
 
-    /// Whether a ClientHello asks for a `tls-alpn-01` answer.
+    /// Whether a ClientHello asks for a `tls-alpn-01` answer: it offers `acme-tls/1` alone.
     pub fn is_tls_alpn01(hello: &ClientHello<'_>) -> bool {
-        hello
-            .alpn()
-            .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN))
+        // RFC 8737, section 3: the validation's ClientHello offers `acme-tls/1` and nothing
+        // else. A client that also offers `h2` or `http/1.1` is an ordinary client.
+        hello.alpn().is_some_and(|mut protocols| {
+            protocols.next() == Some(ACME_TLS_ALPN) && protocols.next().is_none()
+        })
     }
 
     /// The TLS configuration answering `tls-alpn-01` for `name`, if a challenge is pending: it

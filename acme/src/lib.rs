@@ -35,6 +35,6 @@ pub use config::{
 };
 pub use coordinator::{Commit, Coordinator, Lock, MemoryCoordinator};
 pub use error::AcmeError;
-pub use manager::{AcmeManager, AcmeManagerBuilder, NameStatus, Outcome};
+pub use manager::{AcmeFigures, AcmeManager, AcmeManagerBuilder, NameStatus, Outcome};
 #[cfg(feature = "redis")]
 pub use redis::RedisCoordinator;

@@ -46,6 +46,20 @@ pub struct NameStatus {
     pub last_error: Option<String>,
 }
 
+/// The figures of automatic certificates (see [`AcmeManager::figures`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct AcmeFigures {
+    /// Each managed name's status, by name.
+    pub names: Vec<NameStatus>,
+    /// First certificates obtained since start.
+    pub issued: u64,
+    /// Certificates renewed since start.
+    pub renewed: u64,
+    /// Failed attempts since start.
+    pub failed: u64,
+}
+
 /// What a check of one name did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -434,59 +448,18 @@ impl AcmeManager {
         lock(&self.statuses).insert(name.to_owned(), status);
     }
 
-    /// The Prometheus text of the renewal state: per name the current certificate's expiry, the
-    /// next renewal (or retry) and the consecutive failures; certificates obtained, renewed and
-    /// failed attempts since start.
-    pub fn prometheus(&self) -> String {
-        use std::fmt::Write as _;
+    /// What `/metrics` shows of automatic certificates: each managed name's status (by name),
+    /// and the outcomes since start. The gateway renders them (`certgate_acme_*`).
+    pub fn figures(&self) -> AcmeFigures {
         use std::sync::atomic::Ordering::Relaxed;
-        let mut out = String::new();
-        let statuses = lock(&self.statuses);
-        let mut names: Vec<&NameStatus> = statuses.values().collect();
+        let mut names: Vec<NameStatus> = lock(&self.statuses).values().cloned().collect();
         names.sort_by(|a, b| a.name.cmp(&b.name));
-        type Gauge = (&'static str, &'static str, fn(&NameStatus) -> Option<i64>);
-        let gauges: [Gauge; 3] = [
-            (
-                "certgate_acme_certificate_expiry_timestamp_seconds",
-                "notAfter of the managed name's certificate, as a Unix time.",
-                |s| s.not_after.map(OffsetDateTime::unix_timestamp),
-            ),
-            (
-                "certgate_acme_next_renewal_timestamp_seconds",
-                "When the managed name is due for renewal (or its next retry), as a Unix time.",
-                |s| s.next_renewal.map(OffsetDateTime::unix_timestamp),
-            ),
-            (
-                "certgate_acme_consecutive_failures",
-                "Failed attempts in a row to obtain the managed name's certificate.",
-                |s| Some(i64::from(s.failures)),
-            ),
-        ];
-        for (metric, help, value) in gauges {
-            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} gauge");
-            for status in &names {
-                if let Some(value) = value(status) {
-                    let _ = writeln!(out, "{metric}{{name=\"{}\"}} {value}", status.name);
-                }
-            }
+        AcmeFigures {
+            names,
+            issued: self.counters.issued.load(Relaxed),
+            renewed: self.counters.renewed.load(Relaxed),
+            failed: self.counters.failed.load(Relaxed),
         }
-        let metric = "certgate_acme_certificates_total";
-        let _ = writeln!(
-            out,
-            "# HELP {metric} ACME outcomes since start: issued (first certificate), renewed, failed.\n# TYPE {metric} counter"
-        );
-        for (result, counter) in [
-            ("issued", &self.counters.issued),
-            ("renewed", &self.counters.renewed),
-            ("failed", &self.counters.failed),
-        ] {
-            let _ = writeln!(
-                out,
-                "{metric}{{result=\"{result}\"}} {}",
-                counter.load(Relaxed)
-            );
-        }
-        out
     }
 
     /// `name`'s status as this process sees it.

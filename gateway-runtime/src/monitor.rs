@@ -19,7 +19,6 @@ use tls_core::Fingerprint;
 use crate::config::{GatewayConfig, WebhookConfig};
 use crate::error::{MonitorSetupError, WebhookError};
 use crate::observe::CertObserver;
-use crate::prometheus::Exposition;
 use crate::proxy::connector::UpstreamConnector;
 use crate::proxy::upstream_tls::Trust;
 
@@ -38,11 +37,9 @@ impl MonitorObserver {
         }
     }
 
-    /// The monitor's metrics as Prometheus text.
-    pub(crate) fn prometheus(&self) -> String {
-        let mut out = Exposition::new();
-        out.expiry(&self.monitor.metrics());
-        out.finish()
+    /// The monitor's figures, for `/metrics`.
+    pub(crate) fn figures(&self) -> expiry_monitor::MetricsSnapshot {
+        self.monitor.metrics()
     }
 
     fn subject(&self, cert: &LoadedCert) -> Option<Arc<CertSubject>> {

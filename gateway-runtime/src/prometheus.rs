@@ -73,6 +73,54 @@ impl Exposition {
         self.family(name, help, kind).sample(name, &[], value);
     }
 
+    /// Appends the figures of automatic certificates (`certgate_acme_*`).
+    #[cfg(feature = "acme")]
+    pub(crate) fn acme(&mut self, figures: &acme::AcmeFigures) {
+        type Gauge = (
+            &'static str,
+            &'static str,
+            fn(&acme::NameStatus) -> Option<i64>,
+        );
+        let gauges: [Gauge; 3] = [
+            (
+                "certgate_acme_certificate_expiry_timestamp_seconds",
+                "notAfter of the managed name's certificate, as a Unix time.",
+                |s| s.not_after.map(time::OffsetDateTime::unix_timestamp),
+            ),
+            (
+                "certgate_acme_next_renewal_timestamp_seconds",
+                "When the managed name is due for renewal (or its next retry), as a Unix time.",
+                |s| s.next_renewal.map(time::OffsetDateTime::unix_timestamp),
+            ),
+            (
+                "certgate_acme_consecutive_failures",
+                "Failed attempts in a row to obtain the managed name's certificate.",
+                |s| Some(i64::from(s.failures)),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            self.family(name, help, Kind::Gauge);
+            for status in &figures.names {
+                if let Some(value) = value(status) {
+                    self.sample(name, &[("name", &status.name)], value);
+                }
+            }
+        }
+        let name = "certgate_acme_certificates_total";
+        self.family(
+            name,
+            "ACME outcomes since start: issued (first certificate), renewed, failed.",
+            Kind::Counter,
+        );
+        for (result, count) in [
+            ("issued", figures.issued),
+            ("renewed", figures.renewed),
+            ("failed", figures.failed),
+        ] {
+            self.sample(name, &[("result", result)], count);
+        }
+    }
+
     /// Appends the expiry monitor's figures, under names prefixed `certgate_`.
     pub(crate) fn expiry(&mut self, snapshot: &MetricsSnapshot) {
         let name = "certgate_certificate_expiry_seconds";
@@ -183,6 +231,47 @@ mod tests {
     use tls_core::Fingerprint;
 
     use super::*;
+
+    #[cfg(feature = "acme")]
+    #[test]
+    fn acme_figures_are_gauges_by_name_and_counters_by_result() {
+        let at = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let mut status: acme::NameStatus = serde_json::from_value(serde_json::json!({
+            "name": "api.example",
+            "cert_id": null,
+            "not_after": null,
+            "next_renewal": null,
+            "failures": 2,
+            "last_error": "refused"
+        }))
+        .unwrap();
+        status.not_after = Some(at);
+        let mut figures = acme::AcmeFigures::default();
+        figures.names.push(status);
+        figures.renewed = 1;
+        let mut out = Exposition::new();
+        out.acme(&figures);
+        let text = out.finish();
+        for line in [
+            "# TYPE certgate_acme_certificate_expiry_timestamp_seconds gauge",
+            "certgate_acme_certificate_expiry_timestamp_seconds{name=\"api.example\"} 1800000000",
+            "certgate_acme_consecutive_failures{name=\"api.example\"} 2",
+            "# TYPE certgate_acme_certificates_total counter",
+            "certgate_acme_certificates_total{result=\"issued\"} 0",
+            "certgate_acme_certificates_total{result=\"renewed\"} 1",
+            "certgate_acme_certificates_total{result=\"failed\"} 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+        // No renewal time known: no sample, only the family.
+        assert!(
+            !text.contains("certgate_acme_next_renewal_timestamp_seconds{"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn samples_escape_label_values_and_help_escapes_backslashes_and_newlines() {

@@ -256,11 +256,13 @@ impl GatewayBuilder {
         #[cfg(feature = "acme")]
         let acme_figures = acme.clone();
         let extra_metrics: Arc<dyn Fn() -> String + Send + Sync> = Arc::new(move || {
-            #[cfg_attr(not(feature = "acme"), allow(unused_mut))]
-            let mut text = monitor.prometheus();
+            let mut out = crate::prometheus::Exposition::new();
+            out.expiry(&monitor.figures());
             #[cfg(feature = "acme")]
-            text.extend(acme_figures.as_ref().map(|acme| acme.prometheus()));
-            text
+            if let Some(acme) = &acme_figures {
+                out.acme(&acme.figures());
+            }
+            out.finish()
         });
         let control = ControlApi::new(
             Arc::clone(&config),

@@ -27,6 +27,15 @@ impl KeyEncoding {
         }
     }
 
+    /// The encoding's name: `PKCS#8`, `PKCS#1` or `SEC1`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pkcs8 => "PKCS#8",
+            Self::Pkcs1 => "PKCS#1",
+            Self::Sec1 => "SEC1",
+        }
+    }
+
     /// The encoding that a plaintext PEM label announces.
     pub(crate) fn from_pem_label(label: &str) -> Option<Self> {
         match label {

@@ -120,6 +120,21 @@ impl Parts {
                     block: position,
                     reason: format!("{} is not supported; use PKCS#8 (PRIVATE KEY), PKCS#1 (RSA PRIVATE KEY) or SEC1 (EC PRIVATE KEY)", pem::shown(label)),
                 })?;
+                // The label must tell the truth: backends differ in what they accept under a
+                // wrong label, and a stored key keeps the encoding its label announced.
+                if let Some(actual) = KeyEncoding::guess(&block.der)
+                    && actual != encoding
+                {
+                    return Err(UploadError::UnsupportedKey {
+                        block: position,
+                        reason: format!(
+                            "the block is labelled {} but holds a {} key; label it {}",
+                            pem::shown(label),
+                            actual.name(),
+                            actual.pem_label()
+                        ),
+                    });
+                }
                 self.key = Some((position, PrivateKey::new(encoding, block.der)));
             }
             _ => {}
@@ -226,21 +241,26 @@ fn check_key_matches(
         block: key_pos,
         reason,
     };
-    let signing_key = match provider.key_provider.load_private_key(key.to_rustls()) {
-        Ok(signing_key) => signing_key,
-        Err(e) => {
-            return Err(match key.rsa_bits() {
-                Some(bits) if bits > MAX_RSA_BITS => UploadError::KeyTooLarge {
-                    block: key_pos,
-                    bits,
-                    max: MAX_RSA_BITS,
-                },
-                Some(bits) if bits < 2048 => unsupported(format!(
-                    "the RSA key has {bits} bits; at least 2048 are required"
-                )),
-                _ => unsupported(e.to_string()),
+    // The same limits whatever the backend (aws-lc-rs would load larger RSA keys than *ring*):
+    // what one node of a fleet stores, every node can serve.
+    match key.rsa_bits() {
+        Some(bits) if bits > MAX_RSA_BITS => {
+            return Err(UploadError::KeyTooLarge {
+                block: key_pos,
+                bits,
+                max: MAX_RSA_BITS,
             });
         }
+        Some(bits) if bits < 2048 => {
+            return Err(unsupported(format!(
+                "the RSA key has {bits} bits; at least 2048 are required"
+            )));
+        }
+        _ => {}
+    }
+    let signing_key = match provider.key_provider.load_private_key(key.to_rustls()) {
+        Ok(signing_key) => signing_key,
+        Err(e) => return Err(unsupported(e.to_string())),
     };
     let spki = signing_key
         .public_key()
