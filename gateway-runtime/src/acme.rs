@@ -25,6 +25,15 @@ use crate::error::GatewayError;
 use crate::monitor::WebhookSink;
 use crate::response::{Body, full};
 
+/// The ACME manager of a running gateway, when ACME is on.
+pub(crate) type Manager = Option<Arc<AcmeManager>>;
+
+/// What [`prepare`] found: the settings, when ACME is on.
+pub(crate) type Settings = Option<AcmeSettings>;
+
+/// The names [`domains_without_certificates`] found.
+pub(crate) type Domains = Vec<String>;
+
 /// What [`GatewayBuilder::acme`](crate::GatewayBuilder::acme) was given.
 #[derive(Default)]
 pub(crate) struct AcmeOptions {
@@ -38,7 +47,7 @@ pub(crate) struct AcmeOptions {
 pub(crate) fn prepare(
     config: &mut GatewayConfig,
     options: &AcmeOptions,
-) -> Result<Option<AcmeSettings>, String> {
+) -> Result<Settings, String> {
     let settings = match &options.settings {
         Some(settings) => settings.clone(),
         None if config.http_server_options.acme.enabled => {
@@ -64,9 +73,42 @@ pub(crate) fn prepare(
     Ok(Some(settings))
 }
 
-/// The manager for `settings`, delivering renewal events to the gateway's sinks: the log, the
-/// configured webhooks (trusting `webhook_roots` too) and `extra_sinks`.
-pub(crate) async fn build(
+/// The manager, when ACME is on, delivering renewal events to the gateway's sinks: the log,
+/// the configured webhooks (trusting `webhook_roots` too) and `extra_sinks`.
+pub(crate) async fn start(
+    settings: Settings,
+    options: AcmeOptions,
+    config: &GatewayConfig,
+    api_domains: Domains,
+    store: &CertStore,
+    extra_sinks: Vec<Arc<dyn EventSink>>,
+    webhook_roots: &[CertificateDer<'static>],
+) -> Result<Manager, GatewayError> {
+    let Some(settings) = settings else {
+        return Ok(None);
+    };
+    build(
+        settings,
+        options,
+        config,
+        api_domains,
+        store,
+        extra_sinks,
+        webhook_roots,
+    )
+    .await
+    .map(Some)
+    .map_err(GatewayError::Acme)
+}
+
+/// The manager's figures on `/metrics`.
+pub(crate) fn render(manager: &Manager, out: &mut crate::prometheus::Exposition) {
+    if let Some(manager) = manager {
+        out.acme(&manager.figures());
+    }
+}
+
+async fn build(
     settings: AcmeSettings,
     options: AcmeOptions,
     config: &GatewayConfig,
@@ -114,17 +156,7 @@ async fn redis_coordinator(
         Some(address) => address.clone(),
         None => format!("{}:{}", storage.host, storage.port),
     };
-    let encode = |text: &str| -> String {
-        text.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                    char::from(b).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect()
-    };
+    let encode = crate::control::query::encode_component;
     let credentials = match (storage.username.as_str(), storage.password.as_str()) {
         ("", "") => String::new(),
         (user, password) => format!("{}:{}@", encode(user), encode(password)),
@@ -146,10 +178,13 @@ async fn redis_coordinator(
 
 /// Starts the manager's checks (and the `http-01` listener when that challenge is enabled).
 pub(crate) async fn spawn(
-    manager: &Arc<AcmeManager>,
+    manager: &Manager,
     listen_host: &str,
     stop: watch::Receiver<bool>,
 ) -> Result<Vec<JoinHandle<()>>, GatewayError> {
+    let Some(manager) = manager else {
+        return Ok(Vec::new());
+    };
     let settings = manager.settings();
     let mut tasks = Vec::new();
     if settings.challenges.contains(&ChallengeKind::Http01) {
@@ -169,7 +204,7 @@ pub(crate) async fn spawn(
 }
 
 /// The `domain` of every API that names no certificate of its own.
-pub(crate) fn domains_without_certificates(apis: &[ApiDefinition]) -> Vec<String> {
+pub(crate) fn domains_without_certificates(apis: &[ApiDefinition]) -> Domains {
     apis.iter()
         .filter(|api| api.certificates.is_empty() && !api.domain.is_empty())
         .map(|api| api.domain.clone())

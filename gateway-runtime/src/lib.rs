@@ -34,6 +34,9 @@
 
 #[cfg(feature = "acme")]
 mod acme;
+#[cfg(not(feature = "acme"))]
+#[path = "acme_off.rs"]
+mod acme;
 mod api;
 pub mod config;
 mod connections;

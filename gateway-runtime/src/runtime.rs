@@ -69,7 +69,6 @@ pub struct GatewayBuilder {
     sinks: Vec<Arc<dyn expiry_monitor::EventSink>>,
     upstream_roots: Vec<CertificateDer<'static>>,
     fallback: Option<crate::fallback::Fallback>,
-    #[cfg(feature = "acme")]
     acme: crate::acme::AcmeOptions,
 }
 
@@ -83,7 +82,6 @@ impl GatewayBuilder {
             sinks: Vec::new(),
             upstream_roots: Vec::new(),
             fallback: None,
-            #[cfg(feature = "acme")]
             acme: crate::acme::AcmeOptions::default(),
         }
     }
@@ -187,11 +185,7 @@ impl GatewayBuilder {
     /// The first gateway of a process raises the process's soft open-file limit
     /// (`RLIMIT_NOFILE`) to its hard limit, as Go programs do at start-up.
     pub async fn start(self) -> Result<Gateway, GatewayError> {
-        #[cfg(feature = "acme")]
         let mut config = self.config;
-        #[cfg(not(feature = "acme"))]
-        let config = self.config;
-        #[cfg(feature = "acme")]
         let acme_settings =
             crate::acme::prepare(&mut config, &self.acme).map_err(GatewayError::Acme)?;
         let config = Arc::new(config);
@@ -220,28 +214,18 @@ impl GatewayBuilder {
         let monitor =
             start_expiry_monitor(&config, &store, sinks.clone(), &self.upstream_roots).await?;
         let observer: Arc<dyn CertObserver> = monitor.clone();
-        #[cfg(feature = "acme")]
         let api_domains = crate::acme::domains_without_certificates(&apis);
         let table = Arc::new(ApiTable::new(apis));
-        #[cfg(feature = "acme")]
-        let acme = match acme_settings {
-            Some(settings) => Some(
-                crate::acme::build(
-                    settings,
-                    self.acme,
-                    &config,
-                    api_domains,
-                    &store,
-                    sinks,
-                    &self.upstream_roots,
-                )
-                .await
-                .map_err(GatewayError::Acme)?,
-            ),
-            None => None,
-        };
-        #[cfg(not(feature = "acme"))]
-        drop(sinks);
+        let acme = crate::acme::start(
+            acme_settings,
+            self.acme,
+            &config,
+            api_domains,
+            &store,
+            sinks,
+            &self.upstream_roots,
+        )
+        .await?;
         let tls = TlsState::build(&config, &table, &store, &tls_shared, true).await?;
         let proxy = start_proxy(
             &config,
@@ -253,38 +237,12 @@ impl GatewayBuilder {
             &table,
         )
         .await?;
-        #[cfg(feature = "acme")]
-        let acme_figures = acme.clone();
-        let extra_metrics: Arc<dyn Fn() -> String + Send + Sync> = Arc::new(move || {
-            let mut out = crate::prometheus::Exposition::new();
-            out.expiry(&monitor.figures());
-            #[cfg(feature = "acme")]
-            if let Some(acme) = &acme_figures {
-                out.acme(&acme.figures());
-            }
-            out.finish()
-        });
-        let control = ControlApi::new(
-            Arc::clone(&config),
-            store.clone(),
-            Arc::clone(&metrics),
-            extra_metrics,
-        );
+        let control = control_api(&config, &store, &metrics, monitor, acme.clone());
         let listeners = Listeners::bind(&config).await?;
         let admission = admission(&config);
         let (stop_tx, stop_rx) = watch::channel(false);
-        #[cfg(feature = "acme")]
-        let acme_tasks = match &acme {
-            Some(manager) => {
-                crate::acme::spawn(
-                    manager,
-                    listen_host(&config.listen_address),
-                    stop_rx.clone(),
-                )
-                .await?
-            }
-            None => Vec::new(),
-        };
+        let acme_tasks =
+            crate::acme::spawn(&acme, listen_host(&config.listen_address), stop_rx.clone()).await?;
         let ui = crate::ui::CertificateUi::new(
             page_settings(&config),
             &store,
@@ -306,14 +264,11 @@ impl GatewayBuilder {
             runtime_certs: std::sync::Mutex::default(),
             admission,
             gateway_port: listeners.local_addr.port(),
-            #[cfg(feature = "acme")]
             acme,
         });
         let (local_addr, control_addr) = (listeners.local_addr, listeners.control_addr);
         let tracker = Arc::new(Tracker::default());
-        #[cfg_attr(not(feature = "acme"), allow(unused_mut))]
         let mut tasks = serve(&shared, listeners, &tracker, changes, stop_rx);
-        #[cfg(feature = "acme")]
         tasks.extend(acme_tasks);
         tracing::info!(address = %local_addr, tls = config.http_server_options.use_ssl, "gateway listening");
         Ok(Gateway {
@@ -394,6 +349,28 @@ async fn start_proxy(
     .with_retained(retained);
     proxy.reload(apis).await;
     Ok(proxy)
+}
+
+/// The control API, whose `/metrics` also shows the expiry monitor's figures and ACME's.
+fn control_api(
+    config: &Arc<GatewayConfig>,
+    store: &CertStore,
+    metrics: &Arc<GatewayMetrics>,
+    monitor: Arc<MonitorObserver>,
+    acme: crate::acme::Manager,
+) -> ControlApi {
+    let extra_metrics: Arc<dyn Fn() -> String + Send + Sync> = Arc::new(move || {
+        let mut out = crate::prometheus::Exposition::new();
+        out.expiry(&monitor.figures());
+        crate::acme::render(&acme, &mut out);
+        out.finish()
+    });
+    ControlApi::new(
+        Arc::clone(config),
+        store.clone(),
+        Arc::clone(metrics),
+        extra_metrics,
+    )
 }
 
 /// The caps on open client connections (`http_server_options.max_connections` and

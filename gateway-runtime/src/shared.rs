@@ -46,8 +46,11 @@ pub(crate) struct Shared {
     /// The gateway listener's port (the real one when configured as 0).
     pub(crate) gateway_port: u16,
     /// Automatic certificates, when ACME is on (it answers `tls-alpn-01`).
-    #[cfg(feature = "acme")]
-    pub(crate) acme: Option<Arc<acme::AcmeManager>>,
+    #[cfg_attr(
+        not(feature = "acme"),
+        allow(dead_code, reason = "only the acme feature answers tls-alpn-01")
+    )]
+    pub(crate) acme: crate::acme::Manager,
 }
 
 impl Shared {

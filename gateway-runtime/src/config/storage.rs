@@ -203,7 +203,7 @@ impl StorageConfig {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "redis"))]
 mod tests {
     use std::path::Path;
 

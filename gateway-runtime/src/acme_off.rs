@@ -1,0 +1,61 @@
+//! Without the `acme` feature: nothing to prepare, start, spawn or render. The same names as in
+//! `acme.rs`, so that `GatewayBuilder::start` reads the same with the feature and without.
+
+use std::sync::Arc;
+
+use cert_store::CertStore;
+use expiry_monitor::EventSink;
+use rustls_pki_types::CertificateDer;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{ApiDefinition, GatewayConfig};
+use crate::error::GatewayError;
+use crate::prometheus::Exposition;
+
+/// No ACME options.
+#[derive(Default)]
+pub(crate) struct AcmeOptions {}
+
+/// No settings.
+pub(crate) struct Settings;
+
+/// No names.
+pub(crate) struct Domains;
+
+/// No manager.
+#[derive(Clone)]
+pub(crate) struct Manager;
+
+pub(crate) fn prepare(
+    _config: &mut GatewayConfig,
+    _options: &AcmeOptions,
+) -> Result<Settings, String> {
+    Ok(Settings)
+}
+
+pub(crate) fn domains_without_certificates(_apis: &[ApiDefinition]) -> Domains {
+    Domains
+}
+
+pub(crate) async fn start(
+    _settings: Settings,
+    _options: AcmeOptions,
+    _config: &GatewayConfig,
+    _api_domains: Domains,
+    _store: &CertStore,
+    _extra_sinks: Vec<Arc<dyn EventSink>>,
+    _webhook_roots: &[CertificateDer<'static>],
+) -> Result<Manager, GatewayError> {
+    Ok(Manager)
+}
+
+pub(crate) fn render(_manager: &Manager, _out: &mut Exposition) {}
+
+pub(crate) async fn spawn(
+    _manager: &Manager,
+    _listen_host: &str,
+    _stop: watch::Receiver<bool>,
+) -> Result<Vec<JoinHandle<()>>, GatewayError> {
+    Ok(Vec::new())
+}
