@@ -10,7 +10,7 @@
 # (it runs as root, or sudo works without a password); otherwise it says exactly what is missing
 # and how to install it, and stops. Then: `cargo test --workspace --all-features --locked` (TLS on
 # aws-lc-rs, which the `aws-lc-rs` feature selects), and the TLS core and the gateway again with
-# default features (TLS on *ring*).
+# every feature but that one (TLS on *ring*).
 #
 # The tests start their own servers on private loopback ports; nothing needs to be running.
 # `.ci/run` calls this script, so CI and a newcomer run the same thing.
@@ -67,5 +67,7 @@ fi
 # built). Then the TLS core and the gateway again on the default backend, *ring*.
 echo "==> cargo test --workspace --all-features --locked $*"
 cargo test --workspace --all-features --locked "$@"
-echo "==> cargo test -p certgate-tls-core -p certgate-gateway-runtime --locked $* (default features: TLS on ring)"
-cargo test -p certgate-tls-core -p certgate-gateway-runtime --locked "$@"
+# The gateway keeps its other features (Redis, ACME, internals), so the same tests run.
+ring_features=certgate-gateway-runtime/redis,certgate-gateway-runtime/acme,certgate-gateway-runtime/internals
+echo "==> cargo test -p certgate-tls-core -p certgate-gateway-runtime --features $ring_features --locked $* (TLS on ring)"
+cargo test -p certgate-tls-core -p certgate-gateway-runtime --features "$ring_features" --locked "$@"
