@@ -96,6 +96,23 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
   redis.call('PUBLISH', ARGV[4], ARGV[5])
   return 1
 end
+if ARGV[6] == '1' then
+  -- Already stored, with replicas to acknowledge: written again (see REWRITE).
+  redis.call('SET', KEYS[1], redis.call('GET', KEYS[1]), 'KEEPTTL')
+end
+return 0
+";
+
+/// With `min_replicas_to_ack`: an insert that finds its record already stored writes it again
+/// as it is. The record may be a retry's own first attempt, whose `WAIT` failed (an unknown
+/// outcome): the replicas may not have it, and a `WAIT` after a command that wrote nothing
+/// measures nothing. A write after the first one in the replication stream makes the `WAIT`
+/// that follows cover the first one too (and everything it wrote with it).
+const REWRITE: &str = r"
+local record = redis.call('GET', KEYS[1])
+if record then
+  redis.call('SET', KEYS[1], record, 'KEEPTTL')
+end
 return 0
 ";
 
@@ -131,10 +148,22 @@ else
   found = redis.call('LPOS', KEYS[1], ARGV[1], 'RANK', -1)
 end
 if found then
+  -- Written again as it is, so that a WAIT after this covers the first write (see REWRITE).
+  redis.call('LSET', KEYS[1], found, ARGV[1])
   return 0
 end
 redis.call('RPUSH', KEYS[1], ARGV[1])
 return 1
+";
+
+/// Adds an org to the org set; when it is there already, removes and adds it again in one
+/// step, so that a `WAIT` after this covers the first add (see [`REWRITE`]).
+const ORG_ADD: &str = r"
+if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then
+  redis.call('SREM', KEYS[1], ARGV[1])
+  redis.call('SADD', KEYS[1], ARGV[1])
+end
+return 0
 ";
 
 /// Cluster repair: keeps one copy of an entry that is in an index list more than once.
@@ -410,6 +439,18 @@ impl RedisStorage {
         redis::from_redis_value(value).map_err(|e| storage_error(e.into()))
     }
 
+    /// With `min_replicas_to_ack`, a record found already stored is acknowledged only once the
+    /// replicas have it (see [`REWRITE`]).
+    async fn confirm_replicated(&self, record_key: &str) -> Result<(), StorageError> {
+        if self.durability.replicas == 0 {
+            return Ok(());
+        }
+        let _: i64 = self
+            .write(record_key, Self::eval(REWRITE, &[record_key], &[]))
+            .await?;
+        Ok(())
+    }
+
     pub(crate) fn eval(script: &str, keys: &[&str], args: &[&str]) -> Cmd {
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(script).arg(keys.len());
@@ -452,9 +493,14 @@ impl RedisStorage {
             )
             .await?;
         let orgs = self.keys.orgs();
-        let mut sadd = redis::cmd("SADD");
-        sadd.arg(&orgs).arg(id.org().as_str());
-        let _: i64 = self.write(&orgs, sadd).await?;
+        let add = if self.durability.replicas > 0 {
+            Self::eval(ORG_ADD, &[&orgs], &[id.org().as_str()])
+        } else {
+            let mut sadd = redis::cmd("SADD");
+            sadd.arg(&orgs).arg(id.org().as_str());
+            sadd
+        };
+        let _: i64 = self.write(&orgs, add).await?;
         Ok(pushed == 1)
     }
 
@@ -651,6 +697,11 @@ impl RedisStorage {
                 id.org().as_str(),
                 &channel,
                 &notice(id, ADDED),
+                if self.durability.replicas > 0 {
+                    "1"
+                } else {
+                    "0"
+                },
             ],
         )
     }
@@ -779,6 +830,9 @@ impl CertStorage for RedisStorage {
             set.arg(&record_key).arg(record).arg("NX");
             let set: Option<String> = self.write(&record_key, set).await?;
             self.crash_point()?;
+            if set.is_none() {
+                self.confirm_replicated(&record_key).await?;
+            }
             self.index_record(id, set.is_some()).await?;
             return Ok(if set.is_some() {
                 self.publish(id, ADDED).await;
