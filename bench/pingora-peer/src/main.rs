@@ -89,8 +89,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // One worker; on SIGTERM, stop at once (no grace period), as the other peers do.
     let conf = ServerConf {
         threads: 1,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(0),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
