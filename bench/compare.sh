@@ -451,13 +451,13 @@ for name in "${peers[@]/%/-ecdsa}" gateway-ecdsa bare-ecdsa "${peers[@]/%/-rsa}"
     bare-rsa "${mtls_servers[@]}"; do
     cert=(); [[ "$name" == *-mtls ]] && cert=("${client_cert[@]}")
     summary="$(openssl s_client -connect "127.0.0.1:${port[$name]}" "${cert[@]}" </dev/null 2>&1 |
-        grep -E '^New, |Server Temp Key|Peer signature type' | tr '\n' ';' || true)"
+        grep -a -E '^New, |Server Temp Key|Peer signature type' | tr '\n' ';' || true)"
     log "  $name: $summary"
 done
 log "HTTP/2: every h2 server must choose h2 by ALPN:"
 for name in "${peers[@]/%/-ecdsa}" gateway-ecdsa; do
     alpn="$(openssl s_client -connect "127.0.0.1:${port[$name]}" -alpn h2,http/1.1 </dev/null 2>&1 |
-        grep -m1 '^ALPN protocol' || true)"
+        grep -a -m1 '^ALPN protocol' || true)"
     [[ "$alpn" == "ALPN protocol: h2" ]] || {
         echo "$name did not choose h2 (${alpn:-no ALPN})" >&2
         exit 1
