@@ -50,6 +50,8 @@
 #               the `profiling` profile; user-space only (the kernel's share is not counted)
 #   --debug     use (and build) the debug binaries instead: for CI, which has them from its test
 #               step; checks that every step works, the figures mean nothing
+#   --aws-lc-rs build the gateway and bare_tls with TLS on aws-lc-rs instead of *ring* (feature
+#               aws-lc-rs; own target folder target/aws-lc-rs, so both builds are kept)
 # Environment: BENCH_HS_CLIENTS (parallel s_time clients and hs_load tasks, default 4), BENCH_DIR (work folder; default a fresh temp folder), BENCH_PORT_BASE (default 18400)
 set -euo pipefail
 
@@ -61,6 +63,7 @@ profile=release
 icount=0
 scenarios=(hs-ecdsa hs-rsa keepalive hs-mtls h2 idle-mem latency-ka latency-new)
 pingora=1
+crypto=ring
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --smoke) smoke=1; runs=1; duration=2 ;;
@@ -71,6 +74,7 @@ while [[ $# -gt 0 ]]; do
         --no-pingora) pingora=0 ;;
         --debug) profile=debug ;;
         --icount) icount=1; profile=profiling ;;
+        --aws-lc-rs) crypto=aws-lc-rs ;;
         -h|--help) sed -n '2,/^set /{/^#/p}' "$0"; exit 0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
@@ -126,21 +130,27 @@ fi
 [[ $(nproc) -ge 2 ]] || { echo "needs 2 CPUs (server on CPU 1, clients on CPU 0)" >&2; exit 1; }
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
+target="$repo/target"
+crypto_args=()
+if [[ $crypto == aws-lc-rs ]]; then
+    target="$repo/target/aws-lc-rs"
+    crypto_args=(--target-dir "$target" --features certgate-gateway/aws-lc-rs,certgate-examples/aws-lc-rs)
+fi
 if ((build)); then
-    log "building the gateway, bare_tls and hs_load ($profile)"
+    log "building the gateway, bare_tls and hs_load ($profile, TLS on $crypto)"
     profile_args=(--profile "$profile")
     [[ $profile == debug ]] && profile_args=()
-    (cd "$repo" && cargo build "${profile_args[@]}" --locked -q -p certgate-gateway --bin gateway \
-        -p certgate-examples --bin bare_tls --bin hs_load)
+    (cd "$repo" && cargo build "${profile_args[@]}" "${crypto_args[@]}" --locked -q \
+        -p certgate-gateway --bin gateway -p certgate-examples --bin bare_tls --bin hs_load)
     if ((pingora)); then
         log "building the pingora peer ($profile; the first build takes minutes)"
         (cd "$repo/bench/pingora-peer" && cargo build "${profile_args[@]}" --locked -q)
     fi
 fi
 pingora_bin="$repo/bench/pingora-peer/target/$profile/pingora_peer"
-gateway_bin="$repo/target/$profile/gateway"
-bare_bin="$repo/target/$profile/bare_tls"
-hs_load_bin="$repo/target/$profile/hs_load"
+gateway_bin="$target/$profile/gateway"
+bare_bin="$target/$profile/bare_tls"
+hs_load_bin="$target/$profile/hs_load"
 
 # --- certificates (openssl CLI): a CA and a leaf for bench.example, per key type --------------
 make_pki() { # kind keyargs...

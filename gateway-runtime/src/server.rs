@@ -122,38 +122,84 @@ async fn serve_connection(
     accepted_at: Instant,
     role: ListenerRole,
     shared: Arc<Shared>,
-    stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     if !shared.config.http_server_options.use_ssl {
-        let client = ClientInfo::new(remote_addr, false, None);
-        serve_http(TokioIo::new(stream), client, role, shared, stop).await;
+        if first_bytes(&stream, &shared, &mut stop).await {
+            let client = ClientInfo::new(remote_addr, false, None);
+            Box::pin(serve_http(TokioIo::new(stream), client, role, shared, stop)).await;
+        }
         return;
     }
-    // The handshake's time runs from accept, whether or not the client sends anything.
+    // The handshake's time runs from accept, whether or not the client sends anything. Its
+    // state is large and needed only until the handshake ends, so it lives in a box of its own
+    // rather than in the connection's task, which an idle connection keeps.
     let deadline = accepted_at + Duration::from_secs(shared.config.tls_handshake_timeout_seconds);
-    match tokio::time::timeout_at(deadline, handshake(stream, role, &shared)).await {
-        Ok(Ok((tls, served))) => {
-            GatewayMetrics::inc(&shared.metrics.handshakes);
-            let peer_certs = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .map(|certs| Arc::new(certs.iter().map(|c| c.clone().into_owned()).collect()));
-            if let Some(served) = served {
-                shared.observer.observe(&served, CertRole::Server, "");
-            }
-            let client = ClientInfo::new(remote_addr, true, peer_certs);
-            serve_http(TokioIo::new(tls), client, role, shared, stop).await;
-        }
+    let handshake = Box::pin(tokio::time::timeout_at(
+        deadline,
+        handshake(stream, role, &shared),
+    ));
+    let (tls, served) = match handshake.await {
+        Ok(Ok(done)) => done,
         Ok(Err(e)) => {
             GatewayMetrics::inc(&shared.metrics.handshake_failures);
             tracing::debug!(peer = %remote_addr, error = %e, "TLS handshake failed");
+            return;
         }
         Err(_) => {
             GatewayMetrics::inc(&shared.metrics.handshake_failures);
             tracing::debug!(peer = %remote_addr, "TLS handshake timed out; connection dropped");
+            return;
         }
+    };
+    GatewayMetrics::inc(&shared.metrics.handshakes);
+    if let Some(served) = served {
+        shared.observer.observe(&served, CertRole::Server, "");
+    }
+    let mut tls = tls;
+    let ready =
+        plaintext_buffered(&mut tls) || first_bytes(tls.get_ref().0, &shared, &mut stop).await;
+    if ready {
+        let peer_certs = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(|certs| Arc::new(certs.iter().map(|c| c.clone().into_owned()).collect()));
+        let client = ClientInfo::new(remote_addr, true, peer_certs);
+        Box::pin(serve_http(TokioIo::new(tls), client, role, shared, stop)).await;
+    }
+}
+
+/// An established TLS connection (boxed: see [`serve_connection`]).
+type Tls = Box<tokio_rustls::server::TlsStream<TcpStream>>;
+
+/// Whether rustls already holds request bytes (sent with the client's Finished) or the client's
+/// close: then the socket may stay quiet although there is something to serve.
+fn plaintext_buffered(tls: &mut Tls) -> bool {
+    match tls.get_mut().1.process_new_packets() {
+        Ok(io) => io.plaintext_bytes_to_read() > 0 || io.peer_has_closed(),
+        // The HTTP layer's first read reports it.
+        Err(_) => true,
+    }
+}
+
+/// Waits until the client sends its first bytes (or closes), holding nothing but the connection:
+/// until then no HTTP state exists, so an idle connection costs only its socket and its TLS
+/// state. False when the connection is to be closed instead: idle for `idle_timeout`, or the
+/// gateway is stopping.
+async fn first_bytes(tcp: &TcpStream, shared: &Shared, stop: &mut watch::Receiver<bool>) -> bool {
+    let idle_timeout = shared.config.http_server_options.idle_timeout();
+    let mut byte = [0u8; 1];
+    tokio::select! {
+        // Data or EOF (0 bytes) both go to the HTTP layer; so does an error, which it reports.
+        _ = tcp.peek(&mut byte) => true,
+        () = tokio::time::sleep(idle_timeout) => {
+            GatewayMetrics::inc(&shared.metrics.idle_connections_closed);
+            tracing::debug!("closing a connection that sent no request");
+            false
+        }
+        _ = stop.changed() => false,
     }
 }
 
@@ -165,10 +211,7 @@ async fn handshake(
     stream: TcpStream,
     role: ListenerRole,
     shared: &Shared,
-) -> std::io::Result<(
-    tokio_rustls::server::TlsStream<TcpStream>,
-    Option<Arc<LoadedCert>>,
-)> {
+) -> std::io::Result<(Tls, Option<Arc<LoadedCert>>)> {
     let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
     #[cfg(feature = "acme")]
     if let Some((config, name)) =
@@ -193,7 +236,7 @@ async fn handshake(
         (state.config_for(sni, is_control), served)
     };
     let tls = start.into_stream(config).await?;
-    Ok((tls, served))
+    Ok((Box::new(tls), served))
 }
 
 async fn serve_http<I>(

@@ -144,6 +144,48 @@ async fn a_silent_connection_after_the_handshake_is_closed() {
     s.gateway.shutdown().await;
 }
 
+/// An idle connection holds no HTTP state until its first bytes arrive, so the gateway waits on
+/// the socket. A request that came in the same TCP segment as the client's Finished is already
+/// decrypted inside rustls and the socket stays quiet: it must be answered all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_sent_with_the_clients_finished_is_answered() {
+    use std::io::{Read as _, Write as _};
+    let s = setup(|_| {}).await;
+    let (address, config) = (
+        s.gateway.local_addr(),
+        client_config(&[s.pki.ca_der()], None),
+    );
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut tcp = std::net::TcpStream::connect(address).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let name = ServerName::try_from("gw.test").unwrap();
+        let mut tls = rustls::ClientConnection::new(config, name).unwrap();
+        // Queued before the handshake ends: rustls sends it in the same write as its Finished.
+        tls.writer()
+            .write_all(b"GET /echo/early HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        // Both leave in one write (rustls writes its queued records with one `writev`).
+        while tls.is_handshaking() {
+            tls.complete_io(&mut tcp).unwrap();
+        }
+        while tls.wants_write() {
+            tls.write_tls(&mut tcp).unwrap();
+        }
+        let mut answer = Vec::new();
+        let mut stream = rustls::Stream::new(&mut tls, &mut tcp);
+        match stream.read_to_end(&mut answer) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+            Err(e) => panic!("no answer to a request sent with the Finished: {e}"),
+        }
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    s.gateway.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keep_alive_connection_is_closed_when_idle_between_requests() {
     let s = setup(|_| {}).await;
