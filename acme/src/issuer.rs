@@ -164,6 +164,7 @@ impl Issuer {
                     return Err(AcmeError::Validation {
                         name: name.to_owned(),
                         reason: format!("the authorization is {other:?}").to_lowercase(),
+                        kind: None,
                     });
                 }
             }
@@ -228,9 +229,11 @@ impl Issuer {
             .timeout(Duration::from_secs(90));
         let status = order.poll_ready(&retries).await?;
         if status != OrderStatus::Ready {
+            let (reason, kind) = self.failure_reason(order).await;
             return Err(AcmeError::Validation {
                 name: name.to_owned(),
-                reason: self.failure_reason(order).await,
+                reason,
+                kind,
             });
         }
         let key = match self.settings.key_type {
@@ -249,9 +252,11 @@ impl Issuer {
         )))
     }
 
-    /// The CA's explanation of a failed validation.
-    async fn failure_reason(&self, order: &mut instant_acme::Order) -> String {
+    /// The CA's explanation of a failed validation, and the first failed challenge's problem
+    /// type.
+    async fn failure_reason(&self, order: &mut instant_acme::Order) -> (String, Option<String>) {
         let mut reasons = Vec::new();
+        let mut kind = None;
         let mut authorizations = order.authorizations();
         while let Some(Ok(authorization)) = authorizations.next().await {
             for challenge in &authorization.challenges {
@@ -262,13 +267,14 @@ impl Issuer {
                             .clone()
                             .unwrap_or_else(|| problem.to_string()),
                     );
+                    kind = kind.or_else(|| problem.r#type.clone());
                 }
             }
         }
         if reasons.is_empty() {
-            "the order did not become ready".to_owned()
+            ("the order did not become ready".to_owned(), None)
         } else {
-            reasons.join("; ")
+            (reasons.join("; "), kind)
         }
     }
 
@@ -393,11 +399,20 @@ impl Issuer {
             .map_err(|_| AcmeError::Account("the record is damaged".to_owned()))
     }
 
+    /// The account client, over this workspace's crypto provider (`tls_core::crypto`) always:
+    /// instant-acme's own client takes the process's default provider, which is ambiguous (a
+    /// panic) when both *ring* and aws-lc-rs are compiled in.
     fn account_builder(&self) -> Result<AccountBuilder, AcmeError> {
-        if self.settings.ca_roots.is_empty() {
-            return Ok(Account::builder()?);
-        }
         let mut roots = rustls::RootCertStore::empty();
+        if self.settings.ca_roots.is_empty() {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(AcmeError::Ca(
+                    "no system CA certificates were found to verify the ACME CA's HTTPS (install them, or set http_server_options.acme.ca_root)".to_owned(),
+                ));
+            }
+        }
         for root in &self.settings.ca_roots {
             roots
                 .add(root.clone())

@@ -151,6 +151,15 @@ impl Pebble {
         );
     }
 
+    /// Answers `host` with `address` instead of 127.0.0.1: an address where nothing listens
+    /// makes every validation of `host` fail to connect.
+    pub fn set_a(&self, host: &str, address: &str) {
+        self.dns_management(
+            "add-a",
+            &serde_json::json!({"host": format!("{host}."), "addresses": [address]}),
+        );
+    }
+
     /// Removes the TXT records of `host`.
     pub fn clear_txt(&self, host: &str) {
         self.dns_management(

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{ApiDefinition, GatewayConfig};
+use crate::control::renewals::{AcmeNameStatus, AcmeRenewal, AcmeStatus, wire_time};
 use crate::error::GatewayError;
 use crate::monitor::WebhookSink;
 use crate::response::{Body, full};
@@ -99,6 +100,40 @@ pub(crate) async fn start(
     .await
     .map(Some)
     .map_err(GatewayError::Acme)
+}
+
+/// The control API's answer when there is no manager.
+pub(crate) const OFF: &str = "ACME is not configured on this gateway (http_server_options.acme.enabled is false): no certificate is obtained automatically";
+
+/// Each managed name's status and the counts since start, for `GET /tyk/acme`; `None` when
+/// ACME is off.
+pub(crate) async fn status_report(manager: &Manager) -> Option<AcmeStatus> {
+    let manager = manager.as_ref()?;
+    let figures = manager.figures();
+    let names = manager.statuses().await.iter().map(wire_status).collect();
+    Some(AcmeStatus {
+        names,
+        issued: figures.issued,
+        renewed: figures.renewed,
+        failed: figures.failed,
+    })
+}
+
+/// The renewal state of certificate `id`, when ACME manages it.
+pub(crate) async fn renewal_of(manager: &Manager, id: &tls_core::CertId) -> Option<AcmeRenewal> {
+    let status = manager.as_ref()?.status_of_certificate(id).await?;
+    Some(wire_status(&status).renewal())
+}
+
+fn wire_status(status: &acme::NameStatus) -> AcmeNameStatus {
+    AcmeNameStatus {
+        name: status.name.clone(),
+        cert_id: status.cert_id.clone(),
+        not_after: wire_time(status.not_after),
+        next_renewal: wire_time(status.next_renewal),
+        failures: status.failures,
+        last_error: status.last_error.clone(),
+    }
 }
 
 /// The manager's figures on `/metrics`.
