@@ -157,7 +157,9 @@ fn problem_words(kind: &str) -> &'static str {
             "the CA could not connect to this gateway to check the challenge (is the name's DNS pointing here, and the challenge port reachable?)"
         }
         "dns" => "the CA could not look the name up in DNS",
-        "unauthorized" => "the CA was not given the expected challenge answer",
+        "unauthorized" => {
+            "the CA did not get the expected challenge answer (is the name's DNS pointing here, and the challenge port reachable?)"
+        }
         "incorrectResponse" => "the challenge answer the CA got was wrong",
         "tls" => "the TLS handshake with the CA's validator failed",
         "caa" => "a CAA record forbids this CA to issue for the name",

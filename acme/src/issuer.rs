@@ -227,7 +227,19 @@ impl Issuer {
         let retries = RetryPolicy::new()
             .initial_delay(Duration::from_millis(250))
             .timeout(Duration::from_secs(90));
-        let status = order.poll_ready(&retries).await?;
+        // An order whose authorization failed comes back as the order's problem document.
+        let status =
+            order
+                .poll_ready(&retries)
+                .await
+                .map_err(|error| match AcmeError::from(error) {
+                    AcmeError::Refused { kind, detail } => AcmeError::Validation {
+                        name: name.to_owned(),
+                        reason: detail,
+                        kind: Some(kind).filter(|k| !k.is_empty()),
+                    },
+                    other => other,
+                })?;
         if status != OrderStatus::Ready {
             let (reason, kind) = self.failure_reason(order).await;
             return Err(AcmeError::Validation {

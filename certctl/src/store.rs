@@ -1,5 +1,6 @@
 //! The store commands: `add`, `list`, `get`, `delete`, `apis`, `expiry`, `rekey` and `reindex`,
-//! against a gateway's control API (`--url`) or straight against Redis (`--redis`).
+//! against a gateway's control API (`--url`) or straight against Redis (`--redis`); `acme status`
+//! (in `acme_status`) goes through here too, for the gateway target.
 
 use std::io::IsTerminal as _;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use tls_core::{CertId, Duration, EncodingSecret, KeyFormat, Metadata, OffsetDateTime, OrgId};
 
-use crate::cli::{Command, Target};
+use crate::cli::{AcmeCommand, Command, Target};
 use crate::gateway::{Gateway, TlsOptions, encode, failure, parse};
 use crate::report::printable;
 
@@ -33,7 +34,7 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
-    fn ok(stdout: String) -> Self {
+    pub(crate) fn ok(stdout: String) -> Self {
         Self {
             stdout,
             ..Self::default()
@@ -53,6 +54,7 @@ pub(crate) fn run(command: Command) -> Result<Outcome, String> {
 async fn run_async(command: Command) -> Result<Outcome, String> {
     match command {
         Command::Id(_) | Command::Inspect(_) => Err("not a store command".to_owned()),
+        Command::Acme(AcmeCommand::Status(args)) => crate::acme_status::run(args).await,
         Command::Add(args) => {
             let backend = Backend::open(&args.target, args.at).await?;
             let pem = crate::input::read_text(&args.file)?;
@@ -232,7 +234,7 @@ async fn run_async(command: Command) -> Result<Outcome, String> {
     }
 }
 
-fn to_json<T: Serialize>(value: &T) -> Result<String, String> {
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<String, String> {
     serde_json::to_string_pretty(value)
         .map(|mut text| {
             text.push('\n');
@@ -314,6 +316,22 @@ fn env_target(name: &str) -> Result<Option<String>, String> {
         Ok(value) => Ok(Some(value)),
         Err(std::env::VarError::NotPresent) => Ok(None),
         Err(std::env::VarError::NotUnicode(_)) => Err(format!("{name} is not valid UTF-8")),
+    }
+}
+
+/// The gateway `target` names, for `command`, which only a gateway answers.
+pub(crate) async fn gateway_target(target: &Target, command: &str) -> Result<Gateway, String> {
+    let only_gateway = || {
+        format!(
+            "{command} needs --url: only a running gateway knows its automatic certificates' state"
+        )
+    };
+    if redis_target(target)?.is_some() {
+        return Err(only_gateway());
+    }
+    match Backend::open(target, None).await? {
+        Backend::Gateway(gateway) => Ok(*gateway),
+        Backend::Redis(_) => Err(only_gateway()),
     }
 }
 
@@ -582,7 +600,7 @@ pub(crate) struct Summary {
     expires: Option<OffsetDateTime>,
 }
 
-fn rfc3339(at: OffsetDateTime) -> String {
+pub(crate) fn rfc3339(at: OffsetDateTime) -> String {
     let utc = at.to_offset(time::UtcOffset::UTC);
     utc.format(&Rfc3339).unwrap_or_else(|_| utc.to_string())
 }
@@ -746,7 +764,10 @@ fn detailed_table(entries: &[Summary]) -> String {
 
 /// Left-aligned columns; the last column is not padded. Returns each line with its row index
 /// (`None` for the header).
-fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> Vec<(String, Option<usize>)> {
+pub(crate) fn table<const N: usize>(
+    header: &[&str; N],
+    rows: &[[String; N]],
+) -> Vec<(String, Option<usize>)> {
     let mut widths = header.map(|h| h.chars().count());
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
