@@ -10,7 +10,8 @@ use cert_store::{
     SystemClock,
 };
 use gateway_runtime::wire::{
-    ApiUses, CertRole, CertificateBasics, CertificateMeta, CertificateStatus, DetailedList, IdList,
+    AcmeRenewal, ApiUses, CertRole, CertificateBasics, CertificateMeta, CertificateStatus,
+    DetailedList, IdList,
 };
 use http::{Method, StatusCode};
 use serde::Serialize;
@@ -596,6 +597,9 @@ pub(crate) struct Summary {
     is_public_key: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// The renewal state, for a certificate a gateway's ACME manages (`get --url` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    acme: Option<AcmeRenewal>,
     #[serde(skip)]
     expires: Option<OffsetDateTime>,
 }
@@ -629,6 +633,7 @@ impl Summary {
                 is_ca: false,
                 is_public_key: false,
                 error: None,
+                acme: None,
                 expires: None,
             };
         };
@@ -650,6 +655,7 @@ impl Summary {
             is_ca: meta.is_ca,
             is_public_key: meta.is_public_key,
             error: None,
+            acme: None,
             expires: meta.not_after,
         }
     }
@@ -676,6 +682,7 @@ impl Summary {
             has_private: basics.has_private,
             is_ca: basics.is_ca,
             error: basics.error,
+            acme: None,
             expires,
         }
     }
@@ -696,6 +703,7 @@ impl Summary {
             has_private: meta.has_private,
             is_ca: meta.is_ca,
             error: None,
+            acme: meta.acme,
             expires,
         }
     }
@@ -730,6 +738,17 @@ impl Summary {
         lines.push(("Private key", yes_no(self.has_private)));
         if let Some(error) = &self.error {
             lines.push(("Problem", error.clone()));
+        }
+        if let Some(acme) = &self.acme {
+            lines.push(("ACME name", acme.name.clone()));
+            lines.push((
+                "Next renewal",
+                acme.next_renewal.map_or_else(|| "now".to_owned(), rfc3339),
+            ));
+            lines.push(("ACME failures", acme.failures.to_string()));
+            if let Some(error) = &acme.last_error {
+                lines.push(("ACME last error", error.clone()));
+            }
         }
         lines
             .into_iter()

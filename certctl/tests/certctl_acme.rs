@@ -56,6 +56,8 @@ struct TestGateway {
     runtime: tokio::runtime::Runtime,
     gateway: Option<gateway_runtime::Gateway>,
     dir: tempfile::TempDir,
+    /// The ID of the control API's `localhost` certificate (not managed by ACME).
+    server_id: String,
 }
 
 impl TestGateway {
@@ -80,19 +82,19 @@ impl TestGateway {
             .enable_all()
             .build()
             .unwrap();
+        let store = CertStore::builder(Arc::new(MemoryStorage::new())).build();
+        let server_id = runtime
+            .block_on(store.add(&server.bundle(), &tls_core::OrgId::default()))
+            .unwrap()
+            .to_string();
         let gateway = runtime.block_on(async {
-            let store = CertStore::builder(Arc::new(MemoryStorage::new())).build();
-            let server_id = store
-                .add(&server.bundle(), &tls_core::OrgId::default())
-                .await
-                .unwrap();
             let config = serde_json::json!({
                 "listen_address": "127.0.0.1",
                 "listen_port": port,
                 "secret": SECRET,
                 "http_server_options": {
                     "use_ssl": true,
-                    "ssl_certificates": [server_id.to_string()],
+                    "ssl_certificates": [server_id],
                     "acme": acme,
                 },
             });
@@ -112,6 +114,7 @@ impl TestGateway {
             runtime,
             gateway: Some(gateway),
             dir,
+            server_id,
         }
     }
 
@@ -262,6 +265,35 @@ fn acme_status_shows_the_issued_certificate_and_the_name_that_fails() {
     assert_eq!(row[4], failing.failures.to_string(), "{table}");
     assert!(lines[2].ends_with(&error), "{table}");
     assert_eq!(lines[3], "since start: issued 1, renewed 0, failed 1");
+
+    // The certificate's details carry its name's renewal state; other certificates' do not.
+    let get = |id: &str| {
+        let json = ok(&[
+            &["get", "--json"][..],
+            &strs(&gateway.target(SECRET)),
+            &[id],
+        ]
+        .concat());
+        serde_json::from_str::<serde_json::Value>(&json).unwrap()[0].take()
+    };
+    let details = get(&cert_id);
+    assert_eq!(
+        details["acme"],
+        serde_json::json!({"name": ISSUED, "next_renewal": rfc3339(renew_at), "failures": 0,
+            "last_error": null}),
+        "{details}"
+    );
+    let text = ok(&[&["get"][..], &strs(&gateway.target(SECRET)), &[&cert_id]].concat());
+    assert!(
+        text.contains(&format!("ACME name:       {ISSUED}\n"))
+            && text.contains(&format!("Next renewal:    {}\n", rfc3339(renew_at)))
+            && text.contains("ACME failures:   0\n"),
+        "{text}"
+    );
+    let localhost = gateway.server_id.clone();
+    let details = get(&localhost);
+    assert_eq!(details["dns_names"], serde_json::json!(["localhost"]));
+    assert!(details.get("acme").is_none(), "{details}");
 }
 
 #[test]
