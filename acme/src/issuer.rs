@@ -248,10 +248,7 @@ impl Issuer {
                 kind,
             });
         }
-        let key = match self.settings.key_type {
-            KeyType::EcdsaP256 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
-        }
-        .map_err(|_| AcmeError::Ca("cannot generate a private key".to_owned()))?;
+        let key = generate_key(self.settings.key_type)?;
         let csr = rcgen::CertificateParams::new(vec![name.to_owned()])
             .and_then(|params| params.serialize_request(&key))
             .map_err(|_| AcmeError::Ca("cannot build the certificate request".to_owned()))?;
@@ -448,6 +445,27 @@ impl Issuer {
     }
 }
 
+/// A fresh private key of `key_type` for the certificate.
+fn generate_key(key_type: KeyType) -> Result<rcgen::KeyPair, AcmeError> {
+    let failed = |_| AcmeError::Ca("cannot generate a private key".to_owned());
+    match key_type {
+        KeyType::EcdsaP256 => {
+            rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(failed)
+        }
+        #[cfg(feature = "aws-lc-rs")]
+        KeyType::Rsa2048 => {
+            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+                .map_err(failed)
+        }
+        // Settings made in code can name it; validated configuration cannot.
+        #[cfg(not(feature = "aws-lc-rs"))]
+        KeyType::Rsa2048 => Err(AcmeError::config(
+            "key_type",
+            "rsa-2048 needs a build with the aws-lc-rs feature (ring cannot generate RSA keys)",
+        )),
+    }
+}
+
 fn challenge_type(kind: ChallengeKind) -> ChallengeType {
     match kind {
         ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
@@ -474,6 +492,39 @@ mod tests {
             Arc::new(EncodingSecret::new(secret)),
             None,
         )
+    }
+
+    #[test]
+    fn keys_of_each_type_are_generated_and_rsa_needs_aws_lc_rs() {
+        let ecdsa = generate_key(KeyType::EcdsaP256).unwrap();
+        assert_eq!(ecdsa.algorithm(), &rcgen::PKCS_ECDSA_P256_SHA256);
+        let rsa = generate_key(KeyType::Rsa2048);
+        if cfg!(feature = "aws-lc-rs") {
+            use rustls_pki_types::pem::PemObject as _;
+            let rsa = rsa.unwrap();
+            assert_eq!(rsa.algorithm(), &rcgen::PKCS_RSA_SHA256);
+            // A 2048-bit modulus: the PKCS #1 public key is 270 bytes.
+            assert_eq!(rsa.public_key_raw().len(), 270);
+            let der =
+                rustls_pki_types::PrivateKeyDer::from_pem_slice(rsa.serialize_pem().as_bytes())
+                    .unwrap();
+            let key = tls_core::default_provider()
+                .key_provider
+                .load_private_key(der)
+                .expect("rustls signs with it");
+            assert_eq!(key.algorithm(), rustls::SignatureAlgorithm::RSA);
+        } else {
+            assert!(
+                matches!(
+                    rsa,
+                    Err(AcmeError::Config {
+                        field: "key_type",
+                        ..
+                    })
+                ),
+                "refused on ring"
+            );
+        }
     }
 
     #[test]

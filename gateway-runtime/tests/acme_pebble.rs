@@ -47,9 +47,9 @@ fn curl_status(name: &str, port: u16, root: &Path) -> Option<String> {
         .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// A gateway configured for ACME with `challenges`, in front of a fresh Pebble; waits until
-/// curl verifies the certificate served for `name`.
-async fn issued_and_served(challenges: &[&str], name: &str) {
+/// A gateway configured for ACME with `challenges` and `key_type`, in front of a fresh Pebble;
+/// waits until curl verifies the certificate served for `name`, whose key is `key_label`.
+async fn issued_and_served(challenges: &[&str], name: &str, key_type: &str, key_label: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter("acme=debug,gateway_runtime=debug")
         .with_test_writer()
@@ -72,6 +72,7 @@ async fn issued_and_served(challenges: &[&str], name: &str) {
                 "accept_terms": true,
                 "domains": [name],
                 "challenges": challenges,
+                "key_type": key_type,
                 "ca_root": ca_root,
                 "http_port": http_port,
             }
@@ -119,17 +120,68 @@ async fn issued_and_served(challenges: &[&str], name: &str) {
         .flat_map(|meta| meta.dns_names.clone())
         .collect();
     assert_eq!(names, [name.to_owned()]);
+    let keys: Vec<_> = listed
+        .items
+        .iter()
+        .filter_map(|item| item.metadata.as_ref())
+        .map(|meta| meta.key.label())
+        .collect();
+    assert_eq!(keys, [key_label]);
     gateway.shutdown_within(Duration::from_secs(1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_alpn_01_is_validated_by_pebble_against_the_gateway_and_served_by_sni() {
-    issued_and_served(&["tls-alpn-01"], "alpn.certgate.test").await;
+    issued_and_served(&["tls-alpn-01"], "alpn.certgate.test", "", "ECDSA P-256").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_01_is_validated_by_pebble_against_the_gateway_and_served_by_sni() {
-    issued_and_served(&["http-01"], "http.certgate.test").await;
+    issued_and_served(
+        &["http-01"],
+        "http.certgate.test",
+        "ecdsa-p256",
+        "ECDSA P-256",
+    )
+    .await;
+}
+
+/// With aws-lc-rs (which generates RSA keys; *ring* cannot), `key_type: rsa-2048` gets an RSA
+/// certificate that curl verifies.
+#[cfg(feature = "aws-lc-rs")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rsa_2048_certificate_is_issued_and_served_with_aws_lc_rs() {
+    issued_and_served(
+        &["tls-alpn-01"],
+        "rsa.certgate.test",
+        "rsa-2048",
+        "RSA 2048",
+    )
+    .await;
+}
+
+/// On *ring* the configuration is refused at start, saying what to build with.
+#[cfg(not(feature = "aws-lc-rs"))]
+#[tokio::test]
+async fn rsa_2048_is_refused_at_start_without_aws_lc_rs() {
+    let json = serde_json::json!({
+        "listen_address": "127.0.0.1", "listen_port": 0, "secret": "acme test secret",
+        "http_server_options": {"use_ssl": true, "acme": {"enabled": true,
+            "directory": "https://127.0.0.1:9/dir", "accept_terms": true,
+            "domains": ["rsa.certgate.test"], "key_type": "rsa-2048"}},
+    });
+    let config = GatewayConfig::from_json(&json.to_string(), Path::new("tyk.conf"), []).unwrap();
+    let message = GatewayBuilder::new(config)
+        .start()
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        message.contains("http_server_options.acme.key_type")
+            && message.contains("aws-lc-rs feature"),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
