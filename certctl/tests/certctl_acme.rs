@@ -165,17 +165,9 @@ fn acme_status_shows_the_issued_certificate_and_the_name_that_fails() {
     };
     // Pebble validates FAILING at an address where nothing listens.
     pebble.set_a(FAILING, "127.0.0.2");
-    let ca_root = std::fs::read_to_string(pebble.https_root_path()).unwrap();
     let gateway = TestGateway::start(
         tls_port,
-        serde_json::json!({
-            "enabled": true,
-            "directory": pebble.directory_url,
-            "accept_terms": true,
-            "domains": [ISSUED, FAILING],
-            "challenges": ["tls-alpn-01"],
-            "ca_root": ca_root,
-        }),
+        pebble.acme_block(&[ISSUED, FAILING], &["tls-alpn-01"]),
     );
     let manager = Arc::clone(gateway.gateway().acme().expect("ACME is on"));
     let started = Instant::now();

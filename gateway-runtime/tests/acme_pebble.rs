@@ -18,9 +18,7 @@ use acme::{AcmeSettings, ChallengeKind, Outcome};
 use cert_store::{CertStore, Clock as _, ManualClock, MemoryStorage, StoreError, SystemClock};
 use expiry_monitor::{ChannelSink, EventType, ExpiryEvent};
 use gateway_runtime::{GatewayBuilder, GatewayConfig};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject as _;
-use tls_core::{CertId, EncodingSecret, Fingerprint};
+use tls_core::{CertId, EncodingSecret};
 
 /// The HTTP status curl gets from `https://<name>:<port>/`, resolving `name` to 127.0.0.1 and
 /// trusting only `root`; `None` when the handshake or verification fails.
@@ -58,27 +56,10 @@ async fn issued_and_served(challenges: &[&str], name: &str, key_type: &str, key_
     let Some(pebble) = Pebble::start(http_port, tls_port) else {
         return;
     };
-    let ca_root = std::fs::read_to_string(pebble.https_root_path()).unwrap();
-    let config = serde_json::json!({
-        "listen_address": "127.0.0.1",
-        "listen_port": tls_port,
-        "secret": "acme test secret",
-        "http_server_options": {
-            "use_ssl": true,
-            "acme": {
-                "enabled": true,
-                "directory": pebble.directory_url,
-                "email": "ops@certgate.test",
-                "accept_terms": true,
-                "domains": [name],
-                "challenges": challenges,
-                "key_type": key_type,
-                "ca_root": ca_root,
-                "http_port": http_port,
-            }
-        }
-    });
-    let config = GatewayConfig::from_json(&config.to_string(), Path::new("tyk.conf"), []).unwrap();
+    let mut acme = pebble.acme_block(&[name], challenges);
+    acme["http_port"] = http_port.into();
+    acme["key_type"] = key_type.into();
+    let config = support::config_from_json(&support::acme_gateway_json(tls_port, acme));
     let gateway = GatewayBuilder::new(config).start().await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
@@ -228,40 +209,6 @@ async fn the_http_01_listener_redirects_everything_else_to_https() {
     gateway.shutdown_within(Duration::from_secs(1)).await;
 }
 
-/// The fingerprint of the certificate a fresh client trusting `root` is served for `name`.
-async fn served_fingerprint(
-    addr: std::net::SocketAddr,
-    name: &str,
-    root: &CertificateDer<'static>,
-) -> Option<Fingerprint> {
-    support::https_get(
-        addr,
-        name,
-        support::client_config(std::slice::from_ref(root), None),
-        "/",
-    )
-    .await
-    .ok()
-    .map(|answer| Fingerprint::of(&answer.server_cert))
-}
-
-/// Waits (at most 60 s) until new handshakes for `name` get the certificate `expected`.
-async fn until_served(
-    addr: std::net::SocketAddr,
-    name: &str,
-    root: &CertificateDer<'static>,
-    expected: Fingerprint,
-) {
-    let started = Instant::now();
-    while served_fingerprint(addr, name, root).await != Some(expected) {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{name} is never served {expected}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// A third of `lifetime`, to the nearest second (the manager's rule).
 fn a_third(lifetime: time::Duration) -> time::Duration {
     time::Duration::seconds((lifetime.whole_seconds() as f64 / 3.0).round() as i64)
@@ -313,7 +260,7 @@ async fn renewal_happens_at_a_third_of_the_lifetime_and_a_refusing_ca_is_retried
         .await
         .unwrap();
     let manager = Arc::clone(gateway.acme().expect("ACME is on"));
-    let root = CertificateDer::from_pem_slice(pebble.issuing_root_pem().as_bytes()).unwrap();
+    let root = pebble.issuing_root();
 
     // The first certificate, obtained by the manager's own first check.
     let started = Instant::now();
@@ -328,7 +275,14 @@ async fn renewal_happens_at_a_third_of_the_lifetime_and_a_refusing_ca_is_retried
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    until_served(gateway.local_addr(), name, &root, first.fingerprint()).await;
+    support::until_served(
+        gateway.local_addr(),
+        name,
+        &root,
+        Some(first.fingerprint()),
+        || pebble.log(),
+    )
+    .await;
     let meta = store.get(&first).await.unwrap().metadata().clone();
     let (not_before, not_after) = (meta.not_before.unwrap(), meta.not_after.unwrap());
     let renew_at = not_after - a_third(not_after - not_before);
@@ -351,7 +305,14 @@ async fn renewal_happens_at_a_third_of_the_lifetime_and_a_refusing_ca_is_retried
     assert_eq!(previous.as_ref(), Some(&first));
     assert_ne!(second, first);
     assert_eq!(pebble.orders_created(), 2);
-    until_served(gateway.local_addr(), name, &root, second.fingerprint()).await;
+    support::until_served(
+        gateway.local_addr(),
+        name,
+        &root,
+        Some(second.fingerprint()),
+        || pebble.log(),
+    )
+    .await;
     assert!(
         matches!(store.get(&first).await, Err(StoreError::NotFound { .. })),
         "the replaced certificate is deleted"
@@ -401,7 +362,7 @@ async fn renewal_happens_at_a_third_of_the_lifetime_and_a_refusing_ca_is_retried
     );
     assert!(store.get(&second).await.is_ok());
     assert_eq!(
-        served_fingerprint(gateway.local_addr(), name, &root).await,
+        support::served_fingerprint(gateway.local_addr(), name, &root).await,
         Some(second.fingerprint())
     );
     gateway.shutdown_within(Duration::from_secs(1)).await;
