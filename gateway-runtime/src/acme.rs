@@ -292,14 +292,23 @@ async fn serve_http01_listener(
     }
 }
 
-/// `GET /.well-known/acme-challenge/<token>`: the pending answer; anything else: a permanent
-/// redirect to the same URL over HTTPS.
+/// `GET /.well-known/acme-challenge/<token>` (or `HEAD`): the pending answer, else 404 (a path
+/// that is no token, e.g. with `..` or escapes, is not looked up); another method there: 405;
+/// anything else: a permanent redirect to the same URL over HTTPS (400 without a usable `Host`).
+/// Every refusal has an empty body.
 async fn answer_http01<B>(
     responder: &ChallengeResponder,
     req: &http::Request<B>,
 ) -> Response<Body> {
     let path = req.uri().path();
     if let Some(token) = path.strip_prefix(HTTP01_PREFIX) {
+        if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
+            let mut refused = status(StatusCode::METHOD_NOT_ALLOWED);
+            refused
+                .headers_mut()
+                .insert(header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
+            return refused;
+        }
         return match responder.http01(token).await {
             Some(answer) => Response::builder()
                 .header(header::CONTENT_TYPE, "application/octet-stream")
