@@ -408,6 +408,11 @@ impl AcmeManager {
                     (entry.failures, retry_in)
                 };
                 tracing::warn!(name, %error, retry_in_seconds = retry_in.as_secs(), "ACME certificate not obtained; retrying later");
+                // The event describes the certificate still served (its fingerprint and expiry,
+                // which webhook receivers, the event cooldowns and the certificate page key on).
+                // A first certificate that cannot be obtained has none: it is told by the log,
+                // the name's status (`/tyk/acme`, `certctl acme status`) and
+                // `certgate_acme_consecutive_failures{name}` instead.
                 if let Some((id, not_after)) = serving {
                     self.emit(ExpiryEvent::RenewalFailed(CertificateRenewalFailed::new(
                         name,
