@@ -495,7 +495,7 @@ mod tests {
         if cfg!(feature = "aws-lc-rs") {
             assert_eq!(rsa.unwrap().key_type, KeyType::Rsa2048);
         } else {
-            let error = rsa.err().expect("refused on ring").to_string();
+            let error = rsa.expect_err("refused on ring").to_string();
             assert!(
                 error.contains("key_type") && error.contains("aws-lc-rs feature"),
                 "{error}"

@@ -41,7 +41,7 @@ async fn acme_status_needs_the_secret_and_says_when_acme_is_off() {
 async fn acme_status_lists_each_managed_name_and_a_failure_without_internals() {
     use std::sync::Arc;
 
-    let clock = std::sync::Arc::new(cert_store::ManualClock::new(super::generated_at()));
+    let clock = Arc::new(cert_store::ManualClock::new(super::generated_at()));
     let store = cert_store::CertStore::builder(Arc::new(cert_store::MemoryStorage::new()))
         .clock(clock.clone())
         .build();
