@@ -29,6 +29,12 @@ use crate::response::{Body, full};
 /// The ACME manager of a running gateway, when ACME is on.
 pub(crate) type Manager = Option<Arc<AcmeManager>>;
 
+/// No manager: ACME is off (for handlers built without a gateway).
+#[cfg(any(test, feature = "internals"))]
+pub(crate) fn no_manager() -> Manager {
+    None
+}
+
 /// What [`prepare`] found: the settings, when ACME is on.
 pub(crate) type Settings = Option<AcmeSettings>;
 

@@ -25,8 +25,13 @@ pub(crate) struct Settings;
 pub(crate) struct Domains;
 
 /// No manager.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct Manager;
+
+#[cfg(any(test, feature = "internals"))]
+pub(crate) fn no_manager() -> Manager {
+    Manager
+}
 
 /// The control API's answer for the ACME state.
 pub(crate) const OFF: &str = "this gateway is built without ACME (the acme feature): no certificate is obtained automatically";

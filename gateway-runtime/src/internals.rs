@@ -74,7 +74,7 @@ impl Control {
             store,
             Arc::new(GatewayMetrics::default()),
             Arc::new(String::new),
-            crate::acme::Manager::default(),
+            crate::acme::no_manager(),
         ))
     }
 

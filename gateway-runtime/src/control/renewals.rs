@@ -84,6 +84,7 @@ pub struct AcmeRenewal {
 }
 
 /// `at` in UTC, to the second (the wire's precision).
+#[cfg(feature = "acme")]
 pub(crate) fn wire_time(at: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
     at.map(|at| {
         let utc = at.to_offset(time::UtcOffset::UTC);
@@ -91,6 +92,7 @@ pub(crate) fn wire_time(at: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
     })
 }
 
+#[cfg(feature = "acme")]
 impl AcmeNameStatus {
     /// The details' view of this name.
     pub(crate) fn renewal(&self) -> AcmeRenewal {

@@ -68,7 +68,7 @@ impl Fixture {
         clock: Arc<ManualClock>,
         configure: impl FnOnce(&mut GatewayConfig),
     ) -> Self {
-        Self::over_with_acme(store, clock, configure, crate::acme::Manager::default())
+        Self::over_with_acme(store, clock, configure, crate::acme::no_manager())
     }
 
     /// A fixture whose control API shows `acme`'s state.
