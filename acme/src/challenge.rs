@@ -18,6 +18,10 @@ pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 /// The path prefix of `http-01` requests.
 pub const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
 
+/// The longest `http-01` token looked up. CAs send 43 base64url characters (256 bits); RFC 8555
+/// asks for at least 128 bits of entropy.
+const LONGEST_TOKEN: usize = 128;
+
 /// Publishes and withdraws `dns-01` TXT records with a DNS provider's API.
 ///
 /// Plug one in with [`AcmeManagerBuilder::dns01`](crate::AcmeManagerBuilder::dns01) and list
@@ -52,6 +56,14 @@ pub trait Dns01Solver: Send + Sync + 'static {
     async fn clean_up(&self, record_name: &str, value: &str) -> Result<(), AcmeError>;
 }
 
+/// Whether `token` can be an `http-01` token: 1 to [`LONGEST_TOKEN`] base64url characters.
+fn is_token(token: &str) -> bool {
+    (1..=LONGEST_TOKEN).contains(&token.len())
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Answers challenges from the shared coordinator: used by the gateway's listeners.
 #[derive(Clone)]
 pub struct ChallengeResponder {
@@ -74,13 +86,11 @@ impl ChallengeResponder {
         }
     }
 
-    /// The body to answer `GET /.well-known/acme-challenge/<token>` with, if pending.
+    /// The body to answer `GET /.well-known/acme-challenge/<token>` with, if pending. A token
+    /// that is not 1 to 128 base64url characters (a path with `..`, `%2e`, `/`, anything a CA
+    /// never sends) is answered `None` without looking anything up.
     pub async fn http01(&self, token: &str) -> Option<String> {
-        if token.is_empty()
-            || !token
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+        if !is_token(token) {
             return None;
         }
         match self.coordinator.challenge(&http01_key(token)).await {

@@ -164,6 +164,7 @@ impl Issuer {
                     return Err(AcmeError::Validation {
                         name: name.to_owned(),
                         reason: format!("the authorization is {other:?}").to_lowercase(),
+                        kind: None,
                     });
                 }
             }
@@ -226,17 +227,28 @@ impl Issuer {
         let retries = RetryPolicy::new()
             .initial_delay(Duration::from_millis(250))
             .timeout(Duration::from_secs(90));
-        let status = order.poll_ready(&retries).await?;
+        // An order whose authorization failed comes back as the order's problem document.
+        let status =
+            order
+                .poll_ready(&retries)
+                .await
+                .map_err(|error| match AcmeError::from(error) {
+                    AcmeError::Refused { kind, detail } => AcmeError::Validation {
+                        name: name.to_owned(),
+                        reason: detail,
+                        kind: Some(kind).filter(|k| !k.is_empty()),
+                    },
+                    other => other,
+                })?;
         if status != OrderStatus::Ready {
+            let (reason, kind) = self.failure_reason(order).await;
             return Err(AcmeError::Validation {
                 name: name.to_owned(),
-                reason: self.failure_reason(order).await,
+                reason,
+                kind,
             });
         }
-        let key = match self.settings.key_type {
-            KeyType::EcdsaP256 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
-        }
-        .map_err(|_| AcmeError::Ca("cannot generate a private key".to_owned()))?;
+        let key = generate_key(self.settings.key_type)?;
         let csr = rcgen::CertificateParams::new(vec![name.to_owned()])
             .and_then(|params| params.serialize_request(&key))
             .map_err(|_| AcmeError::Ca("cannot build the certificate request".to_owned()))?;
@@ -249,9 +261,11 @@ impl Issuer {
         )))
     }
 
-    /// The CA's explanation of a failed validation.
-    async fn failure_reason(&self, order: &mut instant_acme::Order) -> String {
+    /// The CA's explanation of a failed validation, and the first failed challenge's problem
+    /// type.
+    async fn failure_reason(&self, order: &mut instant_acme::Order) -> (String, Option<String>) {
         let mut reasons = Vec::new();
+        let mut kind = None;
         let mut authorizations = order.authorizations();
         while let Some(Ok(authorization)) = authorizations.next().await {
             for challenge in &authorization.challenges {
@@ -262,13 +276,14 @@ impl Issuer {
                             .clone()
                             .unwrap_or_else(|| problem.to_string()),
                     );
+                    kind = kind.or_else(|| problem.r#type.clone());
                 }
             }
         }
         if reasons.is_empty() {
-            "the order did not become ready".to_owned()
+            ("the order did not become ready".to_owned(), None)
         } else {
-            reasons.join("; ")
+            (reasons.join("; "), kind)
         }
     }
 
@@ -393,11 +408,20 @@ impl Issuer {
             .map_err(|_| AcmeError::Account("the record is damaged".to_owned()))
     }
 
+    /// The account client, over this workspace's crypto provider (`tls_core::crypto`) always:
+    /// instant-acme's own client takes the process's default provider, which is ambiguous (a
+    /// panic) when both *ring* and aws-lc-rs are compiled in.
     fn account_builder(&self) -> Result<AccountBuilder, AcmeError> {
-        if self.settings.ca_roots.is_empty() {
-            return Ok(Account::builder()?);
-        }
         let mut roots = rustls::RootCertStore::empty();
+        if self.settings.ca_roots.is_empty() {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(AcmeError::Ca(
+                    "no system CA certificates were found to verify the ACME CA's HTTPS (install them, or set http_server_options.acme.ca_root)".to_owned(),
+                ));
+            }
+        }
         for root in &self.settings.ca_roots {
             roots
                 .add(root.clone())
@@ -418,6 +442,27 @@ impl Issuer {
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build::<_, BodyWrapper<Bytes>>(connector);
         Ok(Account::builder_with_http(Box::new(client)))
+    }
+}
+
+/// A fresh private key of `key_type` for the certificate.
+fn generate_key(key_type: KeyType) -> Result<rcgen::KeyPair, AcmeError> {
+    let failed = |_| AcmeError::Ca("cannot generate a private key".to_owned());
+    match key_type {
+        KeyType::EcdsaP256 => {
+            rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(failed)
+        }
+        #[cfg(feature = "aws-lc-rs")]
+        KeyType::Rsa2048 => {
+            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+                .map_err(failed)
+        }
+        // Settings made in code can name it; validated configuration cannot.
+        #[cfg(not(feature = "aws-lc-rs"))]
+        KeyType::Rsa2048 => Err(AcmeError::config(
+            "key_type",
+            "rsa-2048 needs a build with the aws-lc-rs feature (ring cannot generate RSA keys)",
+        )),
     }
 }
 
@@ -447,6 +492,39 @@ mod tests {
             Arc::new(EncodingSecret::new(secret)),
             None,
         )
+    }
+
+    #[test]
+    fn keys_of_each_type_are_generated_and_rsa_needs_aws_lc_rs() {
+        let ecdsa = generate_key(KeyType::EcdsaP256).unwrap();
+        assert_eq!(ecdsa.algorithm(), &rcgen::PKCS_ECDSA_P256_SHA256);
+        let rsa = generate_key(KeyType::Rsa2048);
+        if cfg!(feature = "aws-lc-rs") {
+            use rustls_pki_types::pem::PemObject as _;
+            let rsa = rsa.unwrap();
+            assert_eq!(rsa.algorithm(), &rcgen::PKCS_RSA_SHA256);
+            // A 2048-bit modulus: the PKCS #1 public key is 270 bytes.
+            assert_eq!(rsa.public_key_raw().len(), 270);
+            let der =
+                rustls_pki_types::PrivateKeyDer::from_pem_slice(rsa.serialize_pem().as_bytes())
+                    .unwrap();
+            let key = tls_core::default_provider()
+                .key_provider
+                .load_private_key(der)
+                .expect("rustls signs with it");
+            assert_eq!(key.algorithm(), rustls::SignatureAlgorithm::RSA);
+        } else {
+            assert!(
+                matches!(
+                    rsa,
+                    Err(AcmeError::Config {
+                        field: "key_type",
+                        ..
+                    })
+                ),
+                "refused on ring"
+            );
+        }
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub struct NameStatus {
     pub next_renewal: Option<OffsetDateTime>,
     /// Consecutive failures.
     pub failures: u32,
-    /// The last failure's message.
+    /// The last failure's message ([`AcmeError::summary`]: no addresses or CA-provided text).
     pub last_error: Option<String>,
 }
 
@@ -404,23 +404,28 @@ impl AcmeManager {
                     entry.failures += 1;
                     let retry_in = retry_delay(entry.failures, jitter());
                     entry.retry_at = Some(now + retry_in);
-                    entry.last_error = Some(error.to_string());
+                    entry.last_error = Some(error.summary());
                     (entry.failures, retry_in)
                 };
                 tracing::warn!(name, %error, retry_in_seconds = retry_in.as_secs(), "ACME certificate not obtained; retrying later");
+                // The event describes the certificate still served (its fingerprint and expiry,
+                // which webhook receivers, the event cooldowns and the certificate page key on).
+                // A first certificate that cannot be obtained has none: it is told by the log,
+                // the name's status (`/tyk/acme`, `certctl acme status`) and
+                // `certgate_acme_consecutive_failures{name}` instead.
                 if let Some((id, not_after)) = serving {
                     self.emit(ExpiryEvent::RenewalFailed(CertificateRenewalFailed::new(
                         name,
                         id.fingerprint(),
                         not_after,
-                        &error.to_string(),
+                        &error.summary(),
                         failures,
                         now + retry_in,
                     )))
                     .await;
                 }
                 Outcome::Failed {
-                    error: error.to_string(),
+                    error: error.summary(),
                     retry_in,
                 }
             }
@@ -478,6 +483,29 @@ impl AcmeManager {
             failures,
             last_error,
         }
+    }
+
+    /// Every managed name's status as this process sees it, in the order the names were given.
+    pub async fn statuses(&self) -> Vec<NameStatus> {
+        let mut statuses = Vec::new();
+        for name in self.names() {
+            statuses.push(self.status(&name).await);
+        }
+        statuses
+    }
+
+    /// The status of the name whose current certificate is `id`; `None` when this manager does
+    /// not manage that certificate.
+    pub async fn status_of_certificate(&self, id: &CertId) -> Option<NameStatus> {
+        let wanted = id.to_string();
+        for name in self.names() {
+            if let Ok(Some(current)) = self.issuer.coordinator.current(&name).await
+                && current == wanted
+            {
+                return Some(self.status(&name).await);
+            }
+        }
+        None
     }
 
     /// Checks the names now and then every `check_interval` (sooner while another process is

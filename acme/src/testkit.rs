@@ -151,6 +151,15 @@ impl Pebble {
         );
     }
 
+    /// Answers `host` with `address` instead of 127.0.0.1: an address where nothing listens
+    /// makes every validation of `host` fail to connect.
+    pub fn set_a(&self, host: &str, address: &str) {
+        self.dns_management(
+            "add-a",
+            &serde_json::json!({"host": format!("{host}."), "addresses": [address]}),
+        );
+    }
+
     /// Removes the TXT records of `host`.
     pub fn clear_txt(&self, host: &str) {
         self.dns_management(
@@ -175,6 +184,21 @@ impl Pebble {
         );
     }
 
+    /// An `http_server_options.acme` block ordering `domains` from this Pebble with
+    /// `challenges`, terms accepted and Pebble's HTTPS root trusted; add fields (`http_port`,
+    /// `key_type`, `lock_ttl_seconds`) to the returned object as a test needs.
+    pub fn acme_block(&self, domains: &[&str], challenges: &[&str]) -> serde_json::Value {
+        serde_json::json!({
+            "enabled": true,
+            "directory": self.directory_url,
+            "email": "ops@certgate.test",
+            "accept_terms": true,
+            "domains": domains,
+            "challenges": challenges,
+            "ca_root": self.https_root_path(),
+        })
+    }
+
     /// Path of the PEM file of Pebble's HTTPS root.
     pub fn https_root_path(&self) -> PathBuf {
         self.dir.path().join("pebble.crt")
@@ -196,6 +220,12 @@ impl Pebble {
     /// orders in the db" once per new order).
     pub fn orders_created(&self) -> usize {
         self.log().matches("orders in the db").count()
+    }
+
+    /// The root that the issued certificates chain to, to verify them with.
+    pub fn issuing_root(&self) -> CertificateDer<'static> {
+        CertificateDer::from_pem_slice(self.issuing_root_pem().as_bytes())
+            .expect("Pebble's root is PEM")
     }
 
     /// The root that the issued certificates chain to (PEM), fetched from the management port.

@@ -42,6 +42,26 @@ pub(crate) enum Command {
     /// Heal the indexes after an interrupted write on a Redis Cluster: index every record,
     /// drop entries without a record (needs --redis).
     Repair(RepairArgs),
+    /// Automatic (ACME) certificates of a gateway (needs --url).
+    #[command(subcommand)]
+    Acme(AcmeCommand),
+}
+
+/// The `acme` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AcmeCommand {
+    /// Each managed name: its certificate, expiry, next renewal, failures and last error.
+    Status(AcmeStatusArgs),
+}
+
+/// Arguments of `acme status`.
+#[derive(Debug, Args)]
+pub(crate) struct AcmeStatusArgs {
+    #[command(flatten)]
+    pub(crate) target: Target,
+    /// Print the gateway's JSON (names, counts since start) instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// Arguments of `repair`.

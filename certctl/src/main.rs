@@ -29,6 +29,9 @@
 //!     resumable (records already done are left alone)
 //! certctl reindex TARGET                                  (--redis only)
 //!     Tyk's index migration for every org: indexes records no index lists (SCAN, once)
+//! certctl acme status [--json] TARGET                     (--url only)
+//!     each name the gateway obtains certificates for by ACME: certificate ID, expiry, next
+//!     renewal (or retry), consecutive failures and the last error; then the counts since start
 //!
 //! TARGET is a gateway:  --url https://HOST:PORT (or http://) --secret S
 //!                       [--cacert FILE | --insecure] [--cert FILE --key FILE]
@@ -61,6 +64,7 @@
 //! ```
 
 // The modules live in `certctl/`, beside this file.
+mod acme_status;
 mod cli;
 mod clock;
 mod gateway;

@@ -1,5 +1,6 @@
 //! The store commands: `add`, `list`, `get`, `delete`, `apis`, `expiry`, `rekey` and `reindex`,
-//! against a gateway's control API (`--url`) or straight against Redis (`--redis`).
+//! against a gateway's control API (`--url`) or straight against Redis (`--redis`); `acme status`
+//! (in `acme_status`) goes through here too, for the gateway target.
 
 use std::io::IsTerminal as _;
 use std::sync::Arc;
@@ -9,7 +10,8 @@ use cert_store::{
     SystemClock,
 };
 use gateway_runtime::wire::{
-    ApiUses, CertRole, CertificateBasics, CertificateMeta, CertificateStatus, DetailedList, IdList,
+    AcmeRenewal, ApiUses, CertRole, CertificateBasics, CertificateMeta, CertificateStatus,
+    DetailedList, IdList,
 };
 use http::{Method, StatusCode};
 use serde::Serialize;
@@ -17,7 +19,7 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use tls_core::{CertId, Duration, EncodingSecret, KeyFormat, Metadata, OffsetDateTime, OrgId};
 
-use crate::cli::{Command, Target};
+use crate::cli::{AcmeCommand, Command, Target};
 use crate::gateway::{Gateway, TlsOptions, encode, failure, parse};
 use crate::report::printable;
 
@@ -33,7 +35,7 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
-    fn ok(stdout: String) -> Self {
+    pub(crate) fn ok(stdout: String) -> Self {
         Self {
             stdout,
             ..Self::default()
@@ -53,6 +55,7 @@ pub(crate) fn run(command: Command) -> Result<Outcome, String> {
 async fn run_async(command: Command) -> Result<Outcome, String> {
     match command {
         Command::Id(_) | Command::Inspect(_) => Err("not a store command".to_owned()),
+        Command::Acme(AcmeCommand::Status(args)) => crate::acme_status::run(args).await,
         Command::Add(args) => {
             let backend = Backend::open(&args.target, args.at).await?;
             let pem = crate::input::read_text(&args.file)?;
@@ -232,7 +235,7 @@ async fn run_async(command: Command) -> Result<Outcome, String> {
     }
 }
 
-fn to_json<T: Serialize>(value: &T) -> Result<String, String> {
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<String, String> {
     serde_json::to_string_pretty(value)
         .map(|mut text| {
             text.push('\n');
@@ -314,6 +317,22 @@ fn env_target(name: &str) -> Result<Option<String>, String> {
         Ok(value) => Ok(Some(value)),
         Err(std::env::VarError::NotPresent) => Ok(None),
         Err(std::env::VarError::NotUnicode(_)) => Err(format!("{name} is not valid UTF-8")),
+    }
+}
+
+/// The gateway `target` names, for `command`, which only a gateway answers.
+pub(crate) async fn gateway_target(target: &Target, command: &str) -> Result<Gateway, String> {
+    let only_gateway = || {
+        format!(
+            "{command} needs --url: only a running gateway knows its automatic certificates' state"
+        )
+    };
+    if redis_target(target)?.is_some() {
+        return Err(only_gateway());
+    }
+    match Backend::open(target, None).await? {
+        Backend::Gateway(gateway) => Ok(*gateway),
+        Backend::Redis(_) => Err(only_gateway()),
     }
 }
 
@@ -578,11 +597,14 @@ pub(crate) struct Summary {
     is_public_key: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// The renewal state, for a certificate a gateway's ACME manages (`get --url` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    acme: Option<AcmeRenewal>,
     #[serde(skip)]
     expires: Option<OffsetDateTime>,
 }
 
-fn rfc3339(at: OffsetDateTime) -> String {
+pub(crate) fn rfc3339(at: OffsetDateTime) -> String {
     let utc = at.to_offset(time::UtcOffset::UTC);
     utc.format(&Rfc3339).unwrap_or_else(|_| utc.to_string())
 }
@@ -611,6 +633,7 @@ impl Summary {
                 is_ca: false,
                 is_public_key: false,
                 error: None,
+                acme: None,
                 expires: None,
             };
         };
@@ -632,6 +655,7 @@ impl Summary {
             is_ca: meta.is_ca,
             is_public_key: meta.is_public_key,
             error: None,
+            acme: None,
             expires: meta.not_after,
         }
     }
@@ -658,6 +682,7 @@ impl Summary {
             has_private: basics.has_private,
             is_ca: basics.is_ca,
             error: basics.error,
+            acme: None,
             expires,
         }
     }
@@ -678,6 +703,7 @@ impl Summary {
             has_private: meta.has_private,
             is_ca: meta.is_ca,
             error: None,
+            acme: meta.acme,
             expires,
         }
     }
@@ -713,6 +739,17 @@ impl Summary {
         if let Some(error) = &self.error {
             lines.push(("Problem", error.clone()));
         }
+        if let Some(acme) = &self.acme {
+            lines.push(("ACME name", acme.name.clone()));
+            lines.push((
+                "Next renewal",
+                acme.next_renewal.map_or_else(|| "now".to_owned(), rfc3339),
+            ));
+            lines.push(("ACME failures", acme.failures.to_string()));
+            if let Some(error) = &acme.last_error {
+                lines.push(("ACME last error", error.clone()));
+            }
+        }
         lines
             .into_iter()
             .map(|(label, value)| format!("{:<17}{}\n", format!("{label}:"), printable(&value)))
@@ -746,7 +783,10 @@ fn detailed_table(entries: &[Summary]) -> String {
 
 /// Left-aligned columns; the last column is not padded. Returns each line with its row index
 /// (`None` for the header).
-fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> Vec<(String, Option<usize>)> {
+pub(crate) fn table<const N: usize>(
+    header: &[&str; N],
+    rows: &[[String; N]],
+) -> Vec<(String, Option<usize>)> {
     let mut widths = header.map(|h| h.chars().count());
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

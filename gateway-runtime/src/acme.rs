@@ -21,12 +21,19 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{ApiDefinition, GatewayConfig};
+use crate::control::renewals::{AcmeNameStatus, AcmeRenewal, AcmeStatus, wire_time};
 use crate::error::GatewayError;
 use crate::monitor::WebhookSink;
 use crate::response::{Body, full};
 
 /// The ACME manager of a running gateway, when ACME is on.
 pub(crate) type Manager = Option<Arc<AcmeManager>>;
+
+/// No manager: ACME is off (for handlers built without a gateway).
+#[cfg(any(test, feature = "internals"))]
+pub(crate) fn no_manager() -> Manager {
+    None
+}
 
 /// What [`prepare`] found: the settings, when ACME is on.
 pub(crate) type Settings = Option<AcmeSettings>;
@@ -99,6 +106,40 @@ pub(crate) async fn start(
     .await
     .map(Some)
     .map_err(GatewayError::Acme)
+}
+
+/// The control API's answer when there is no manager.
+pub(crate) const OFF: &str = "ACME is not configured on this gateway (http_server_options.acme.enabled is false): no certificate is obtained automatically";
+
+/// Each managed name's status and the counts since start, for `GET /tyk/acme`; `None` when
+/// ACME is off.
+pub(crate) async fn status_report(manager: &Manager) -> Option<AcmeStatus> {
+    let manager = manager.as_ref()?;
+    let figures = manager.figures();
+    let names = manager.statuses().await.iter().map(wire_status).collect();
+    Some(AcmeStatus {
+        names,
+        issued: figures.issued,
+        renewed: figures.renewed,
+        failed: figures.failed,
+    })
+}
+
+/// The renewal state of certificate `id`, when ACME manages it.
+pub(crate) async fn renewal_of(manager: &Manager, id: &tls_core::CertId) -> Option<AcmeRenewal> {
+    let status = manager.as_ref()?.status_of_certificate(id).await?;
+    Some(wire_status(&status).renewal())
+}
+
+fn wire_status(status: &acme::NameStatus) -> AcmeNameStatus {
+    AcmeNameStatus {
+        name: status.name.clone(),
+        cert_id: status.cert_id.clone(),
+        not_after: wire_time(status.not_after),
+        next_renewal: wire_time(status.next_renewal),
+        failures: status.failures,
+        last_error: status.last_error.clone(),
+    }
 }
 
 /// The manager's figures on `/metrics`.
@@ -257,14 +298,23 @@ async fn serve_http01_listener(
     }
 }
 
-/// `GET /.well-known/acme-challenge/<token>`: the pending answer; anything else: a permanent
-/// redirect to the same URL over HTTPS.
+/// `GET /.well-known/acme-challenge/<token>` (or `HEAD`): the pending answer, else 404 (a path
+/// that is no token, e.g. with `..` or escapes, is not looked up); another method there: 405;
+/// anything else: a permanent redirect to the same URL over HTTPS (400 without a usable `Host`).
+/// Every refusal has an empty body.
 async fn answer_http01<B>(
     responder: &ChallengeResponder,
     req: &http::Request<B>,
 ) -> Response<Body> {
     let path = req.uri().path();
     if let Some(token) = path.strip_prefix(HTTP01_PREFIX) {
+        if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
+            let mut refused = status(StatusCode::METHOD_NOT_ALLOWED);
+            refused
+                .headers_mut()
+                .insert(header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
+            return refused;
+        }
         return match responder.http01(token).await {
             Some(answer) => Response::builder()
                 .header(header::CONTENT_TYPE, "application/octet-stream")

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{ApiDefinition, GatewayConfig};
+use crate::control::renewals::{AcmeRenewal, AcmeStatus};
 use crate::error::GatewayError;
 use crate::prometheus::Exposition;
 
@@ -26,6 +27,22 @@ pub(crate) struct Domains;
 /// No manager.
 #[derive(Clone)]
 pub(crate) struct Manager;
+
+#[cfg(any(test, feature = "internals"))]
+pub(crate) fn no_manager() -> Manager {
+    Manager
+}
+
+/// The control API's answer for the ACME state.
+pub(crate) const OFF: &str = "this gateway is built without ACME (the acme feature): no certificate is obtained automatically";
+
+pub(crate) async fn status_report(_manager: &Manager) -> Option<AcmeStatus> {
+    None
+}
+
+pub(crate) async fn renewal_of(_manager: &Manager, _id: &tls_core::CertId) -> Option<AcmeRenewal> {
+    None
+}
 
 pub(crate) fn prepare(
     _config: &mut GatewayConfig,

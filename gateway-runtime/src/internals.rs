@@ -74,6 +74,7 @@ impl Control {
             store,
             Arc::new(GatewayMetrics::default()),
             Arc::new(String::new),
+            crate::acme::no_manager(),
         ))
     }
 

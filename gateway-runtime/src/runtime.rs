@@ -351,7 +351,8 @@ async fn start_proxy(
     Ok(proxy)
 }
 
-/// The control API, whose `/metrics` also shows the expiry monitor's figures and ACME's.
+/// The control API, whose `/metrics` also shows the expiry monitor's figures and ACME's, and
+/// whose `/tyk/acme` shows ACME's state.
 fn control_api(
     config: &Arc<GatewayConfig>,
     store: &CertStore,
@@ -359,10 +360,11 @@ fn control_api(
     monitor: Arc<MonitorObserver>,
     acme: crate::acme::Manager,
 ) -> ControlApi {
+    let manager = acme.clone();
     let extra_metrics: Arc<dyn Fn() -> String + Send + Sync> = Arc::new(move || {
         let mut out = crate::prometheus::Exposition::new();
         out.expiry(&monitor.figures());
-        crate::acme::render(&acme, &mut out);
+        crate::acme::render(&manager, &mut out);
         out.finish()
     });
     ControlApi::new(
@@ -370,6 +372,7 @@ fn control_api(
         store.clone(),
         Arc::clone(metrics),
         extra_metrics,
+        acme,
     )
 }
 

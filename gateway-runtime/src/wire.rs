@@ -1,4 +1,4 @@
-//! The control API's answers (`/tyk/certs`) as typed values, for clients such as `certctl`: the
+//! The control API's answers (`/tyk/certs`, and certgate's `/tyk/acme`) as typed values, for clients such as `certctl`: the
 //! same types the server writes its JSON from, in Tyk's shapes and field order, with
 //! `Deserialize` beside `Serialize`.
 //!
@@ -11,6 +11,7 @@
 
 pub use cert_store::{CertRole, CertUse};
 
+pub use crate::control::renewals::{AcmeNameStatus, AcmeRenewal, AcmeStatus};
 pub use crate::control::shapes::{
     ApiUses, AttributeTypeAndValue, CertificateBasics, CertificateMeta, CertificateStatus,
     DetailedList, GoTime, IdList, PkixName, StatusMessage,

@@ -9,62 +9,31 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use acme::testkit::{Pebble, free_port};
 use acme::{Commit, Coordinator as _, RedisCoordinator};
 use cert_store::testkit::RedisServer;
-use gateway_runtime::{Gateway, GatewayBuilder, GatewayConfig};
+use gateway_runtime::{Gateway, GatewayBuilder};
 use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject as _;
 use tls_core::Fingerprint;
 
 /// A gateway on Redis at `redis_port`, listening on `tls_port`, wanting a certificate for `name`.
 async fn gateway(redis_port: u16, tls_port: u16, pebble: &Pebble, name: &str) -> Gateway {
-    let ca_root = std::fs::read_to_string(pebble.https_root_path()).unwrap();
-    let config = serde_json::json!({
-        "listen_address": "127.0.0.1",
-        "listen_port": tls_port,
-        "secret": "fleet secret",
-        "storage": {"type": "redis", "host": "127.0.0.1", "port": redis_port},
-        "http_server_options": {
-            "use_ssl": true,
-            "acme": {
-                "enabled": true,
-                "directory": pebble.directory_url,
-                "accept_terms": true,
-                "domains": [name],
-                "challenges": ["tls-alpn-01"],
-                "ca_root": ca_root,
-            }
-        }
-    });
-    let config = GatewayConfig::from_json(&config.to_string(), Path::new("tyk.conf"), []).unwrap();
-    GatewayBuilder::new(config).start().await.unwrap()
+    let mut config =
+        support::acme_gateway_json(tls_port, pebble.acme_block(&[name], &["tls-alpn-01"]));
+    config["storage"] =
+        serde_json::json!({"type": "redis", "host": "127.0.0.1", "port": redis_port});
+    GatewayBuilder::new(support::config_from_json(&config))
+        .start()
+        .await
+        .unwrap()
 }
 
 /// The fingerprint served for `name` at `addr` to a client trusting `root`, once it verifies
 /// (at most 60 s).
 async fn served(addr: SocketAddr, name: &str, root: &CertificateDer<'static>) -> Fingerprint {
-    let started = Instant::now();
-    loop {
-        let answer = support::https_get(
-            addr,
-            name,
-            support::client_config(std::slice::from_ref(root), None),
-            "/",
-        )
-        .await;
-        if let Ok(answer) = answer {
-            return Fingerprint::of(&answer.server_cert);
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{addr} never served a verified certificate for {name}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    support::until_served(addr, name, root, None, String::new).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,7 +51,7 @@ async fn two_gateways_wanting_the_same_name_place_one_order_and_both_serve_it() 
         gateway(redis.port(), tls_a, &pebble, name),
         gateway(redis.port(), tls_b, &pebble, name)
     );
-    let root = CertificateDer::from_pem_slice(pebble.issuing_root_pem().as_bytes()).unwrap();
+    let root = pebble.issuing_root();
     let (served_a, served_b) = tokio::join!(
         served(a.local_addr(), name, &root),
         served(b.local_addr(), name, &root)
@@ -124,7 +93,7 @@ async fn a_dead_lock_holder_blocks_the_name_until_its_lock_expires_and_its_late_
         .expect("the lock is free");
     let started = Instant::now();
     let gateway = gateway(redis.port(), tls_port, &pebble, name).await;
-    let root = CertificateDer::from_pem_slice(pebble.issuing_root_pem().as_bytes()).unwrap();
+    let root = pebble.issuing_root();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         pebble.orders_created(),

@@ -18,9 +18,7 @@ use acme::{AcmeSettings, ChallengeKind, Outcome};
 use cert_store::{CertStore, Clock as _, ManualClock, MemoryStorage, StoreError, SystemClock};
 use expiry_monitor::{ChannelSink, EventType, ExpiryEvent};
 use gateway_runtime::{GatewayBuilder, GatewayConfig};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject as _;
-use tls_core::{CertId, EncodingSecret, Fingerprint};
+use tls_core::{CertId, EncodingSecret};
 
 /// The HTTP status curl gets from `https://<name>:<port>/`, resolving `name` to 127.0.0.1 and
 /// trusting only `root`; `None` when the handshake or verification fails.
@@ -47,9 +45,9 @@ fn curl_status(name: &str, port: u16, root: &Path) -> Option<String> {
         .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// A gateway configured for ACME with `challenges`, in front of a fresh Pebble; waits until
-/// curl verifies the certificate served for `name`.
-async fn issued_and_served(challenges: &[&str], name: &str) {
+/// A gateway configured for ACME with `challenges` and `key_type`, in front of a fresh Pebble;
+/// waits until curl verifies the certificate served for `name`, whose key is `key_label`.
+async fn issued_and_served(challenges: &[&str], name: &str, key_type: &str, key_label: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter("acme=debug,gateway_runtime=debug")
         .with_test_writer()
@@ -58,26 +56,10 @@ async fn issued_and_served(challenges: &[&str], name: &str) {
     let Some(pebble) = Pebble::start(http_port, tls_port) else {
         return;
     };
-    let ca_root = std::fs::read_to_string(pebble.https_root_path()).unwrap();
-    let config = serde_json::json!({
-        "listen_address": "127.0.0.1",
-        "listen_port": tls_port,
-        "secret": "acme test secret",
-        "http_server_options": {
-            "use_ssl": true,
-            "acme": {
-                "enabled": true,
-                "directory": pebble.directory_url,
-                "email": "ops@certgate.test",
-                "accept_terms": true,
-                "domains": [name],
-                "challenges": challenges,
-                "ca_root": ca_root,
-                "http_port": http_port,
-            }
-        }
-    });
-    let config = GatewayConfig::from_json(&config.to_string(), Path::new("tyk.conf"), []).unwrap();
+    let mut acme = pebble.acme_block(&[name], challenges);
+    acme["http_port"] = http_port.into();
+    acme["key_type"] = key_type.into();
+    let config = support::config_from_json(&support::acme_gateway_json(tls_port, acme));
     let gateway = GatewayBuilder::new(config).start().await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
@@ -119,17 +101,68 @@ async fn issued_and_served(challenges: &[&str], name: &str) {
         .flat_map(|meta| meta.dns_names.clone())
         .collect();
     assert_eq!(names, [name.to_owned()]);
+    let keys: Vec<_> = listed
+        .items
+        .iter()
+        .filter_map(|item| item.metadata.as_ref())
+        .map(|meta| meta.key.label())
+        .collect();
+    assert_eq!(keys, [key_label]);
     gateway.shutdown_within(Duration::from_secs(1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_alpn_01_is_validated_by_pebble_against_the_gateway_and_served_by_sni() {
-    issued_and_served(&["tls-alpn-01"], "alpn.certgate.test").await;
+    issued_and_served(&["tls-alpn-01"], "alpn.certgate.test", "", "ECDSA P-256").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_01_is_validated_by_pebble_against_the_gateway_and_served_by_sni() {
-    issued_and_served(&["http-01"], "http.certgate.test").await;
+    issued_and_served(
+        &["http-01"],
+        "http.certgate.test",
+        "ecdsa-p256",
+        "ECDSA P-256",
+    )
+    .await;
+}
+
+/// With aws-lc-rs (which generates RSA keys; *ring* cannot), `key_type: rsa-2048` gets an RSA
+/// certificate that curl verifies.
+#[cfg(feature = "aws-lc-rs")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rsa_2048_certificate_is_issued_and_served_with_aws_lc_rs() {
+    issued_and_served(
+        &["tls-alpn-01"],
+        "rsa.certgate.test",
+        "rsa-2048",
+        "RSA 2048",
+    )
+    .await;
+}
+
+/// On *ring* the configuration is refused at start, saying what to build with.
+#[cfg(not(feature = "aws-lc-rs"))]
+#[tokio::test]
+async fn rsa_2048_is_refused_at_start_without_aws_lc_rs() {
+    let json = serde_json::json!({
+        "listen_address": "127.0.0.1", "listen_port": 0, "secret": "acme test secret",
+        "http_server_options": {"use_ssl": true, "acme": {"enabled": true,
+            "directory": "https://127.0.0.1:9/dir", "accept_terms": true,
+            "domains": ["rsa.certgate.test"], "key_type": "rsa-2048"}},
+    });
+    let config = GatewayConfig::from_json(&json.to_string(), Path::new("tyk.conf"), []).unwrap();
+    let message = GatewayBuilder::new(config)
+        .start()
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        message.contains("http_server_options.acme.key_type")
+            && message.contains("aws-lc-rs feature"),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,40 +207,6 @@ async fn the_http_01_listener_redirects_everything_else_to_https() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&output.stdout), "404");
     gateway.shutdown_within(Duration::from_secs(1)).await;
-}
-
-/// The fingerprint of the certificate a fresh client trusting `root` is served for `name`.
-async fn served_fingerprint(
-    addr: std::net::SocketAddr,
-    name: &str,
-    root: &CertificateDer<'static>,
-) -> Option<Fingerprint> {
-    support::https_get(
-        addr,
-        name,
-        support::client_config(std::slice::from_ref(root), None),
-        "/",
-    )
-    .await
-    .ok()
-    .map(|answer| Fingerprint::of(&answer.server_cert))
-}
-
-/// Waits (at most 60 s) until new handshakes for `name` get the certificate `expected`.
-async fn until_served(
-    addr: std::net::SocketAddr,
-    name: &str,
-    root: &CertificateDer<'static>,
-    expected: Fingerprint,
-) {
-    let started = Instant::now();
-    while served_fingerprint(addr, name, root).await != Some(expected) {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{name} is never served {expected}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// A third of `lifetime`, to the nearest second (the manager's rule).
@@ -261,7 +260,7 @@ async fn renewal_happens_at_a_third_of_the_lifetime_and_a_refusing_ca_is_retried
         .await
         .unwrap();
     let manager = Arc::clone(gateway.acme().expect("ACME is on"));
-    let root = CertificateDer::from_pem_slice(pebble.issuing_root_pem().as_bytes()).unwrap();
+    let root = pebble.issuing_root();
 
     // The first certificate, obtained by the manager's own first check.
     let started = Instant::now();
@@ -276,7 +275,14 @@ async fn renewal_happens_at_a_third_of_the_lifetime_and_a_refusing_ca_is_retried
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    until_served(gateway.local_addr(), name, &root, first.fingerprint()).await;
+    support::until_served(
+        gateway.local_addr(),
+        name,
+        &root,
+        Some(first.fingerprint()),
+        || pebble.log(),
+    )
+    .await;
     let meta = store.get(&first).await.unwrap().metadata().clone();
     let (not_before, not_after) = (meta.not_before.unwrap(), meta.not_after.unwrap());
     let renew_at = not_after - a_third(not_after - not_before);
@@ -299,7 +305,14 @@ async fn renewal_happens_at_a_third_of_the_lifetime_and_a_refusing_ca_is_retried
     assert_eq!(previous.as_ref(), Some(&first));
     assert_ne!(second, first);
     assert_eq!(pebble.orders_created(), 2);
-    until_served(gateway.local_addr(), name, &root, second.fingerprint()).await;
+    support::until_served(
+        gateway.local_addr(),
+        name,
+        &root,
+        Some(second.fingerprint()),
+        || pebble.log(),
+    )
+    .await;
     assert!(
         matches!(store.get(&first).await, Err(StoreError::NotFound { .. })),
         "the replaced certificate is deleted"
@@ -349,7 +362,7 @@ async fn renewal_happens_at_a_third_of_the_lifetime_and_a_refusing_ca_is_retried
     );
     assert!(store.get(&second).await.is_ok());
     assert_eq!(
-        served_fingerprint(gateway.local_addr(), name, &root).await,
+        support::served_fingerprint(gateway.local_addr(), name, &root).await,
         Some(second.fingerprint())
     );
     gateway.shutdown_within(Duration::from_secs(1)).await;

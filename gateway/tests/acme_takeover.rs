@@ -5,18 +5,15 @@
 #[path = "../../gateway-runtime/tests/support/mod.rs"]
 mod support;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use acme::testkit::{Pebble, free_port};
 use cert_store::testkit::RedisServer;
-use gateway_runtime::{GatewayBuilder, GatewayConfig};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject as _;
+use gateway_runtime::GatewayBuilder;
 
 /// A configuration on Redis at `redis_port` wanting `name` by `http-01`, its answers on
-/// `http_port`; a stalled process keeps the name for `lock_seconds`.
+/// `http_port`; a stalled process keeps the name for 6 seconds.
 fn config(
     redis_port: u16,
     tls_port: u16,
@@ -24,25 +21,13 @@ fn config(
     pebble: &Pebble,
     name: &str,
 ) -> serde_json::Value {
-    serde_json::json!({
-        "listen_address": "127.0.0.1",
-        "listen_port": tls_port,
-        "secret": "fleet secret",
-        "storage": {"type": "redis", "host": "127.0.0.1", "port": redis_port},
-        "http_server_options": {
-            "use_ssl": true,
-            "acme": {
-                "enabled": true,
-                "directory": pebble.directory_url,
-                "accept_terms": true,
-                "domains": [name],
-                "challenges": ["http-01"],
-                "ca_root": pebble.https_root_path(),
-                "http_port": http_port,
-                "lock_ttl_seconds": 6,
-            }
-        }
-    })
+    let mut acme = pebble.acme_block(&[name], &["http-01"]);
+    acme["http_port"] = http_port.into();
+    acme["lock_ttl_seconds"] = 6.into();
+    let mut config = support::acme_gateway_json(tls_port, acme);
+    config["storage"] =
+        serde_json::json!({"type": "redis", "host": "127.0.0.1", "port": redis_port});
+    config
 }
 
 /// Waits (at most `limit`) until `done` holds.
@@ -102,34 +87,24 @@ async fn a_gateway_killed_mid_order_is_taken_over_once_its_lock_expires() {
 
     // A second gateway wants the same name: it waits for the dead process's lock to expire.
     let second = config(redis.port(), free_port(), validation_port, &pebble, name);
-    let second = GatewayConfig::from_json(&second.to_string(), Path::new("tyk.conf"), []).unwrap();
-    let gateway = GatewayBuilder::new(second).start().await.unwrap();
+    let gateway = GatewayBuilder::new(support::config_from_json(&second))
+        .start()
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         pebble.orders_created(),
         1,
         "nobody orders while the lock lives"
     );
-    let root = CertificateDer::from_pem_slice(pebble.issuing_root_pem().as_bytes()).unwrap();
-    let started = Instant::now();
-    let served = loop {
-        let answer = support::https_get(
-            gateway.local_addr(),
-            name,
-            support::client_config(std::slice::from_ref(&root), None),
-            "/",
-        )
-        .await;
-        if let Ok(answer) = answer {
-            break answer.server_cert;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "never taken over: {}",
-            pebble.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let served = support::until_served(
+        gateway.local_addr(),
+        name,
+        &pebble.issuing_root(),
+        None,
+        || format!("never taken over: {}", pebble.log()),
+    )
+    .await;
     assert!(
         killed_at.elapsed() >= Duration::from_secs(3),
         "taken over only once the lock expired"
@@ -140,7 +115,7 @@ async fn a_gateway_killed_mid_order_is_taken_over_once_its_lock_expires() {
         status
             .cert_id
             .map(|id| id.parse::<tls_core::CertId>().unwrap().fingerprint()),
-        Some(tls_core::Fingerprint::of(&served))
+        Some(served)
     );
     gateway.shutdown_within(Duration::from_secs(1)).await;
 }

@@ -414,6 +414,7 @@ impl ControlApi {
             Ok(cert) => {
                 let mut meta = CertificateMeta::new(id.to_string(), cert.metadata());
                 meta.key_decrypts = self.store.key_decrypts(&cert);
+                meta.acme = self.renewal_of(&id).await;
                 Ok(Some(meta))
             }
             Err(StoreError::Storage(e)) => Err(storage_failure(&e)),

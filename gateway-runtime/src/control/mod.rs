@@ -1,4 +1,5 @@
-//! The control API: Tyk's `/tyk/certs` certificate management, plus `/hello` and `/metrics`.
+//! The control API: Tyk's `/tyk/certs` certificate management, plus `/hello`, `/metrics` and
+//! the automatic certificates' state (`/tyk/acme`, see [`renewals`]).
 //!
 //! The listener asks [`ControlApi::matches`] whether a request is for the control API (it
 //! decides ports and handles control-API mutual TLS at the handshake) and passes it to
@@ -14,6 +15,7 @@
 
 mod certs;
 pub(crate) mod query;
+pub(crate) mod renewals;
 pub(crate) mod shapes;
 
 #[cfg(test)]
@@ -45,6 +47,8 @@ pub(crate) const CERTS: &str = "/tyk/certs";
 pub(crate) const CERT: &str = "/tyk/certs/{certID}";
 /// The APIs that use a certificate.
 pub(crate) const CERT_APIS: &str = "/tyk/certs/{certID}/apis";
+/// The automatic certificates' state (certgate's; see [`renewals`] for the choice of path).
+pub(crate) const ACME: &str = "/tyk/acme";
 
 /// Every route served: method and path template (OpenAPI's notation). Drives the
 /// "Method not supported" answers, and a test checks it against the OpenAPI document.
@@ -57,6 +61,7 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("POST", CERT),
     ("DELETE", CERT),
     ("GET", CERT_APIS),
+    ("GET", ACME),
 ];
 
 /// Most missing certificate IDs `/hello` lists (the count is always complete).
@@ -74,6 +79,8 @@ pub(crate) struct ControlApi {
     store: CertStore,
     metrics: Arc<GatewayMetrics>,
     extra_metrics: Arc<dyn Fn() -> String + Send + Sync>,
+    /// The automatic certificates' manager, when ACME is on.
+    acme: crate::acme::Manager,
     /// The configured secret as an HMAC tag under `auth_key`; `None` when the secret is empty,
     /// which refuses every request.
     secret_tag: Option<hmac::Tag>,
@@ -114,6 +121,7 @@ fn route(path: &str) -> Option<Matched<'_>> {
         ["tyk", "certs"] => (CERTS, None),
         ["tyk", "certs", id] => (CERT, Some(*id)),
         ["tyk", "certs", id, "apis"] => (CERT_APIS, Some(*id)),
+        ["tyk", "acme"] => (ACME, None),
         _ => return None,
     };
     Some(Matched { template, cert_id })
@@ -121,12 +129,13 @@ fn route(path: &str) -> Option<Matched<'_>> {
 
 impl ControlApi {
     /// A handler over `store`. `extra_metrics` is appended to `/metrics` (e.g. the expiry
-    /// monitor's counters).
+    /// monitor's counters); `acme` answers `/tyk/acme` and the certificates' renewal state.
     pub(crate) fn new(
         config: Arc<GatewayConfig>,
         store: CertStore,
         metrics: Arc<GatewayMetrics>,
         extra_metrics: Arc<dyn Fn() -> String + Send + Sync>,
+        acme: crate::acme::Manager,
     ) -> Self {
         let rng = ring::rand::SystemRandom::new();
         let auth_key = hmac::Key::generate(hmac::HMAC_SHA256, &rng)
@@ -143,6 +152,7 @@ impl ControlApi {
             store,
             metrics,
             extra_metrics,
+            acme,
             secret_tag,
             auth_key,
             requests: Mutex::new(BTreeMap::new()),
@@ -234,6 +244,7 @@ impl ControlApi {
             (&Method::GET, CERT) => self.get(id).await,
             (&Method::DELETE, CERT) => self.delete(id, &query).await,
             (&Method::GET, CERT_APIS) => self.apis(id),
+            (&Method::GET, ACME) => self.acme_status().await,
             _ => method_not_supported(matched.template),
         }
     }

@@ -195,6 +195,10 @@ pub struct CertificateMeta {
     /// with this node's secret (absent when there is no key). Tyk answers 404 for such a key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_decrypts: Option<bool>,
+    /// certgate's addition, which Tyk clients ignore: the renewal state of a certificate that
+    /// automatic certificates (ACME) manage (absent for any other).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme: Option<super::renewals::AcmeRenewal>,
 }
 
 impl CertificateMeta {
@@ -219,6 +223,7 @@ impl CertificateMeta {
             dns_names: meta.dns_names.clone(),
             is_ca: meta.is_ca,
             key_decrypts: None,
+            acme: None,
         }
     }
 }

@@ -11,6 +11,7 @@ mod errors;
 mod openapi;
 mod over_http;
 mod property;
+mod renewals;
 mod routes;
 mod tyk_messages;
 mod undecryptable;
@@ -67,6 +68,16 @@ impl Fixture {
         clock: Arc<ManualClock>,
         configure: impl FnOnce(&mut GatewayConfig),
     ) -> Self {
+        Self::over_with_acme(store, clock, configure, crate::acme::no_manager())
+    }
+
+    /// A fixture whose control API shows `acme`'s state.
+    pub(super) fn over_with_acme(
+        store: CertStore,
+        clock: Arc<ManualClock>,
+        configure: impl FnOnce(&mut GatewayConfig),
+        acme: crate::acme::Manager,
+    ) -> Self {
         let mut config = GatewayConfig::default();
         config.secret = SECRET.to_owned();
         configure(&mut config);
@@ -75,6 +86,7 @@ impl Fixture {
             store.clone(),
             Arc::new(GatewayMetrics::default()),
             Arc::new(|| "# extra\ncertgate_extra_total 7\n".to_owned()),
+            acme,
         );
         Self {
             api: Arc::new(api),

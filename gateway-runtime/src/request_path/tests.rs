@@ -137,6 +137,11 @@ fn the_attack_forms_never_reach_the_admin_api_through_the_open_one() {
         "the control API sees the cleaned path, and its own authentication applies"
     );
     assert_eq!(
+        route_request(&apis, "gw.example", "/pub/open/../../tyk/acme", false),
+        Routed::Control("/tyk/acme".into()),
+        "certgate's ACME status is under the control API's own prefix"
+    );
+    assert_eq!(
         route_request(&apis, "gw.example", "/strip/a/./b//c?q=/../", false),
         Routed::Api {
             api_id: "strip".into(),

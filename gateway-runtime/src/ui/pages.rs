@@ -241,6 +241,25 @@ fn go_time(text: Option<&str>) -> Option<OffsetDateTime> {
         .filter(|t| t.year() > 1)
 }
 
+/// The `acme` field of the details (certgate's `AcmeRenewal`) in words: `renewed
+/// automatically for NAME; next renewal DATE; 2 failures, last: ...`.
+fn renewal_text(value: &Value) -> String {
+    let name = value.get("name").and_then(Value::as_str).unwrap_or("?");
+    let next = go_time(value.get("next_renewal").and_then(Value::as_str)).map_or_else(
+        || "due now".to_owned(),
+        |at| format!("next renewal {}", date(at)),
+    );
+    let failures = value.get("failures").and_then(Value::as_u64).unwrap_or(0);
+    let mut out = format!("renewed automatically (ACME) for {name}; {next}");
+    if failures > 0 {
+        out.push_str(&format!("; {}", plural(failures as i64, "failure")));
+    }
+    if let Some(error) = value.get("last_error").and_then(Value::as_str) {
+        out.push_str(&format!(", last: {error}"));
+    }
+    out
+}
+
 /// A `pkix.Name` as the API gives it, written as `CN=…, O=…`.
 fn dn(value: &Value) -> String {
     let Some(object) = value.as_object() else {
@@ -768,6 +787,7 @@ impl CertificateUi {
                             "not_before" | "not_after" => {
                                 go_time(value.as_str()).map_or_else(|| "none".into(), date)
                             }
+                            "acme" => renewal_text(value),
                             _ => text(value),
                         };
                         (key.clone(), shown)
@@ -988,6 +1008,22 @@ mod tests {
         );
         assert_eq!(status(None, false, now, w).0, "none");
         assert_eq!(status(None, true, now, w).0, "problem");
+    }
+
+    #[test]
+    fn the_renewal_state_reads_as_a_sentence() {
+        let state = serde_json::json!({"name": "api.example.com",
+            "next_renewal": "2026-03-25T10:46:00Z", "failures": 0, "last_error": null});
+        assert_eq!(
+            renewal_text(&state),
+            "renewed automatically (ACME) for api.example.com; next renewal 2026-03-25 10:46 UTC"
+        );
+        let state = serde_json::json!({"name": "api.example.com", "next_renewal": null,
+            "failures": 2, "last_error": "the ACME CA could not validate api.example.com: ..."});
+        assert_eq!(
+            renewal_text(&state),
+            "renewed automatically (ACME) for api.example.com; due now; 2 failures, last: the ACME CA could not validate api.example.com: ..."
+        );
     }
 
     #[test]

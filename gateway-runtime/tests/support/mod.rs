@@ -1,5 +1,6 @@
 //! Test support for the gateway: the test PKI (from `certgate-test-support`), a TLS client speaking HTTP/1.1, an echo upstream,
-//! and a gateway over a memory store.
+//! a gateway over a memory store, and the gateway side of the ACME tests (Pebble's side is
+//! `acme::testkit`).
 #![allow(dead_code, reason = "each test crate uses a different part")]
 
 use std::net::SocketAddr;
@@ -222,4 +223,68 @@ pub(crate) async fn tls_control(
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+/// The configuration of a TLS gateway on 127.0.0.1:`tls_port` with `acme` as its
+/// `http_server_options.acme` (e.g. `acme::testkit::Pebble::acme_block`), as JSON, for a test
+/// to add to (`storage`) and load or write to a file.
+pub(crate) fn acme_gateway_json(tls_port: u16, acme: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "listen_address": "127.0.0.1",
+        "listen_port": tls_port,
+        "secret": "acme test secret",
+        "http_server_options": {"use_ssl": true, "acme": acme},
+    })
+}
+
+/// A configuration from JSON text as the `gateway` binary reads it.
+pub(crate) fn config_from_json(json: &serde_json::Value) -> GatewayConfig {
+    GatewayConfig::from_json(&json.to_string(), std::path::Path::new("tyk.conf"), [])
+        .expect("a valid configuration")
+}
+
+/// The fingerprint of the certificate a fresh client trusting only `root` is served for
+/// `name` at `addr`; `None` while no verified handshake succeeds.
+pub(crate) async fn served_fingerprint(
+    addr: SocketAddr,
+    name: &str,
+    root: &CertificateDer<'static>,
+) -> Option<tls_core::Fingerprint> {
+    https_get(
+        addr,
+        name,
+        client_config(std::slice::from_ref(root), None),
+        "/",
+    )
+    .await
+    .ok()
+    .map(|answer| tls_core::Fingerprint::of(&answer.server_cert))
+}
+
+/// Waits (at most 60 s) until new handshakes for `name` at `addr` get a certificate that
+/// `root` verifies (`expected`, when given); returns its fingerprint. `context` (e.g. Pebble's
+/// log) goes into the failure message.
+pub(crate) async fn until_served(
+    addr: SocketAddr,
+    name: &str,
+    root: &CertificateDer<'static>,
+    expected: Option<tls_core::Fingerprint>,
+    context: impl Fn() -> String,
+) -> tls_core::Fingerprint {
+    let started = std::time::Instant::now();
+    loop {
+        let served = served_fingerprint(addr, name, root).await;
+        if let Some(fingerprint) = served
+            && expected.is_none_or(|e| e == fingerprint)
+        {
+            return fingerprint;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "{addr} never served {} for {name}: {}",
+            expected.map_or_else(|| "a verified certificate".to_owned(), |e| e.to_string()),
+            context()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
