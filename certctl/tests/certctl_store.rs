@@ -5,11 +5,14 @@
 //! Uploads are judged at the manifest's `generated_at` (`--at`), never at the wall clock. The
 //! Redis tests skip when `redis-server` is not installed, unless `CI=true`.
 
+mod support;
+
 use std::process::{Command, Output};
 use std::sync::Arc;
 
 use cert_store::{CertStore, ManualClock, MemoryStorage};
 use serde_json::Value;
+use support::InProcessGateway;
 use test_support::redis::{RedisCluster, RedisSentinels, RedisServer};
 use test_support::vectors::{self, Vectors, generated_at};
 use time::format_description::well_known::Rfc3339;
@@ -445,71 +448,45 @@ fn target_mistakes_are_clear_errors() {
 
 /// An in-process gateway (memory store, clock at `generated_at`) serving the control API on a
 /// loopback port, for the `--url` mode.
-struct TestGateway {
-    runtime: tokio::runtime::Runtime,
-    gateway: Option<gateway_runtime::Gateway>,
-    url: String,
-}
-
-impl TestGateway {
-    fn start() -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let config = gateway_runtime::GatewayConfig::from_json(
-            &format!(
-                r#"{{"listen_address": "127.0.0.1", "listen_port": 0, "secret": "{CONTROL_SECRET}"}}"#
-            ),
-            std::path::Path::new("certctl-test.json"),
-            Vec::new(),
-        )
-        .unwrap();
-        let api = gateway_runtime::ApiDefinition::from_json(
-            &format!(
-                r#"{{"api_id": "api-with-ca", "proxy": {{"listen_path": "/a/", "target_url": "http://127.0.0.1:9"}},
-                    "use_mutual_tls_auth": true, "client_certificates": ["{}"]}}"#,
-                id("root_ca_only", "org1")
-            ),
-            std::path::Path::new("api.json"),
-        )
-        .unwrap();
-        let gateway = runtime.block_on(async {
+fn test_gateway() -> InProcessGateway {
+    let config = gateway_runtime::GatewayConfig::from_json(
+        &format!(
+            r#"{{"listen_address": "127.0.0.1", "listen_port": 0, "secret": "{CONTROL_SECRET}"}}"#
+        ),
+        std::path::Path::new("certctl-test.json"),
+        Vec::new(),
+    )
+    .unwrap();
+    let api = gateway_runtime::ApiDefinition::from_json(
+        &format!(
+            r#"{{"api_id": "api-with-ca", "proxy": {{"listen_path": "/a/", "target_url": "http://127.0.0.1:9"}},
+                "use_mutual_tls_auth": true, "client_certificates": ["{}"]}}"#,
+            id("root_ca_only", "org1")
+        ),
+        std::path::Path::new("api.json"),
+    )
+    .unwrap();
+    InProcessGateway::start(
+        async move || {
             let store = CertStore::builder(Arc::new(MemoryStorage::new()))
                 .clock(Arc::new(ManualClock::new(generated_at())))
                 .build();
             gateway_runtime::GatewayBuilder::new(config)
                 .store(store)
                 .apis(vec![api])
-                .start()
-                .await
-                .unwrap()
-        });
-        let url = format!(
-            "http://{}",
-            gateway.control_addr().unwrap_or(gateway.local_addr())
-        );
-        Self {
-            runtime,
-            gateway: Some(gateway),
-            url,
-        }
-    }
-}
-
-impl Drop for TestGateway {
-    fn drop(&mut self) {
-        if let Some(gateway) = self.gateway.take() {
-            self.runtime
-                .block_on(gateway.shutdown_within(std::time::Duration::from_secs(1)));
-        }
-    }
+        },
+        |gateway| {
+            format!(
+                "http://{}",
+                gateway.control_addr().unwrap_or(gateway.local_addr())
+            )
+        },
+    )
 }
 
 #[test]
 fn store_commands_work_against_a_gateway() {
-    let gateway = TestGateway::start();
+    let gateway = test_gateway();
     let target = ["--url", gateway.url.as_str(), "--secret", CONTROL_SECRET];
     let root = id("root_ca_only", "org1");
     let leaf = id("leaf-p256-traditional", "org1");

@@ -2,11 +2,14 @@
 //! without mutual TLS: `--cacert`, `--insecure`, `--cert`/`--key`, and the `CERTCTL_*`
 //! environment variables. The PKI (from `certgate-test-support`) is made for the real clock.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
 use cert_store::{CertStore, MemoryStorage};
+use support::InProcessGateway;
 use test_support::pki::{self, TestCa, Usage};
 use time::Duration;
 
@@ -57,20 +60,9 @@ fn path_text(path: &Path) -> String {
 }
 
 /// An in-process gateway with `use_ssl` on and the control API on the gateway port.
-struct TlsGateway {
-    runtime: tokio::runtime::Runtime,
-    gateway: Option<gateway_runtime::Gateway>,
-    url: String,
-}
-
-impl TlsGateway {
-    fn start(pki: &Pki, control_mtls: bool) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let gateway = runtime.block_on(async {
+fn tls_gateway(pki: &Pki, control_mtls: bool) -> InProcessGateway {
+    InProcessGateway::start(
+        async move || {
             let store = CertStore::builder(Arc::new(MemoryStorage::new())).build();
             let org = tls_core::OrgId::default();
             let server_id = store.add(&pki.server_bundle, &org).await.unwrap();
@@ -85,28 +77,10 @@ impl TlsGateway {
                 Vec::new(),
             )
             .unwrap();
-            gateway_runtime::GatewayBuilder::new(config)
-                .store(store)
-                .start()
-                .await
-                .unwrap()
-        });
-        let url = format!("https://localhost:{}", gateway.local_addr().port());
-        Self {
-            runtime,
-            gateway: Some(gateway),
-            url,
-        }
-    }
-}
-
-impl Drop for TlsGateway {
-    fn drop(&mut self) {
-        if let Some(gateway) = self.gateway.take() {
-            self.runtime
-                .block_on(gateway.shutdown_within(std::time::Duration::from_secs(1)));
-        }
-    }
+            gateway_runtime::GatewayBuilder::new(config).store(store)
+        },
+        |gateway| format!("https://localhost:{}", gateway.local_addr().port()),
+    )
 }
 
 /// Runs certctl with a clean environment plus `env`.
@@ -172,7 +146,7 @@ fn fails(args: &[&str], env: &[(&str, &str)]) -> String {
 #[test]
 fn certctl_manages_a_tls_control_api() {
     let pki = Pki::new();
-    let gateway = TlsGateway::start(&pki, false);
+    let gateway = tls_gateway(&pki, false);
     let ca = pki.file("ca.pem");
     let target = [
         "--url",
@@ -327,7 +301,7 @@ fn certctl_manages_a_tls_control_api() {
 #[test]
 fn certctl_uses_a_client_certificate_when_the_control_api_requires_one() {
     let pki = Pki::new();
-    let gateway = TlsGateway::start(&pki, true);
+    let gateway = tls_gateway(&pki, true);
     let ca = pki.file("ca.pem");
     let target = [
         "--url",

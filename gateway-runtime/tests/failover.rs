@@ -12,12 +12,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use cert_store::{CertStorage, CertStore, RedisConfig, RedisConnection, RedisStorage};
+use cert_store::{RedisConfig, RedisConnection};
 use gateway_runtime::GatewayConfig;
-use support::{client_config, https_get, start, tls_config, tls_control};
+use support::{
+    STORE_SECRET, client_config, https_get, redis_store, start, tls_config, tls_control,
+};
 use test_support::pki::TestCa;
 use test_support::redis::{RedisCluster, RedisSentinels};
-use tls_core::{EncodingSecret, OrgId};
+use tls_core::OrgId;
 
 const SECRET: &str = "control-secret";
 
@@ -30,17 +32,6 @@ async fn control(
     body: &[u8],
 ) -> Result<(u16, String), String> {
     tls_control(addr, "a.test", pki, SECRET, (method, path, body)).await
-}
-
-async fn redis_store(connection: RedisConnection) -> CertStore {
-    let storage = RedisStorage::connect(
-        RedisConfig::new(connection).with_min_replicas_to_ack(1, Duration::from_secs(1)),
-    )
-    .await
-    .expect("connect");
-    CertStore::builder(Arc::new(storage) as Arc<dyn CertStorage>)
-        .encoding_secret(EncodingSecret::new("test secret"))
-        .build()
 }
 
 /// Kills the master holding a key and brings the deployment back to full strength.
@@ -92,7 +83,10 @@ impl Failover for RedisSentinels {
 async fn failover_under_a_gateway_pair(topology: &mut impl Failover) {
     let pki = Arc::new(TestCa::root("failover ca"));
     let org = "failover-org";
-    let store_a = redis_store(topology.connection()).await;
+    let store_a = redis_store(
+        RedisConfig::new(topology.connection()).with_min_replicas_to_ack(1, Duration::from_secs(1)),
+    )
+    .await;
     let mut config = tls_config();
     let mut served = Vec::new();
     for name in ["a.test", "b.test", "c.test"] {
@@ -110,7 +104,7 @@ async fn failover_under_a_gateway_pair(topology: &mut impl Failover) {
     let gateway_a = start(config.clone(), store_a, Vec::new()).await;
     // B's store comes from a tyk.conf `storage` section, as the gateway binary builds it.
     let conf = serde_json::json!({"storage": topology.storage_json(),
-        "security": {"private_certificate_encoding_secret": "test secret"}});
+        "security": {"private_certificate_encoding_secret": STORE_SECRET}});
     let parsed = GatewayConfig::from_json(
         &conf.to_string(),
         std::path::Path::new("tyk.conf"),

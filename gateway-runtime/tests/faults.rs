@@ -9,14 +9,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use cert_store::{CertStorage, CertStore, RedisConfig, RedisStorage};
+use cert_store::RedisConfig;
 use rustls::pki_types::ServerName;
 use support::{
-    client_config, https_get, memory_store, redis_command, start, tls_config, tls_control,
+    client_config, https_get, memory_store, redis_command, redis_store, start, tls_config,
+    tls_control,
 };
 use test_support::pki::TestCa;
 use test_support::redis::RedisServer;
-use tls_core::{EncodingSecret, OrgId};
+use tls_core::OrgId;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -32,15 +33,6 @@ async fn control(
     body: &[u8],
 ) -> Result<(u16, String), String> {
     tls_control(addr, sni, roots, SECRET, (method, path, body)).await
-}
-
-async fn redis_store(server: &RedisServer) -> CertStore {
-    let storage = RedisStorage::connect(RedisConfig::new(server.connection()))
-        .await
-        .expect("connect");
-    CertStore::builder(Arc::new(storage) as Arc<dyn CertStorage>)
-        .encoding_secret(EncodingSecret::new("test secret"))
-        .build()
 }
 
 /// Waits until `check` is true, for at most `limit`.
@@ -65,7 +57,7 @@ async fn a_redis_outage_keeps_handshakes_working_answers_503_and_recovers_withou
         return;
     };
     let pki = TestCa::root("outage ca");
-    let store = redis_store(&server).await;
+    let store = redis_store(RedisConfig::new(server.connection())).await;
     let org = OrgId::new("outage-org").unwrap();
     let mut config = tls_config();
     let mut ids = Vec::new();
@@ -193,7 +185,7 @@ async fn a_record_corrupted_in_redis_is_not_served_and_the_others_are() {
         return;
     };
     let pki = TestCa::root("corrupt ca");
-    let store = redis_store(&server).await;
+    let store = redis_store(RedisConfig::new(server.connection())).await;
     let (broken_cert, healthy_cert) = (pki.server(&["broken.test"]), pki.server(&["ok.test"]));
     let broken = store
         .add(&broken_cert.bundle(), &OrgId::EMPTY)
@@ -217,7 +209,12 @@ async fn a_record_corrupted_in_redis_is_not_served_and_the_others_are() {
     // A gateway over a fresh store: the corrupted record was never cached.
     let mut config = tls_config();
     config.http_server_options.ssl_certificates = vec![(&healthy).into(), (&broken).into()];
-    let gateway = start(config, redis_store(&server).await, Vec::new()).await;
+    let gateway = start(
+        config,
+        redis_store(RedisConfig::new(server.connection())).await,
+        Vec::new(),
+    )
+    .await;
     let addr = gateway.local_addr();
     let client = || client_config(&[pki.ca_der()], None);
     let served = https_get(addr, "ok.test", client(), "/").await.unwrap();

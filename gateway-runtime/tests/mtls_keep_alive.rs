@@ -13,9 +13,9 @@ use http_body_util::{BodyExt as _, Empty};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
-use support::{api, client_config, echo_upstream, start, tls_config};
+use support::{api, client_config, echo_upstream, start, store_builder, tls_config};
 use test_support::pki::{Leaf, TestCa};
-use tls_core::{EncodingSecret, OrgId};
+use tls_core::OrgId;
 
 async fn add(store: &CertStore, pem: &str) -> String {
     store.add(pem, &OrgId::EMPTY).await.unwrap().to_string()
@@ -145,8 +145,7 @@ async fn a_changed_client_policy_applies_to_the_next_request_of_an_open_connecti
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_connection_is_refused_once_its_client_certificate_expires() {
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
-    let store = CertStore::builder(Arc::new(MemoryStorage::new()))
-        .encoding_secret(EncodingSecret::new("test secret"))
+    let store = store_builder(Arc::new(MemoryStorage::new()))
         .clock(Arc::clone(&clock) as Arc<dyn cert_store::Clock>)
         .build();
     let (server_pki, client_pki) = (TestCa::root("server ca"), TestCa::root("client ca"));

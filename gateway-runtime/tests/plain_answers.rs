@@ -9,15 +9,14 @@ mod support;
 mod upstream;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use cert_store::{CertStorage, CertStore, RedisConfig, RedisStorage};
+use cert_store::RedisConfig;
 use rustls::pki_types::ServerName;
-use support::{client_config, redis_command, start, tls_config};
+use support::{client_config, redis_command, redis_store, start, tls_config};
 use test_support::pki::TestCa;
 use test_support::redis::RedisServer;
-use tls_core::{EncodingSecret, OrgId};
+use tls_core::OrgId;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -210,12 +209,7 @@ async fn no_answer_shows_internals_with_bad_inputs_a_corrupted_record_oom_or_red
         return;
     };
     let pki = TestCa::root("plain ca");
-    let storage = RedisStorage::connect(RedisConfig::new(server.connection()))
-        .await
-        .expect("connect");
-    let store = CertStore::builder(Arc::new(storage) as Arc<dyn CertStorage>)
-        .encoding_secret(EncodingSecret::new("test secret"))
-        .build();
+    let store = redis_store(RedisConfig::new(server.connection())).await;
     let org = OrgId::new("o").unwrap();
     let served = store
         .add(&pki.server(&["api.test"]).bundle(), &org)

@@ -6,17 +6,17 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cert_store::{CertStorage, CertStore, RedisConfig, RedisStorage};
+use cert_store::{CertStore, RedisConfig};
 use gateway_runtime::Gateway;
 use support::{
-    api, client_config, echo_upstream, https_get, redis_command, start, tls_config, tls_control,
+    api, client_config, echo_upstream, https_get, redis_command, redis_storage, start,
+    store_builder, tls_config, tls_control,
 };
 use test_support::pki::{Leaf, TestCa};
 use test_support::redis::RedisServer;
-use tls_core::{EncodingSecret, OrgId};
+use tls_core::OrgId;
 
 const SECRET: &str = "control-secret";
 
@@ -36,11 +36,7 @@ async fn control(
 /// A store over `server` whose cache entries expire quickly, as they do after minutes in
 /// production: the attack waited that long between the flush and the next add.
 async fn redis_store(server: &RedisServer) -> CertStore {
-    let storage = RedisStorage::connect(RedisConfig::new(server.connection()))
-        .await
-        .expect("connect");
-    CertStore::builder(Arc::new(storage) as Arc<dyn CertStorage>)
-        .encoding_secret(EncodingSecret::new("test secret"))
+    store_builder(redis_storage(RedisConfig::new(server.connection())).await)
         .cache_ttl(Duration::from_millis(300))
         .build()
 }

@@ -5,14 +5,12 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use cert_store::{CertStorage, CertStore, RedisConfig, RedisStorage};
-use support::{redis_command, start, tls_config, tls_control};
+use cert_store::RedisConfig;
+use support::{redis_command, redis_store, start, tls_config, tls_control};
 use test_support::pki::TestCa;
 use test_support::redis::RedisServer;
-use tls_core::EncodingSecret;
 
 const SECRET: &str = "control-secret";
 
@@ -55,10 +53,7 @@ async fn adds_answered_503_while_redis_is_paused_are_safe_to_retry() {
     let pki = TestCa::root("outcome ca");
     let mut redis = RedisConfig::new(server.connection());
     redis.connection.response_timeout = Duration::from_millis(500);
-    let storage = RedisStorage::connect(redis).await.expect("connect");
-    let store = CertStore::builder(Arc::new(storage) as Arc<dyn CertStorage>)
-        .encoding_secret(EncodingSecret::new("test secret"))
-        .build();
+    let store = redis_store(redis).await;
     let served = store
         .add(&pki.server(&["api.test"]).bundle(), &tls_core::OrgId::EMPTY)
         .await

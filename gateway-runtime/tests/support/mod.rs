@@ -1,13 +1,15 @@
 //! Test support for the gateway: the test PKI (from `certgate-test-support`), a TLS client speaking HTTP/1.1, an echo upstream,
-//! a gateway over a memory store, and the gateway side of the ACME tests (Pebble's side is
-//! `acme::testkit`).
+//! test stores (memory or Redis, with the test secret), a gateway over one, and the gateway side
+//! of the ACME tests (Pebble's side is `acme::testkit`).
 #![allow(dead_code, reason = "each test crate uses a different part")]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cert_store::{CertStore, MemoryStorage};
+use cert_store::{
+    CertStorage, CertStore, CertStoreBuilder, MemoryStorage, RedisConfig, RedisStorage,
+};
 use gateway_runtime::{ApiDefinition, Gateway, GatewayBuilder, GatewayConfig};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -18,11 +20,31 @@ use tls_core::EncodingSecret;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-/// A memory store with a known secret.
+/// The encoding secret of the test stores.
+pub(crate) const STORE_SECRET: &str = "test secret";
+
+/// A store builder over `storage` with the test secret ([`STORE_SECRET`]).
+pub(crate) fn store_builder(storage: Arc<dyn CertStorage>) -> CertStoreBuilder {
+    CertStore::builder(storage).encoding_secret(EncodingSecret::new(STORE_SECRET))
+}
+
+/// A memory store with the test secret.
 pub(crate) fn memory_store() -> CertStore {
-    CertStore::builder(Arc::new(MemoryStorage::new()))
-        .encoding_secret(EncodingSecret::new("test secret"))
-        .build()
+    store_builder(Arc::new(MemoryStorage::new())).build()
+}
+
+/// Redis storage with `config` (panics when it cannot connect).
+pub(crate) async fn redis_storage(config: RedisConfig) -> Arc<dyn CertStorage> {
+    Arc::new(
+        RedisStorage::connect(config)
+            .await
+            .expect("connect to the test Redis"),
+    )
+}
+
+/// A store over Redis with `config` and the test secret.
+pub(crate) async fn redis_store(config: RedisConfig) -> CertStore {
+    store_builder(redis_storage(config).await).build()
 }
 
 /// A gateway configuration with TLS on 127.0.0.1:0.
