@@ -16,16 +16,13 @@ use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
+use tls_core::danger::AcceptAnyServerCertificate;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::client::danger::{
-    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
-};
-use tokio_rustls::rustls::crypto::WebPkiSupportedAlgorithms;
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use tokio_rustls::rustls::{self, ClientConfig, DigitallySignedStruct, RootCertStore};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 
 /// How long one request may take, connection and TLS handshake included.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -206,7 +203,7 @@ fn client_config(options: &TlsOptions) -> Result<ClientConfig, String> {
         );
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyServerCertificate(
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCertificate::new(
                 provider.signature_verification_algorithms,
             )))
     } else {
@@ -325,46 +322,6 @@ fn chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
-}
-
-/// `--insecure`: any certificate is accepted, but the handshake's signatures are still checked
-/// with the provider's algorithms (so the peer holds the key of the certificate it sent).
-#[derive(Debug)]
-struct AnyServerCertificate(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for AnyServerCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.supported_schemes()
-    }
 }
 
 /// Everything but RFC 3986's unreserved characters is escaped.

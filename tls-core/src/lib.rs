@@ -9,7 +9,9 @@
 //!   RFC 1423), [`StoredKey`]; plaintext keys are [`PrivateKey`]s that wipe themselves.
 //! - Records: [`Upload::seal`] gives a [`Record`], [`Record::encode`]/[`Record::decode`] convert
 //!   to and from Tyk's stored text.
-//! - rustls: [`Record::certified_key`] and [`Upload::certified_key`].
+//! - rustls: [`Record::certified_key`] and [`Upload::certified_key`]; the backend in [`crypto`];
+//!   [`danger::AcceptAnyServerCertificate`], the one verifier for settings that skip
+//!   certificate verification.
 //!
 //! ```
 //! use tls_core::{EncodingSecret, KeyFormat, OrgId, Record, Upload};
@@ -29,6 +31,7 @@
 //! ```
 
 pub mod crypto;
+pub mod danger;
 mod entry;
 mod error;
 mod id;

@@ -1,7 +1,8 @@
 //! Upstream verification that is weaker than the default; used only when the configuration asks
 //! for it, and logged at warn level whenever such a verifier is built.
 //!
-//! - [`NoVerification`]: `proxy.transport.ssl_insecure_skip_verify` (or the global
+//! - [`AcceptAnyServerCertificate`] (tls-core's, which certctl's `--insecure` uses too):
+//!   `proxy.transport.ssl_insecure_skip_verify` (or the global
 //!   `proxy_ssl_insecure_skip_verify`) with no pins for the host. Any certificate is accepted;
 //!   only the handshake signature is checked (the server holds the key of the certificate it
 //!   sent).
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use tls_core::danger::AcceptAnyServerCertificate;
 
 use super::pins::{PinMismatch, PinSet, cert_pin};
 
@@ -47,30 +49,9 @@ pub(crate) fn insecure_verifier(
                 upstream = host,
                 "ssl_insecure_skip_verify: upstream certificates are not verified"
             );
-            Arc::new(NoVerification { algorithms })
+            Arc::new(AcceptAnyServerCertificate::new(algorithms))
         }
     }
-}
-
-/// Accepts any server certificate; checks handshake signatures only.
-#[derive(Debug)]
-pub(crate) struct NoVerification {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    crate::tls::verify_signatures_with!(algorithms);
 }
 
 /// Pins as the only check (see the module docs).
