@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cert_store::{CertStorage, CertStore, RedisConfig, RedisStorage, StoreError};
+use cert_store::{CertStorage, CertStore, RedisConfig, RedisStorage, StorageErrorKind, StoreError};
 use common::{VECTOR_SECRET, generated_at, store_over, vector};
 use redis::AsyncCommands as _;
 use test_support::redis::{RedisServer, raw};
@@ -204,4 +204,105 @@ async fn a_redis_outage_keeps_cached_certificates_and_recovers_without_restart()
         .unwrap();
     assert_eq!(listed.items, [cached.clone(), uncached.clone(), added]);
     store.certified_key(&uncached).await.unwrap();
+}
+
+/// Makes `replica` a replica of `master` and waits until it acknowledges writes.
+async fn replicate(replica: &RedisServer, master: &RedisServer) {
+    let () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(master.port())
+        .query_async(&mut raw(replica).await)
+        .await
+        .unwrap();
+    let mut master = raw(master).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let () = master.set("replication-probe", "1").await.unwrap();
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(200)
+            .query_async(&mut master)
+            .await
+            .unwrap();
+        if acked == 1 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica did not sync within 20 s"
+        );
+    }
+}
+
+/// A store whose writes wait for one replica (`min_replicas_to_ack = 1`), on a connection of
+/// its own.
+async fn replicated_store(master: &RedisServer) -> CertStore {
+    let config = RedisConfig::new(master.connection())
+        .with_min_replicas_to_ack(1, Duration::from_millis(300));
+    let storage = RedisStorage::connect(config).await.expect("connect");
+    store_over(Arc::new(storage) as Arc<dyn CertStorage>)
+}
+
+/// Retries of an add whose `WAIT` timed out, with `min_replicas_to_ack` (the lost write of
+/// dd5913d): the first attempt leaves its record on the master only, and a retry that finds it
+/// stored must not be acknowledged before the replica has it, whether it comes on the same
+/// connection or on a new one (another gateway, or this one after a reconnect). The replica
+/// stays connected but acknowledges nothing (paused with `SIGSTOP`); once it resumes, a retry
+/// succeeds, the replica has the record, and it is stored once.
+///
+/// Redis itself sets a client's `WAIT` offset after every command, a read or a script that
+/// wrote nothing included, so the retry's pipelined `WAIT` covers the first write even without
+/// dd5913d's rewrite (redis-server 7.0: this test passes with the rewrite removed too); the
+/// rewrite makes the store's guarantee independent of that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_add_is_acknowledged_only_once_the_replica_has_the_record() {
+    let Some(master) = RedisServer::start() else {
+        return;
+    };
+    let replica = RedisServer::start().expect("a second redis-server");
+    replicate(&replica, &master).await;
+    let org = OrgId::new("org1").unwrap();
+    let pem = vector("leaf-p384-pkcs8.bundle.pem");
+    let id = Upload::parse(&pem, generated_at()).unwrap().id(&org);
+    let key = format!("cert-raw-{id}");
+    let first = replicated_store(&master).await;
+
+    let paused = replica.pause();
+    let not_acknowledged = |err: StoreError| {
+        assert!(
+            matches!(&err, StoreError::Storage(e) if e.kind() == StorageErrorKind::Unavailable)
+                && err.to_string().contains("min_replicas_to_ack"),
+            "{err}"
+        );
+    };
+    not_acknowledged(first.add(&pem, &org).await.unwrap_err());
+    let on_master: Option<String> = raw(&master).await.get(&key).await.unwrap();
+    assert!(on_master.is_some(), "the first add reached the master");
+    // Retries while the replica still does not acknowledge: on the same connection, and on a
+    // new one (another gateway, or this one after a reconnect).
+    not_acknowledged(first.add(&pem, &org).await.unwrap_err());
+    let other = replicated_store(&master).await;
+    not_acknowledged(other.add(&pem, &org).await.unwrap_err());
+    not_acknowledged(other.add(&pem, &org).await.unwrap_err());
+
+    paused.resume();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let added = loop {
+        match other.add(&pem, &org).await {
+            Ok(added) => break added,
+            Err(e) if e.is_temporary() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the retry failed after the replica resumed: {e}"),
+        }
+    };
+    assert_eq!(added, id);
+    let on_replica: Option<String> = raw(&replica).await.get(&key).await.unwrap();
+    assert_eq!(on_replica, on_master, "the replica has the record");
+    assert_eq!(first.add(&pem, &org).await.unwrap(), id);
+    let listed = other
+        .list(Some(&org), &cert_store::PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(listed.items, [id], "stored once");
 }

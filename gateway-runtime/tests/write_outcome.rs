@@ -27,24 +27,6 @@ async fn control(
         .unwrap_or_else(|e| (0, e))
 }
 
-fn signal(server: &RedisServer, signal: &str) {
-    let pid = server.pid().expect("redis-server runs").to_string();
-    let status = std::process::Command::new("kill")
-        .args([signal, &pid])
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill {signal} {pid}");
-}
-
-/// Resumes a paused redis-server even when the test fails half-way.
-struct Resume<'a>(&'a RedisServer);
-
-impl Drop for Resume<'_> {
-    fn drop(&mut self) {
-        signal(self.0, "-CONT");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adds_answered_503_while_redis_is_paused_are_safe_to_retry() {
     let Some(server) = RedisServer::start() else {
@@ -67,8 +49,7 @@ async fn adds_answered_503_while_redis_is_paused_are_safe_to_retry() {
         .collect();
 
     // The attack: pause Redis, POST adds, resume it.
-    let resume = Resume(&server);
-    signal(&server, "-STOP");
+    let paused = server.pause();
     let mut answers = Vec::new();
     for upload in &uploads {
         answers.push(
@@ -99,7 +80,7 @@ async fn adds_answered_503_while_redis_is_paused_are_safe_to_retry() {
             "{message}"
         );
     }
-    drop(resume);
+    paused.resume();
 
     // Redis applies what it had received; the retries then answer 200 with the same IDs.
     tokio::time::sleep(Duration::from_millis(500)).await;

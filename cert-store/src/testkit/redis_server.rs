@@ -135,9 +135,45 @@ impl RedisServer {
         self.launch();
     }
 
-    /// The process ID of the running server (to pause it with `SIGSTOP`, say).
+    /// The process ID of the running server.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Pauses the server (`SIGSTOP`) until the guard is dropped or [`Paused::resume`]d
+    /// (`SIGCONT`): its connections stay open, but it answers nothing, applies no replication
+    /// stream and acknowledges nothing to its master.
+    pub fn pause(&self) -> Paused<'_> {
+        self.signal("-STOP");
+        Paused(self)
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("redis-server runs").to_string();
+        let status = Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+}
+
+/// A [`RedisServer`] paused by [`RedisServer::pause`]; resumed on drop, even when a test fails
+/// half-way.
+#[derive(Debug)]
+#[must_use = "the server resumes when this is dropped"]
+pub struct Paused<'a>(&'a RedisServer);
+
+impl Paused<'_> {
+    /// Resumes the server now.
+    pub fn resume(self) {}
+}
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        if self.0.child.is_some() {
+            self.0.signal("-CONT");
+        }
     }
 }
 
