@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use cert_store::RedisConnection;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands as _, Script};
 
@@ -73,10 +74,24 @@ fn millis(ttl: Duration) -> u64 {
 }
 
 impl RedisCoordinator {
-    /// Connects to `url` (`redis://[user:password@]host:port/db` or `rediss://...`).
+    /// Connects to `url` (`redis://[user:password@]host:port/db` or `rediss://...`, read by
+    /// cert-store's [`RedisConnection::from_url`]).
     pub async fn connect(url: &str) -> Result<Self, AcmeError> {
-        let client = redis::Client::open(url).map_err(|_| {
+        let connection = RedisConnection::from_url(url).map_err(|_| {
             AcmeError::Coordination("the Redis address is not a redis:// URL".to_owned())
+        })?;
+        Self::connect_to(&connection).await
+    }
+
+    /// Connects to the one Redis node `connection` describes (the store's own connection
+    /// description; its client comes from cert-store).
+    pub async fn connect_to(connection: &RedisConnection) -> Result<Self, AcmeError> {
+        let client = connection.single_node_client().map_err(|error| {
+            tracing::debug!(%error, "no Redis client for ACME coordination");
+            AcmeError::Coordination(
+                "ACME coordinates through one Redis node, not a Redis Cluster or Sentinel setup"
+                    .to_owned(),
+            )
         })?;
         let connection = ConnectionManager::new(client).await.map_err(failed)?;
         Ok(Self { connection })

@@ -152,10 +152,10 @@ async fn run_async(command: Command) -> Result<Outcome, String> {
             })
         }
         Command::Repair(args) => {
-            let Some(url) = redis_target(&args.target)? else {
+            let Some(redis) = redis_target(&args.target)? else {
                 return Err("repair works only with --redis".to_owned());
             };
-            let report = redis_storage(&url, &args.target)
+            let report = redis_storage(redis)
                 .await?
                 .repair()
                 .await
@@ -166,14 +166,14 @@ async fn run_async(command: Command) -> Result<Outcome, String> {
             )))
         }
         Command::Rekey(args) => {
-            let Some(url) = redis_target(&args.target)? else {
+            let Some(redis) = redis_target(&args.target)? else {
                 return Err(
                     "rekey works only with --redis: it rewrites the stored records, which a gateway's control API does not do"
                         .to_owned(),
                 );
             };
             let store = redis_store(
-                &url,
+                redis,
                 &args.target,
                 Arc::new(SystemClock),
                 args.previous_secret.as_deref(),
@@ -216,13 +216,13 @@ async fn run_async(command: Command) -> Result<Outcome, String> {
             Ok(outcome)
         }
         Command::Reindex(args) => {
-            let Some(url) = redis_target(&args.target)? else {
+            let Some(redis) = redis_target(&args.target)? else {
                 return Err(
                     "reindex works only with --redis: it writes Redis index keys, which a gateway's control API does not do"
                         .to_owned(),
                 );
             };
-            let report = redis_storage(&url, &args.target)
+            let report = redis_storage(redis)
                 .await?
                 .reindex()
                 .await
@@ -251,7 +251,7 @@ enum Backend {
 }
 
 async fn redis_store(
-    url: &str,
+    redis: RedisTarget,
     target: &Target,
     clock: Arc<dyn Clock>,
     previous_secret: Option<&str>,
@@ -262,7 +262,7 @@ async fn redis_store(
                 .to_owned(),
         );
     };
-    let storage = redis_storage(url, target).await?;
+    let storage = redis_storage(redis).await?;
     let mut builder = CertStore::builder(Arc::new(storage))
         .encoding_secret(EncodingSecret::new(secret.clone()))
         .key_format(target.key_format)
@@ -273,33 +273,49 @@ async fn redis_store(
     Ok(builder.build())
 }
 
-/// The Redis URL a Redis-only command works on: --redis, or $CERTCTL_REDIS when --url is not
-/// given either.
-fn redis_target(target: &Target) -> Result<Option<String>, String> {
-    match (&target.url, &target.redis) {
-        (_, Some(redis)) => Ok(Some(redis.clone())),
-        (Some(_), None) => Ok(None),
-        (None, None) => env_target("CERTCTL_REDIS"),
+/// The Redis store a target names, parsed once: cert-store's settings and the URL without its
+/// password, for messages.
+struct RedisTarget {
+    config: RedisConfig,
+    shown: String,
+}
+
+impl RedisTarget {
+    /// Parses `url` (one node, a cluster or sentinels) with the target's prefix, sentinel
+    /// credentials and replica acknowledgements.
+    fn parse(url: &str, target: &Target) -> Result<Self, String> {
+        let shown = redacted(url);
+        let mut config = RedisConfig::from_url(url)
+            .map_err(|e| format!("--redis {shown}: {e}"))?
+            .with_key_prefix(target.redis_prefix.clone())
+            .with_min_replicas_to_ack(
+                target.min_replicas_to_ack,
+                std::time::Duration::from_secs(2),
+            );
+        config.connection = config.connection.with_sentinel_credentials(
+            target.sentinel_username.as_deref().unwrap_or_default(),
+            target.sentinel_password.as_deref().unwrap_or_default(),
+        );
+        Ok(Self { config, shown })
     }
 }
 
-/// Connects to the Redis store `url` names (one node, a cluster or sentinels) with the
-/// target's prefix, sentinel credentials and replica acknowledgements.
-async fn redis_storage(url: &str, target: &Target) -> Result<RedisStorage, String> {
-    let mut config = RedisConfig::from_url(url)
-        .map_err(|e| format!("--redis {}: {e}", redacted(url)))?
-        .with_key_prefix(target.redis_prefix.clone())
-        .with_min_replicas_to_ack(
-            target.min_replicas_to_ack,
-            std::time::Duration::from_secs(2),
-        );
-    config.connection = config.connection.with_sentinel_credentials(
-        target.sentinel_username.as_deref().unwrap_or_default(),
-        target.sentinel_password.as_deref().unwrap_or_default(),
-    );
-    RedisStorage::connect(config)
+/// The Redis store a Redis-only command works on: --redis, or $CERTCTL_REDIS when --url is not
+/// given either.
+fn redis_target(target: &Target) -> Result<Option<RedisTarget>, String> {
+    let url = match (&target.url, &target.redis) {
+        (_, Some(redis)) => Some(redis.clone()),
+        (Some(_), None) => None,
+        (None, None) => env_target("CERTCTL_REDIS")?,
+    };
+    url.map(|url| RedisTarget::parse(&url, target)).transpose()
+}
+
+/// Connects to the Redis store `redis` describes.
+async fn redis_storage(redis: RedisTarget) -> Result<RedisStorage, String> {
+    RedisStorage::connect(redis.config)
         .await
-        .map_err(|e| format!("cannot use Redis at {}: {e}", redacted(url)))
+        .map_err(|e| format!("cannot use Redis at {}: {e}", redis.shown))
 }
 
 /// A Redis URL without its password, for messages.
@@ -371,7 +387,10 @@ impl Backend {
                     Some(at) => Arc::new(ManualClock::new(at)),
                     None => Arc::new(SystemClock),
                 };
-                redis_store(url, target, clock, None).await.map(Self::Redis)
+                let redis = RedisTarget::parse(url, target)?;
+                redis_store(redis, target, clock, None)
+                    .await
+                    .map(Self::Redis)
             }
             (Some(_), Some(_)) => Err(
                 "give either --url or --redis, not both (CERTCTL_URL and CERTCTL_REDIS are both set)"

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{ApiDefinition, GatewayConfig};
+use crate::config::{ApiDefinition, GatewayConfig, StorageTarget};
 use crate::control::renewals::{AcmeNameStatus, AcmeRenewal, AcmeStatus, wire_time};
 use crate::error::GatewayError;
 use crate::monitor::WebhookSink;
@@ -82,10 +82,15 @@ pub(crate) fn prepare(
 
 /// The manager, when ACME is on, delivering renewal events to the gateway's sinks: the log,
 /// the configured webhooks (trusting `webhook_roots` too) and `extra_sinks`.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the parts of the starting gateway ACME is built from, each used once"
+)]
 pub(crate) async fn start(
     settings: Settings,
     options: AcmeOptions,
     config: &GatewayConfig,
+    storage: &StorageTarget,
     api_domains: Domains,
     store: &CertStore,
     extra_sinks: Vec<Arc<dyn EventSink>>,
@@ -98,6 +103,7 @@ pub(crate) async fn start(
         settings,
         options,
         config,
+        storage,
         api_domains,
         store,
         extra_sinks,
@@ -149,10 +155,15 @@ pub(crate) fn render(manager: &Manager, out: &mut crate::prometheus::Exposition)
     }
 }
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the parts of the starting gateway ACME is built from, each used once"
+)]
 async fn build(
     settings: AcmeSettings,
     options: AcmeOptions,
     config: &GatewayConfig,
+    storage: &StorageTarget,
     api_domains: Vec<String>,
     store: &CertStore,
     extra_sinks: Vec<Arc<dyn EventSink>>,
@@ -175,8 +186,14 @@ async fn build(
     }
     if let Some(coordinator) = options.coordinator {
         builder = builder.coordinator(coordinator);
-    } else if config.storage.kind == "redis" {
-        builder = builder.coordinator(redis_coordinator(&config.storage).await?);
+    } else {
+        // Without Redis support, the store is in memory: no fleet to coordinate.
+        #[cfg(not(feature = "redis"))]
+        let StorageTarget::Memory = storage;
+        #[cfg(feature = "redis")]
+        if let Some(redis) = storage.redis() {
+            builder = builder.coordinator(redis_coordinator(redis).await?);
+        }
     }
     let manager = Arc::new(builder.build());
     if from_apis {
@@ -185,36 +202,24 @@ async fn build(
     Ok(manager)
 }
 
-/// The fleet's coordinator in the store's Redis (one plain node for now).
+/// The fleet's coordinator in the store's Redis (one plain node for now), from the connection
+/// the configuration's validation parsed.
 #[cfg(feature = "redis")]
 async fn redis_coordinator(
-    storage: &crate::config::StorageConfig,
+    redis: &cert_store::RedisConfig,
 ) -> Result<Arc<dyn Coordinator>, String> {
-    if storage.enable_cluster || !storage.master_name.is_empty() || storage.use_ssl {
+    let connection = &redis.connection;
+    if !matches!(
+        connection.topology,
+        cert_store::RedisTopology::Single { .. }
+    ) || connection.tls.is_some()
+    {
         return Err("ACME coordinates a fleet through the store's Redis, which must be one plain (non-TLS) node for now: Redis Cluster, Sentinel and TLS are not supported for it yet (or pass a coordinator with GatewayBuilder::acme_coordinator)".to_owned());
     }
-    let address = match storage.addrs.first() {
-        Some(address) => address.clone(),
-        None => format!("{}:{}", storage.host, storage.port),
-    };
-    let encode = crate::control::query::encode_component;
-    let credentials = match (storage.username.as_str(), storage.password.as_str()) {
-        ("", "") => String::new(),
-        (user, password) => format!("{}:{}@", encode(user), encode(password)),
-    };
-    let url = format!("redis://{credentials}{address}/{}", storage.database);
-    let coordinator = acme::RedisCoordinator::connect(&url)
+    let coordinator = acme::RedisCoordinator::connect_to(connection)
         .await
         .map_err(|e| e.to_string())?;
     Ok(Arc::new(coordinator))
-}
-
-/// Without Redis support, `storage.type = "redis"` never gets this far.
-#[cfg(not(feature = "redis"))]
-async fn redis_coordinator(
-    _storage: &crate::config::StorageConfig,
-) -> Result<Arc<dyn Coordinator>, String> {
-    Err("this build has no Redis support".to_owned())
 }
 
 /// Starts the manager's checks (and the `http-01` listener when that challenge is enabled).

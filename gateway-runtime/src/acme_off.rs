@@ -9,7 +9,7 @@ use rustls_pki_types::CertificateDer;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{ApiDefinition, GatewayConfig};
+use crate::config::{ApiDefinition, GatewayConfig, StorageTarget};
 use crate::control::renewals::{AcmeRenewal, AcmeStatus};
 use crate::error::GatewayError;
 use crate::prometheus::Exposition;
@@ -55,10 +55,15 @@ pub(crate) fn domains_without_certificates(_apis: &[ApiDefinition]) -> Domains {
     Domains
 }
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the same signature as acme.rs's start"
+)]
 pub(crate) async fn start(
     _settings: Settings,
     _options: AcmeOptions,
     _config: &GatewayConfig,
+    _storage: &StorageTarget,
     _api_domains: Domains,
     _store: &CertStore,
     _extra_sinks: Vec<Arc<dyn EventSink>>,

@@ -16,7 +16,7 @@ use hyper_util::rt::TokioExecutor;
 use rustls_pki_types::CertificateDer;
 use tls_core::Fingerprint;
 
-use crate::config::{GatewayConfig, WebhookConfig};
+use crate::config::{GatewayConfig, StorageTarget, WebhookConfig};
 use crate::error::{MonitorSetupError, WebhookError};
 use crate::observe::CertObserver;
 use crate::proxy::connector::UpstreamConnector;
@@ -73,6 +73,7 @@ impl CertObserver for MonitorObserver {
 /// store is Redis, events logged and posted to the configured webhooks, plus `extra_sinks`.
 pub(crate) async fn start_monitor(
     config: &GatewayConfig,
+    storage: &StorageTarget,
     store: &CertStore,
     extra_sinks: Vec<Arc<dyn EventSink>>,
     webhook_roots: &[CertificateDer<'static>],
@@ -87,13 +88,11 @@ pub(crate) async fn start_monitor(
     for hook in &config.certificate_expiry_webhooks {
         builder = builder.sink(WebhookSink::new(hook, webhook_roots)?);
     }
+    #[cfg(not(feature = "redis"))]
+    let StorageTarget::Memory = storage;
     #[cfg(feature = "redis")]
-    if config.storage.kind == "redis" {
-        let connection = config
-            .storage
-            .redis_connection()
-            .map_err(MonitorSetupError::StorageConfig)?;
-        let cooldowns = expiry_monitor::RedisCooldowns::connect(connection)
+    if let Some(redis) = storage.redis() {
+        let cooldowns = expiry_monitor::RedisCooldowns::connect(redis.connection.clone())
             .await
             .map_err(MonitorSetupError::Cooldowns)?;
         builder = builder.cooldowns(cooldowns);

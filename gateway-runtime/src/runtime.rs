@@ -14,7 +14,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::ApiTable;
-use crate::config::{ApiDefinition, CertificateRef, ConfigError, GatewayConfig, SERVER_API_ID};
+use crate::config::{
+    ApiDefinition, CertificateRef, ConfigError, GatewayConfig, SERVER_API_ID, StorageTarget,
+};
 use crate::connections::Admission;
 use crate::control::ControlApi;
 use crate::error::{GatewayError, TlsError};
@@ -189,10 +191,10 @@ impl GatewayBuilder {
         let acme_settings =
             crate::acme::prepare(&mut config, &self.acme).map_err(GatewayError::Acme)?;
         let config = Arc::new(config);
-        config.validate()?;
+        let storage = config.validated()?;
         let store = match self.store {
             Some(store) => store,
-            None => store_from_config(&config).await?,
+            None => store_for(&config, &storage).await?,
         };
         let apis = load_apis(self.apis, &config)?;
         // Subscribed before the first TLS build: a change made at any moment from here on,
@@ -211,8 +213,14 @@ impl GatewayBuilder {
         )?;
         let recent_events = page_events(&config, &store);
         let sinks = event_sinks(self.sinks, recent_events.clone());
-        let monitor =
-            start_expiry_monitor(&config, &store, sinks.clone(), &self.upstream_roots).await?;
+        let monitor = start_expiry_monitor(
+            &config,
+            &storage,
+            &store,
+            sinks.clone(),
+            &self.upstream_roots,
+        )
+        .await?;
         let observer: Arc<dyn CertObserver> = monitor.clone();
         let api_domains = crate::acme::domains_without_certificates(&apis);
         let table = Arc::new(ApiTable::new(apis));
@@ -220,6 +228,7 @@ impl GatewayBuilder {
             acme_settings,
             self.acme,
             &config,
+            &storage,
             api_domains,
             &store,
             sinks,
@@ -318,11 +327,12 @@ fn event_sinks(
 /// Starts the expiry monitor, delivering to the configured webhooks and `sinks`.
 async fn start_expiry_monitor(
     config: &GatewayConfig,
+    storage: &StorageTarget,
     store: &CertStore,
     sinks: Vec<Arc<dyn expiry_monitor::EventSink>>,
     upstream_roots: &[CertificateDer<'static>],
 ) -> Result<Arc<MonitorObserver>, GatewayError> {
-    let monitor = start_monitor(config, store, sinks, upstream_roots)
+    let monitor = start_monitor(config, storage, store, sinks, upstream_roots)
         .await
         .map_err(GatewayError::Monitor)?;
     Ok(Arc::new(monitor))
@@ -486,24 +496,31 @@ async fn bind(address: &str) -> Result<TcpListener, GatewayError> {
 
 /// The store `storage` describes, with the encoding secret (falling back to `secret`).
 pub async fn store_from_config(config: &GatewayConfig) -> Result<CertStore, GatewayError> {
-    let storage: Arc<dyn cert_store::CertStorage> = match config.storage.kind.as_str() {
+    if config.storage.kind == "redis" && cfg!(not(feature = "redis")) {
+        return Err(GatewayError::NoRedisSupport);
+    }
+    let storage = config
+        .storage
+        .parse()
+        .map_err(GatewayError::StorageConfig)?;
+    store_for(config, &storage).await
+}
+
+/// The store over `storage` (parsed from `config.storage`), with the encoding secret.
+async fn store_for(
+    config: &GatewayConfig,
+    storage: &StorageTarget,
+) -> Result<CertStore, GatewayError> {
+    let storage: Arc<dyn cert_store::CertStorage> = match storage {
         #[cfg(feature = "redis")]
-        "redis" => {
-            let redis_config = config
-                .storage
-                .redis_config()
-                .map_err(GatewayError::StorageConfig)?;
-            let redis = cert_store::RedisStorage::connect(redis_config)
+        StorageTarget::Redis(redis_config) => {
+            let redis = cert_store::RedisStorage::connect(redis_config.as_ref().clone())
                 .await
                 .map_err(GatewayError::Storage)?;
             crate::key_format::warn_on_foreign_format(&redis, config.key_format()).await;
             Arc::new(redis)
         }
-        #[cfg(not(feature = "redis"))]
-        "redis" => {
-            return Err(GatewayError::NoRedisSupport);
-        }
-        _ => Arc::new(MemoryStorage::new()),
+        StorageTarget::Memory => Arc::new(MemoryStorage::new()),
     };
     if config.encoding_secret().is_empty() {
         tracing::warn!(

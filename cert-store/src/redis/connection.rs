@@ -353,6 +353,32 @@ impl RedisConnection {
     pub fn is_cluster(&self) -> bool {
         matches!(self.topology, RedisTopology::Cluster { .. })
     }
+
+    /// A redis-rs client of the one node this describes (a host, or a Unix socket) with its
+    /// credentials, database and TLS, for a crate that runs its own commands on the store's
+    /// Redis (acme's coordinator). A cluster or sentinels: a `Rejected` error.
+    ///
+    /// ```
+    /// use cert_store::RedisConnection;
+    ///
+    /// let node = RedisConnection::from_url("redis://user:pw@127.0.0.1:6379/2")?;
+    /// assert_eq!(node.single_node_client()?.get_connection_info().redis_settings().db(), 2);
+    /// assert!(RedisConnection::cluster(["127.0.0.1:7000"]).single_node_client().is_err());
+    /// # Ok::<(), cert_store::StorageError>(())
+    /// ```
+    pub fn single_node_client(&self) -> Result<Client, StorageError> {
+        self.validate()?;
+        match &self.topology {
+            RedisTopology::Single { addr } => node_client(self, addr),
+            RedisTopology::Unix { path } => unix_client(self, path),
+            RedisTopology::Cluster { .. } | RedisTopology::Sentinel { .. } => {
+                Err(StorageError::new(
+                    StorageErrorKind::Rejected,
+                    "a Redis Cluster or a Sentinel setup is not one node",
+                ))
+            }
+        }
+    }
 }
 
 impl core::fmt::Debug for RedisConnection {
@@ -689,6 +715,24 @@ fn node_client(description: &RedisConnection, addr: &str) -> Result<Client, Stor
     .map_err(|e| storage_error("invalid Redis connection settings", e))
 }
 
+fn unix_client(
+    description: &RedisConnection,
+    path: &std::path::Path,
+) -> Result<Client, StorageError> {
+    let mut redis = RedisConnectionInfo::default().set_db(description.database);
+    if let Some(user) = &description.username {
+        redis = redis.set_username(user);
+    }
+    if let Some(password) = &description.password {
+        redis = redis.set_password(password);
+    }
+    let info = ConnectionAddr::Unix(path.to_owned())
+        .into_connection_info()
+        .map_err(|e| storage_error("invalid Redis socket", e))?
+        .set_redis_settings(redis);
+    Client::open(info).map_err(|e| storage_error("invalid Redis connection settings", e))
+}
+
 impl Link {
     /// Connects now (failing if Redis cannot be reached). `retries`: reconnection attempts per
     /// command on one node.
@@ -715,19 +759,7 @@ impl Link {
                 Self::single(client, description, retries).await?
             }
             RedisTopology::Unix { path } => {
-                let mut redis = RedisConnectionInfo::default().set_db(description.database);
-                if let Some(user) = &description.username {
-                    redis = redis.set_username(user);
-                }
-                if let Some(password) = &description.password {
-                    redis = redis.set_password(password);
-                }
-                let info = ConnectionAddr::Unix(path.clone())
-                    .into_connection_info()
-                    .map_err(|e| storage_error("invalid Redis socket", e))?
-                    .set_redis_settings(redis);
-                let client = Client::open(info)
-                    .map_err(|e| storage_error("invalid Redis connection settings", e))?;
+                let client = unix_client(description, path)?;
                 Self::single(client, description, retries).await?
             }
             RedisTopology::Cluster { seeds } => {

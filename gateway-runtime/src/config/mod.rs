@@ -7,13 +7,16 @@
 //! for the default, cipher suites as Go's names); a value of the wrong type is refused there,
 //! with its line and column. [`GatewayConfig::validate`] then checks ranges and
 //! combinations once, and the typed settings the runtime uses come from the same checks
-//! ([`TlsVersion::from_tyk`], the listener's versions and cipher suites, the Redis connection).
+//! ([`TlsVersion::from_tyk`], the listener's versions and cipher suites); the store's
+//! [`StorageTarget`] (cert-store's Redis connection) is parsed there, and a starting gateway
+//! keeps what its validation parsed.
 //! Certificate references are typed when read ([`CertificateRef`]).
 //!
 //! - this module: `tyk.conf` ([`GatewayConfig`]), its setters, loading and validation;
 //! - `env`: the `TYK_GW_*` overrides, the expiry monitor's included;
 //! - `api`: classic API definitions ([`ApiDefinition`]);
-//! - `storage`: `storage` and the Redis connection it describes ([`StorageConfig`]);
+//! - `storage`: `storage` and the Redis connection it describes ([`StorageConfig`], parsed into
+//!   a [`StorageTarget`]);
 //! - `tls`: TLS versions and cipher suite names;
 //! - `reference`: certificate references;
 //! - `ui`: the certificate page (`certificate_ui`).
@@ -34,7 +37,7 @@ mod ui;
 pub use self::api::{ApiDefinition, CrlListError, CrlOptionError, ProxyConfig, TransportConfig};
 pub(crate) use self::reference::SERVER_API_ID;
 pub use self::reference::{CertificateRef, CertificateRefError};
-pub use self::storage::StorageConfig;
+pub use self::storage::{StorageConfig, StorageTarget};
 pub use self::tls::{CipherSuiteError, TLS12, TLS13, TlsVersion, cipher_suites};
 pub(crate) use self::tls::{CipherSuites, ServerTls};
 pub use self::ui::CertificateUiConfig;
@@ -458,6 +461,12 @@ impl GatewayConfig {
 
     /// Checks ranges and combinations.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validated().map(drop)
+    }
+
+    /// [`validate`](Self::validate), returning what it parsed that the runtime uses as is: the
+    /// store's target (the Redis connection, parsed once here).
+    pub(crate) fn validated(&self) -> Result<StorageTarget, ConfigError> {
         self.security
             .certificate_expiry_monitor
             .validate()
@@ -488,23 +497,7 @@ impl GatewayConfig {
                 )
             })?;
         }
-        match self.storage.kind.as_str() {
-            "memory" | "" => {}
-            "redis" if cfg!(feature = "redis") => {}
-            "redis" => {
-                return Err(invalid(
-                    "storage.type",
-                    "this build has no Redis support (feature `redis`)",
-                ));
-            }
-            other => {
-                return Err(invalid(
-                    "storage.type",
-                    format!("{other:?} is not supported; use \"memory\" or \"redis\""),
-                ));
-            }
-        }
-        self.storage.validate()?;
+        let storage = self.storage.parse()?;
         if self.request_read_timeout_seconds == 0 {
             return Err(invalid(
                 "request_read_timeout_seconds",
@@ -533,7 +526,7 @@ impl GatewayConfig {
         if !self.secret.is_empty() && self.secret.len() < 8 {
             tracing::warn!("the control API secret is shorter than 8 characters");
         }
-        Ok(())
+        Ok(storage)
     }
 
     /// The lowest TLS version towards upstreams (`proxy_ssl_min_version`; 0 is TLS 1.2), the
@@ -613,7 +606,14 @@ mod tests {
         assert_eq!(config.encoding_secret(), "enc");
         #[cfg(feature = "redis")]
         assert_eq!(
-            config.storage.redis_connection().unwrap().topology,
+            config
+                .storage
+                .parse()
+                .unwrap()
+                .redis()
+                .unwrap()
+                .connection
+                .topology,
             cert_store::RedisTopology::Single {
                 addr: "h:7000".into()
             }

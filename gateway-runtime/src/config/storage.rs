@@ -95,6 +95,30 @@ impl Default for StorageConfig {
     }
 }
 
+/// The store `storage` describes, parsed once by validation ([`StorageConfig::parse`]): what the
+/// gateway builds its store, the expiry monitor's shared cooldowns and ACME's fleet coordinator
+/// from.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum StorageTarget {
+    /// In this process's memory (`type` is `memory`, or empty).
+    Memory,
+    /// Redis: cert-store's settings (the connection, replica acknowledgements) from Tyk's fields.
+    #[cfg(feature = "redis")]
+    Redis(Box<cert_store::RedisConfig>),
+}
+
+impl StorageTarget {
+    /// The Redis settings, when the store is Redis.
+    #[cfg(feature = "redis")]
+    pub fn redis(&self) -> Option<&cert_store::RedisConfig> {
+        match self {
+            Self::Redis(redis) => Some(redis),
+            Self::Memory => None,
+        }
+    }
+}
+
 impl StorageConfig {
     #[cfg(feature = "redis")]
     fn addrs_or_host(&self) -> Vec<String> {
@@ -105,10 +129,25 @@ impl StorageConfig {
         }
     }
 
-    /// Checks the Redis fields (only when `type` is `redis`).
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        if self.kind != "redis" {
-            return Ok(());
+    /// Checks the fields and parses what they describe: the one place Tyk's Redis fields become
+    /// cert-store's typed connection ([`GatewayConfig::validate`](super::GatewayConfig::validate)
+    /// calls it; a gateway keeps what its validation returned).
+    pub fn parse(&self) -> Result<StorageTarget, ConfigError> {
+        match self.kind.as_str() {
+            "memory" | "" => return Ok(StorageTarget::Memory),
+            "redis" if cfg!(feature = "redis") => {}
+            "redis" => {
+                return Err(invalid(
+                    "storage.type",
+                    "this build has no Redis support (feature `redis`)",
+                ));
+            }
+            other => {
+                return Err(invalid(
+                    "storage.type",
+                    format!("{other:?} is not supported; use \"memory\" or \"redis\""),
+                ));
+            }
         }
         if self.enable_cluster && !self.master_name.is_empty() {
             return Err(invalid(
@@ -152,14 +191,11 @@ impl StorageConfig {
                 "a client certificate needs both cert_file and key_file",
             ));
         }
-        #[cfg(feature = "redis")]
-        self.redis_connection()?;
-        Ok(())
+        self.redis_target()
     }
 
-    /// The Redis connection these fields describe.
     #[cfg(feature = "redis")]
-    pub fn redis_connection(&self) -> Result<cert_store::RedisConnection, ConfigError> {
+    fn redis_target(&self) -> Result<StorageTarget, ConfigError> {
         use cert_store::{RedisConnection, RedisTls};
         let addrs = self.addrs_or_host();
         let mut connection = if self.enable_cluster {
@@ -188,18 +224,18 @@ impl StorageConfig {
         connection
             .validate()
             .map_err(|e| invalid("storage", e.to_string()))?;
-        Ok(connection)
-    }
-
-    /// The Redis store settings these fields describe.
-    #[cfg(feature = "redis")]
-    pub fn redis_config(&self) -> Result<cert_store::RedisConfig, ConfigError> {
-        Ok(
-            cert_store::RedisConfig::new(self.redis_connection()?).with_min_replicas_to_ack(
+        Ok(StorageTarget::Redis(Box::new(
+            cert_store::RedisConfig::new(connection).with_min_replicas_to_ack(
                 self.min_replicas_to_ack,
                 std::time::Duration::from_millis(self.min_replicas_timeout_ms),
             ),
-        )
+        )))
+    }
+
+    /// Without Redis support, `type = "redis"` is refused before this.
+    #[cfg(not(feature = "redis"))]
+    fn redis_target(&self) -> Result<StorageTarget, ConfigError> {
+        Ok(StorageTarget::Memory)
     }
 }
 
@@ -224,7 +260,8 @@ mod tests {
                 "min_replicas_to_ack": 1, "min_replicas_timeout_ms": 500}}"#,
         )
         .unwrap();
-        let connection = config.storage.redis_connection().unwrap();
+        let redis = config.storage.parse().unwrap().redis().unwrap().clone();
+        let connection = &redis.connection;
         assert_eq!(
             connection.topology,
             RedisTopology::Cluster {
@@ -234,10 +271,7 @@ mod tests {
         assert_eq!(connection.password.as_deref(), Some("pw"));
         assert!(connection.tls.as_ref().unwrap().insecure_skip_verify);
         assert_eq!(connection.response_timeout.as_secs(), 3);
-        assert_eq!(
-            config.storage.redis_config().unwrap().min_replicas_to_ack,
-            1
-        );
+        assert_eq!(redis.min_replicas_to_ack, 1);
 
         let mut config = GatewayConfig::default();
         config
@@ -256,7 +290,8 @@ mod tests {
             ])
             .unwrap();
         config.validate().unwrap();
-        let connection = config.storage.redis_connection().unwrap();
+        let redis = config.storage.parse().unwrap().redis().unwrap().clone();
+        let connection = &redis.connection;
         assert!(matches!(
             &connection.topology,
             RedisTopology::Sentinel { sentinels, master_name, sentinel_password, .. }
