@@ -19,7 +19,7 @@ use cert_store::{
     StoreError,
 };
 use common::{store_over, vector};
-use test_support::redis::{RedisCluster, RedisSentinels, RedisServer, raw_cluster};
+use test_support::redis::{Failover, RedisCluster, RedisSentinels, RedisServer, raw_cluster};
 use tls_core::{CertId, OrgId};
 
 fn synthetic_id(org: &str, n: u64) -> CertId {
@@ -185,45 +185,6 @@ async fn a_write_that_does_not_reach_its_replicas_fails_as_temporary() {
             .unwrap(),
         Inserted::Added
     );
-}
-
-/// How a failover test kills the master holding a key, and waits for a new one.
-trait Failover {
-    fn connection(&self) -> RedisConnection;
-    /// Kills the master serving `key`; returns its port.
-    fn kill_master_of(&mut self, key: &str) -> u16;
-    /// Waits for a new master, then starts the killed node again (as a replica, so writes
-    /// that wait for one replica can succeed again).
-    fn recover(&mut self, killed: u16);
-}
-
-impl Failover for RedisCluster {
-    fn connection(&self) -> RedisConnection {
-        RedisCluster::connection(self)
-    }
-    fn kill_master_of(&mut self, key: &str) -> u16 {
-        let port = self.master_port_of(key);
-        self.kill(port);
-        port
-    }
-    fn recover(&mut self, killed: u16) {
-        self.wait_failover(killed, Duration::from_secs(60));
-        self.restart(killed);
-        self.wait_healthy(Duration::from_secs(60));
-    }
-}
-
-impl Failover for RedisSentinels {
-    fn connection(&self) -> RedisConnection {
-        RedisSentinels::connection(self)
-    }
-    fn kill_master_of(&mut self, _key: &str) -> u16 {
-        self.kill_master()
-    }
-    fn recover(&mut self, killed: u16) {
-        self.wait_failover(killed, Duration::from_secs(60));
-        self.restart(killed);
-    }
 }
 
 /// Kills the master holding a cached certificate while one store writes (and deletes); checks

@@ -9,16 +9,14 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use cert_store::{RedisConfig, RedisConnection};
+use cert_store::RedisConfig;
 use gateway_runtime::GatewayConfig;
-use support::{
-    STORE_SECRET, client_config, https_get, redis_store, start, tls_config, tls_control,
-};
+use support::{HandshakeLoad, STORE_SECRET, redis_store, start, tls_config, tls_control};
 use test_support::pki::TestCa;
-use test_support::redis::{RedisCluster, RedisSentinels};
+use test_support::redis::{Failover, RedisCluster, RedisSentinels};
 use tls_core::OrgId;
 
 const SECRET: &str = "control-secret";
@@ -34,53 +32,26 @@ async fn control(
     tls_control(addr, "a.test", pki, SECRET, (method, path, body)).await
 }
 
-/// Kills the master holding a key and brings the deployment back to full strength.
-trait Failover {
-    fn connection(&self) -> RedisConnection;
-    /// The `storage` section of `tyk.conf` for this deployment, in Tyk's field names.
+/// The `storage` section of `tyk.conf` for a deployment, in Tyk's field names.
+trait TykStorage: Failover {
     fn storage_json(&self) -> serde_json::Value;
-    fn kill_master_of(&mut self, key: &str) -> u16;
-    fn recover(&mut self, killed: u16);
 }
 
-impl Failover for RedisCluster {
-    fn connection(&self) -> RedisConnection {
-        RedisCluster::connection(self)
-    }
+impl TykStorage for RedisCluster {
     fn storage_json(&self) -> serde_json::Value {
         serde_json::json!({"type": "redis", "enable_cluster": true, "addrs": self.addrs(),
             "min_replicas_to_ack": 1, "min_replicas_timeout_ms": 1000})
     }
-    fn kill_master_of(&mut self, key: &str) -> u16 {
-        let port = self.master_port_of(key);
-        self.kill(port);
-        port
-    }
-    fn recover(&mut self, killed: u16) {
-        self.wait_failover(killed, Duration::from_secs(60));
-        self.restart(killed);
-        self.wait_healthy(Duration::from_secs(60));
-    }
 }
 
-impl Failover for RedisSentinels {
-    fn connection(&self) -> RedisConnection {
-        RedisSentinels::connection(self)
-    }
+impl TykStorage for RedisSentinels {
     fn storage_json(&self) -> serde_json::Value {
         serde_json::json!({"type": "redis", "master_name": RedisSentinels::MASTER_NAME,
             "addrs": self.sentinel_addrs(), "min_replicas_to_ack": 1})
     }
-    fn kill_master_of(&mut self, _key: &str) -> u16 {
-        self.kill_master()
-    }
-    fn recover(&mut self, killed: u16) {
-        self.wait_failover(killed, Duration::from_secs(60));
-        self.restart(killed);
-    }
 }
 
-async fn failover_under_a_gateway_pair(topology: &mut impl Failover) {
+async fn failover_under_a_gateway_pair(topology: &mut impl TykStorage) {
     let pki = Arc::new(TestCa::root("failover ca"));
     let org = "failover-org";
     let store_a = redis_store(
@@ -116,27 +87,8 @@ async fn failover_under_a_gateway_pair(topology: &mut impl Failover) {
     let (addr_a, addr_b) = (gateway_a.local_addr(), gateway_b.local_addr());
 
     // Handshake load on A: fresh clients on every served name, all along.
+    let handshakes = HandshakeLoad::start(addr_a, &["a.test", "b.test", "c.test"], pki.ca_der());
     let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let handshakes = {
-        let (stop, ok, failed) = (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&failed));
-        let ca = pki.ca_der();
-        tokio::spawn(async move {
-            let names = ["a.test", "b.test", "c.test"];
-            let mut n = 0;
-            while !stop.load(Ordering::SeqCst) {
-                let client = client_config(std::slice::from_ref(&ca), None);
-                match https_get(addr_a, names[n % 3], client, "/").await {
-                    Ok(_) => ok.fetch_add(1, Ordering::SeqCst),
-                    Err(e) => {
-                        eprintln!("handshake failed: {e}");
-                        failed.fetch_add(1, Ordering::SeqCst)
-                    }
-                };
-                n += 1;
-            }
-        })
-    };
     // Control API adds on A: each a new certificate; 200 or 503, nothing else.
     let adds = {
         let stop = Arc::clone(&stop);
@@ -187,9 +139,7 @@ async fn failover_under_a_gateway_pair(topology: &mut impl Failover) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::SeqCst);
     let (acknowledged, refused, after_refusal) = adds.await.unwrap();
-    handshakes.await.unwrap();
-    let (handshakes_ok, handshakes_failed) =
-        (ok.load(Ordering::SeqCst), failed.load(Ordering::SeqCst));
+    let (handshakes_ok, handshakes_failed) = handshakes.stop().await;
     eprintln!(
         "adds answered 200: {}, answered 503: {refused}, 200 after a 503: {after_refusal}; handshakes ok {handshakes_ok}, failed {handshakes_failed}",
         acknowledged.len()

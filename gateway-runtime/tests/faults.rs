@@ -5,15 +5,13 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cert_store::RedisConfig;
 use rustls::pki_types::ServerName;
 use support::{
-    client_config, https_get, memory_store, redis_command, redis_store, start, tls_config,
-    tls_control,
+    HandshakeLoad, client_config, https_get, memory_store, redis_command, redis_store, start,
+    tls_config, tls_control,
 };
 use test_support::pki::TestCa;
 use test_support::redis::RedisServer;
@@ -82,31 +80,11 @@ async fn a_redis_outage_keeps_handshakes_working_answers_503_and_recovers_withou
     assert_eq!(status, 200, "{listed}");
 
     // Handshake load: fresh clients (no resumption) on every served name, all along.
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let load = {
-        let (stop, ok, failed) = (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&failed));
-        let ca = pki.ca_der();
-        tokio::spawn(async move {
-            let names = ["a.test", "b.test", "c.test"];
-            let mut n = 0;
-            while !stop.load(Ordering::SeqCst) {
-                let client = client_config(std::slice::from_ref(&ca), None);
-                match https_get(addr, names[n % 3], client, "/").await {
-                    Ok(_) => ok.fetch_add(1, Ordering::SeqCst),
-                    Err(e) => {
-                        eprintln!("handshake failed: {e}");
-                        failed.fetch_add(1, Ordering::SeqCst)
-                    }
-                };
-                n += 1;
-            }
-        })
-    };
+    let load = HandshakeLoad::start(addr, &["a.test", "b.test", "c.test"], pki.ca_der());
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     server.stop();
-    let outage_started = ok.load(Ordering::SeqCst);
+    let outage_started = load.succeeded();
     for (method, path, body) in [
         ("GET", list_path.to_owned(), Vec::new()),
         ("GET", format!("/tyk/certs/{}", ids[0]), Vec::new()),
@@ -133,7 +111,7 @@ async fn a_redis_outage_keeps_handshakes_working_answers_503_and_recovers_withou
         );
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let during = ok.load(Ordering::SeqCst) - outage_started;
+    let during = load.succeeded() - outage_started;
     assert!(
         during >= 5,
         "handshakes kept succeeding during the outage ({during})"
@@ -151,11 +129,9 @@ async fn a_redis_outage_keeps_handshakes_working_answers_503_and_recovers_withou
         recovered,
         "the control API recovers without a gateway restart"
     );
-    stop.store(true, Ordering::SeqCst);
-    load.await.unwrap();
+    let (_, failed) = load.stop().await;
     assert_eq!(
-        failed.load(Ordering::SeqCst),
-        0,
+        failed, 0,
         "no handshake failed before, during or after the outage"
     );
 

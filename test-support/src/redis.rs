@@ -7,7 +7,7 @@
 //! Beside them, plain redis-rs connections, for tests that look at or plant keys behind the
 //! store's back.
 
-pub use cert_store::testkit::{Paused, RedisCluster, RedisSentinels, RedisServer};
+pub use cert_store::testkit::{Failover, Paused, RedisCluster, RedisSentinels, RedisServer};
 
 /// A plain redis-rs connection to `server`.
 pub async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {

@@ -5,7 +5,8 @@
 //! - [`RedisServer`]: a private `redis-server` on a free loopback port, stopped on drop, which
 //!   a test can [`pause`](RedisServer::pause);
 //!   `RedisCluster` (3 masters, 3 replicas) and `RedisSentinels` (master, replica, three
-//!   sentinels) the same for the distributed topologies (feature `redis`).
+//!   sentinels) the same for the distributed topologies, which a test can fail over
+//!   (`Failover`; feature `redis`).
 
 pub mod conformance;
 mod redis_server;
@@ -14,4 +15,4 @@ mod redis_topologies;
 
 pub use redis_server::{Paused, RedisServer};
 #[cfg(feature = "redis")]
-pub use redis_topologies::{RedisCluster, RedisSentinels};
+pub use redis_topologies::{Failover, RedisCluster, RedisSentinels};

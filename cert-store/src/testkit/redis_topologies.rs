@@ -295,6 +295,52 @@ impl RedisCluster {
     }
 }
 
+/// What a failover test does to a replicated topology ([`RedisCluster`], [`RedisSentinels`]):
+/// kill the master holding a key, then bring the deployment back to full strength.
+pub trait Failover {
+    /// A connection description for the topology.
+    fn connection(&self) -> RedisConnection;
+    /// Kills (SIGKILL) the master serving `key`; returns its port.
+    fn kill_master_of(&mut self, key: &str) -> u16;
+    /// Waits (at most a minute) for a new master, then starts the killed node again, as a
+    /// replica, so that writes waiting for one replica can succeed again.
+    fn recover(&mut self, killed: u16);
+}
+
+impl Failover for RedisCluster {
+    fn connection(&self) -> RedisConnection {
+        RedisCluster::connection(self)
+    }
+
+    fn kill_master_of(&mut self, key: &str) -> u16 {
+        let port = self.master_port_of(key);
+        self.kill(port);
+        port
+    }
+
+    fn recover(&mut self, killed: u16) {
+        self.wait_failover(killed, Duration::from_secs(60));
+        self.restart(killed);
+        self.wait_healthy(Duration::from_secs(60));
+    }
+}
+
+impl Failover for RedisSentinels {
+    fn connection(&self) -> RedisConnection {
+        RedisSentinels::connection(self)
+    }
+
+    /// One master serves every key here.
+    fn kill_master_of(&mut self, _key: &str) -> u16 {
+        self.kill_master()
+    }
+
+    fn recover(&mut self, killed: u16) {
+        self.wait_failover(killed, Duration::from_secs(60));
+        self.restart(killed);
+    }
+}
+
 /// A private Sentinel setup: one master, one replica and three sentinels monitoring it under
 /// the name [`RedisSentinels::MASTER_NAME`].
 #[derive(Debug)]

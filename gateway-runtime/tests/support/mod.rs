@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use cert_store::{
@@ -131,6 +132,65 @@ pub(crate) fn client_config(
         None => builder.with_no_client_auth(),
     };
     Arc::new(config)
+}
+
+/// Fresh TLS clients (no resumption) trusting `ca`, handshaking with `addr` on each of `names`
+/// in turn (a `GET /` each), all along until [`stop`](Self::stop)ped.
+pub(crate) struct HandshakeLoad {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HandshakeLoad {
+    pub(crate) fn start(
+        addr: SocketAddr,
+        names: &'static [&'static str],
+        ca: CertificateDer<'static>,
+    ) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let task = {
+            let (stop, ok, failed) = (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&failed));
+            tokio::spawn(async move {
+                for name in names.iter().cycle() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let client = client_config(std::slice::from_ref(&ca), None);
+                    match https_get(addr, name, client, "/").await {
+                        Ok(_) => ok.fetch_add(1, Ordering::SeqCst),
+                        Err(e) => {
+                            eprintln!("handshake failed: {e}");
+                            failed.fetch_add(1, Ordering::SeqCst)
+                        }
+                    };
+                }
+            })
+        };
+        Self {
+            stop,
+            ok,
+            failed,
+            task,
+        }
+    }
+
+    /// Handshakes that succeeded so far.
+    pub(crate) fn succeeded(&self) -> usize {
+        self.ok.load(Ordering::SeqCst)
+    }
+
+    /// Stops the load; the handshakes that succeeded and failed.
+    pub(crate) async fn stop(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.unwrap();
+        (
+            self.ok.load(Ordering::SeqCst),
+            self.failed.load(Ordering::SeqCst),
+        )
+    }
 }
 
 /// The outcome of one HTTPS request.
