@@ -50,8 +50,8 @@
 #               the `profiling` profile; user-space only (the kernel's share is not counted)
 #   --debug     use (and build) the debug binaries instead: for CI, which has them from its test
 #               step; checks that every step works, the figures mean nothing
-#   --aws-lc-rs build the gateway and bare_tls with TLS on aws-lc-rs instead of *ring* (feature
-#               aws-lc-rs; own target folder target/aws-lc-rs, so both builds are kept)
+#   --aws-lc-rs build the gateway, bare_tls and hs_load with TLS on aws-lc-rs instead of *ring*
+#               (feature aws-lc-rs), kept apart in target/<profile>/aws-lc-rs/
 # Environment: BENCH_HS_CLIENTS (parallel s_time clients and hs_load tasks, default 4), BENCH_DIR (work folder; default a fresh temp folder), BENCH_PORT_BASE (default 18400)
 set -euo pipefail
 
@@ -130,11 +130,11 @@ fi
 [[ $(nproc) -ge 2 ]] || { echo "needs 2 CPUs (server on CPU 1, clients on CPU 0)" >&2; exit 1; }
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-target="$repo/target"
+bins="$repo/target/$profile"
 crypto_args=()
 if [[ $crypto == aws-lc-rs ]]; then
-    target="$repo/target/aws-lc-rs"
-    crypto_args=(--target-dir "$target" --features certgate-gateway/aws-lc-rs,certgate-examples/aws-lc-rs)
+    bins="$repo/target/$profile/aws-lc-rs"
+    crypto_args=(--features certgate-gateway/aws-lc-rs,certgate-examples/aws-lc-rs)
 fi
 if ((build)); then
     log "building the gateway, bare_tls and hs_load ($profile, TLS on $crypto)"
@@ -142,15 +142,19 @@ if ((build)); then
     [[ $profile == debug ]] && profile_args=()
     (cd "$repo" && cargo build "${profile_args[@]}" "${crypto_args[@]}" --locked -q \
         -p certgate-gateway --bin gateway -p certgate-examples --bin bare_tls --bin hs_load)
+    if [[ $crypto == aws-lc-rs ]]; then # the next plain build overwrites target/<profile>
+        mkdir -p "$bins"
+        cp "$repo/target/$profile/"{gateway,bare_tls,hs_load} "$bins/"
+    fi
     if ((pingora)); then
         log "building the pingora peer ($profile; the first build takes minutes)"
         (cd "$repo/bench/pingora-peer" && cargo build "${profile_args[@]}" --locked -q)
     fi
 fi
 pingora_bin="$repo/bench/pingora-peer/target/$profile/pingora_peer"
-gateway_bin="$target/$profile/gateway"
-bare_bin="$target/$profile/bare_tls"
-hs_load_bin="$target/$profile/hs_load"
+gateway_bin="$bins/gateway"
+bare_bin="$bins/bare_tls"
+hs_load_bin="$bins/hs_load"
 
 # --- certificates (openssl CLI): a CA and a leaf for bench.example, per key type --------------
 make_pki() { # kind keyargs...
