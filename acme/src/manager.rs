@@ -163,8 +163,10 @@ impl AcmeManagerBuilder {
             .unwrap_or_else(|| Arc::new(MemoryCoordinator::new(Arc::clone(&clock))));
         let names = self.settings.domains.clone();
         let settings = Arc::new(self.settings);
+        let responder = ChallengeResponder::new(Arc::clone(&coordinator));
+        responder.manage(names.iter().map(String::as_str));
         AcmeManager {
-            responder: ChallengeResponder::new(Arc::clone(&coordinator)),
+            responder,
             issuer: Issuer::new(settings, self.store, coordinator, self.secret, self.dns),
             clock,
             names: Mutex::new(names),
@@ -258,6 +260,7 @@ impl AcmeManager {
             if !crate::config::is_dns_name(&name) {
                 tracing::warn!(name, "not a DNS name: no certificate is obtained for it");
             } else if !managed.contains(&name) {
+                self.responder.manage([name.as_str()]);
                 managed.push(name);
             }
         }

@@ -4,7 +4,9 @@
 //! name only until its lock expires; its late result is refused. A name that fails on the
 //! ordering gateway shows its failures and last error on the other gateway's `GET /tyk/acme`
 //! (the fleet's record in Redis), and the other does not order it again before the fleet's
-//! retry; with Redis gone the route still answers, from the gateway's own view, flagged. (A `gateway` process killed
+//! retry; with Redis gone the route still answers, from the gateway's own view, flagged. Pebble
+//! validates `tls-alpn-01` through a gateway that did not order (its lookups in Redis counted),
+//! so the bounded lookups of `acme-tls/1` hellos keep another process's challenge answerable. (A `gateway` process killed
 //! while its order is being validated: `gateway/tests/acme_takeover.rs`.)
 
 #![cfg(all(feature = "acme", feature = "redis"))]
@@ -12,10 +14,11 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use acme::testkit::{Pebble, free_port};
-use acme::{Commit, Coordinator as _, RedisCoordinator};
+use acme::testkit::{CountingCoordinator, Pebble, free_port};
+use acme::{Commit, Coordinator, RedisCoordinator};
 use cert_store::testkit::RedisServer;
 use gateway_runtime::wire::AcmeStatus;
 use gateway_runtime::{Gateway, GatewayBuilder};
@@ -25,14 +28,26 @@ use tls_core::{Fingerprint, OrgId};
 
 /// A gateway on Redis at `redis_port`, listening on `tls_port`, wanting a certificate for `name`.
 async fn gateway(redis_port: u16, tls_port: u16, pebble: &Pebble, name: &str) -> Gateway {
+    gateway_coordinated(redis_port, tls_port, pebble, name, None).await
+}
+
+/// [`gateway`], coordinating through `coordinator` when given (else the store's Redis).
+async fn gateway_coordinated(
+    redis_port: u16,
+    tls_port: u16,
+    pebble: &Pebble,
+    name: &str,
+    coordinator: Option<Arc<dyn Coordinator>>,
+) -> Gateway {
     let mut config =
         support::acme_gateway_json(tls_port, pebble.acme_block(&[name], &["tls-alpn-01"]));
     config["storage"] =
         serde_json::json!({"type": "redis", "host": "127.0.0.1", "port": redis_port});
-    GatewayBuilder::new(support::config_from_json(&config))
-        .start()
-        .await
-        .unwrap()
+    let mut builder = GatewayBuilder::new(support::config_from_json(&config));
+    if let Some(coordinator) = coordinator {
+        builder = builder.acme_coordinator(coordinator);
+    }
+    builder.start().await.unwrap()
 }
 
 /// The fingerprint served for `name` at `addr` to a client trusting `root`, once it verifies
@@ -231,6 +246,50 @@ async fn a_name_failing_on_the_ordering_gateway_shows_its_failures_on_the_other_
     let [shown] = <[_; 1]>::try_from(status.names).expect("one name");
     assert!(shown.local_only, "{shown:?}");
     assert_eq!(shown.failures, 1, "the orderer's own failure: {shown:?}");
+    a.shutdown_within(Duration::from_secs(1)).await;
+    b.shutdown_within(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pebble_validates_through_the_gateway_that_did_not_order() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let name = "answered.certgate.test";
+    let (tls_a, tls_b) = (free_port(), free_port());
+    // Pebble validates against A only; B orders.
+    let Some(pebble) = Pebble::start(free_port(), tls_a) else {
+        return;
+    };
+    let b = gateway(redis.port(), tls_b, &pebble, name).await;
+    let lock_key = format!("certgate-acme-lock-{{{name}}}");
+    let started = Instant::now();
+    while support::redis_command(redis.port(), &[b"EXISTS", lock_key.as_bytes()]).await != ":1\r\n"
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "B never took the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A wants the same name too, but B holds the lock: A answers B's challenge from Redis.
+    let counting = Arc::new(CountingCoordinator::new(Arc::new(
+        RedisCoordinator::connect(&redis.url()).await.unwrap(),
+    )));
+    let a = gateway_coordinated(redis.port(), tls_a, &pebble, name, Some(counting.clone())).await;
+    let root = pebble.issuing_root();
+    let (served_a, served_b) = tokio::join!(
+        served(a.local_addr(), name, &root),
+        served(b.local_addr(), name, &root)
+    );
+    assert_eq!(served_a, served_b, "both serve the one certificate");
+    assert_eq!(pebble.orders_created(), 1, "{}", pebble.log());
+    let issued = |g: &Gateway| g.acme().unwrap().figures().issued;
+    assert_eq!((issued(&a), issued(&b)), (0, 1), "B ordered, A answered");
+    assert!(
+        counting.tls_alpn01_lookups() >= 1,
+        "A looked the challenge up in Redis"
+    );
     a.shutdown_within(Duration::from_secs(1)).await;
     b.shutdown_within(Duration::from_secs(1)).await;
 }
