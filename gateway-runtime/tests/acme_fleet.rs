@@ -227,7 +227,7 @@ async fn a_name_failing_on_the_ordering_gateway_shows_its_failures_on_the_other_
         !last_error.contains("127.0.0.2"),
         "no address: {last_error}"
     );
-    let now = time::OffsetDateTime::now_utc();
+    let now = other.store().clock().now();
     let retry = shown.next_renewal.expect("the fleet's next retry");
     assert!(
         retry > now + time::Duration::seconds(30) && retry < now + time::Duration::seconds(120),
