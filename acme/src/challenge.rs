@@ -1,8 +1,21 @@
 //! Answering challenges: `http-01` bodies and `tls-alpn-01` certificates looked up in the shared
 //! coordinator (so any process of a fleet answers for the one that ordered), and the `dns-01`
 //! provider trait.
+//!
+//! A `tls-alpn-01` ClientHello is something anyone can send, so its lookups are bounded: the
+//! answer for a name (a challenge certificate, or none) is reused for [`ANSWER_REUSE`], so a
+//! name costs at most one coordinator lookup per second however many hellos name it (and
+//! concurrent hellos share one lookup); names this process does not manage share a budget of
+//! [`UNMANAGED_LOOKUPS_PER_SECOND`] lookups, beyond which they are answered "no challenge"
+//! without any lookup. A reused "none" could hide a challenge published just after it was looked
+//! up: the ordering process therefore waits [`ANSWER_REUSE`] (and a margin) after publishing a
+//! `tls-alpn-01` answer before it asks the CA to validate, so every process's earlier answer
+//! has expired by then. This bounds the I/O without a local copy of the pending challenges
+//! kept in step with the coordinator (which would need a notification channel per process).
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use rustls::ServerConfig;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -17,6 +30,17 @@ pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
 /// The path prefix of `http-01` requests.
 pub const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
+
+/// How long a `tls-alpn-01` answer looked up for a name (a certificate, or that no challenge is
+/// pending) is reused.
+pub(crate) const ANSWER_REUSE: Duration = Duration::from_secs(1);
+
+/// Coordinator lookups per second, shared by all the names this process does not manage (a
+/// challenge another process of the fleet, configured with other names, published).
+pub(crate) const UNMANAGED_LOOKUPS_PER_SECOND: u32 = 10;
+
+/// Remembered answers beyond which the expired ones are dropped.
+const PRUNE_AT: usize = 1024;
 
 /// The longest `http-01` token looked up. CAs send 43 base64url characters (256 bits); RFC 8555
 /// asks for at least 128 bits of entropy.
@@ -64,11 +88,24 @@ fn is_token(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Answers challenges from the shared coordinator: used by the gateway's listeners.
+/// A `tls-alpn-01` answer for a name, being looked up or looked up at `since`.
+type Answer = Arc<tokio::sync::OnceCell<Option<Arc<ServerConfig>>>>;
+
+/// The `tls-alpn-01` answers reused, and the lookup budget of unmanaged names.
+struct Answers {
+    by_name: HashMap<String, (Instant, Answer)>,
+    /// The current one-second window's start and the unmanaged lookups in it.
+    window: (Instant, u32),
+}
+
+/// Answers challenges from the shared coordinator: used by the gateway's listeners. Clones
+/// share the managed names and the reused answers.
 #[derive(Clone)]
 pub struct ChallengeResponder {
     coordinator: Arc<dyn Coordinator>,
     provider: Arc<rustls::crypto::CryptoProvider>,
+    managed: Arc<RwLock<HashSet<String>>>,
+    answers: Arc<Mutex<Answers>>,
 }
 
 impl std::fmt::Debug for ChallengeResponder {
@@ -78,12 +115,27 @@ impl std::fmt::Debug for ChallengeResponder {
 }
 
 impl ChallengeResponder {
-    /// Answers from `coordinator`.
+    /// Answers from `coordinator`. Every name is unmanaged until [`manage`](Self::manage)d.
     pub fn new(coordinator: Arc<dyn Coordinator>) -> Self {
         Self {
             coordinator,
             provider: tls_core::default_provider(),
+            managed: Arc::default(),
+            answers: Arc::new(Mutex::new(Answers {
+                by_name: HashMap::new(),
+                window: (Instant::now(), 0),
+            })),
         }
+    }
+
+    /// Adds names this process manages: their `tls-alpn-01` lookups are not limited by the
+    /// unmanaged names' budget (only by the reuse of answers).
+    pub fn manage<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let mut managed = self
+            .managed
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        managed.extend(names.into_iter().map(str::to_ascii_lowercase));
     }
 
     /// The body to answer `GET /.well-known/acme-challenge/<token>` with, if pending. A token
@@ -113,7 +165,65 @@ impl ChallengeResponder {
 
     /// The TLS configuration answering `tls-alpn-01` for `name`, if a challenge is pending: it
     /// offers only `acme-tls/1` and serves the challenge certificate of RFC 8737.
+    ///
+    /// The answer for a name is reused for a second, and names this process does not manage
+    /// share a budget of lookups (see the module's documentation): a flood of hellos costs the
+    /// coordinator at most one lookup per managed name and ten for all the other names, per
+    /// second.
     pub async fn tls_alpn01_config(&self, name: &str) -> Option<Arc<ServerConfig>> {
+        let name = name.to_ascii_lowercase();
+        let answer = self.answer_for(&name)?;
+        answer
+            .get_or_init(|| self.look_up_tls_alpn01(&name))
+            .await
+            .clone()
+    }
+
+    /// The reused answer for `name`, or a new one to look up; `None` when `name` is unmanaged
+    /// and the budget of this second is spent.
+    fn answer_for(&self, name: &str) -> Option<Answer> {
+        let now = Instant::now();
+        let managed = self
+            .managed
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(name);
+        let mut answers = self
+            .answers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((since, answer)) = answers.by_name.get(name)
+            && now.duration_since(*since) < ANSWER_REUSE
+        {
+            return Some(Arc::clone(answer));
+        }
+        if !managed {
+            if now.duration_since(answers.window.0) >= Duration::from_secs(1) {
+                answers.window = (now, 0);
+            }
+            if answers.window.1 >= UNMANAGED_LOOKUPS_PER_SECOND {
+                tracing::debug!(
+                    name,
+                    "tls-alpn-01 lookups for unmanaged names are over budget: not looked up"
+                );
+                return None;
+            }
+            answers.window.1 += 1;
+        }
+        if answers.by_name.len() >= PRUNE_AT {
+            answers
+                .by_name
+                .retain(|_, (since, _)| now.duration_since(*since) < ANSWER_REUSE);
+        }
+        let answer = Answer::default();
+        answers
+            .by_name
+            .insert(name.to_owned(), (now, Arc::clone(&answer)));
+        Some(answer)
+    }
+
+    /// Looks up the pending `tls-alpn-01` challenge of `name` and builds its configuration.
+    async fn look_up_tls_alpn01(&self, name: &str) -> Option<Arc<ServerConfig>> {
         let key_authorization = match self.coordinator.challenge(&tls_alpn01_key(name)).await {
             Ok(found) => found?,
             Err(error) => {

@@ -16,7 +16,7 @@ use tls_core::{
 };
 use zeroize::Zeroizing;
 
-use crate::challenge::Dns01Solver;
+use crate::challenge::{ANSWER_REUSE, Dns01Solver};
 use crate::config::{AcmeSettings, ChallengeKind, KeyType};
 use crate::coordinator::{Commit, Coordinator, Lock, http01_key, tls_alpn01_key};
 use crate::error::AcmeError;
@@ -199,6 +199,12 @@ impl Issuer {
                         .put_challenge(&key, key_authorization.as_str(), CHALLENGE_TTL)
                         .await?;
                     published.push(Published::Coordinator(key));
+                    if kind == ChallengeKind::TlsAlpn01 {
+                        // Every process reuses a looked-up tls-alpn-01 answer ("none pending",
+                        // or a previous order's) for ANSWER_REUSE: once that has passed, each
+                        // of them sees this one.
+                        tokio::time::sleep(ANSWER_REUSE + Duration::from_millis(250)).await;
+                    }
                 }
                 ChallengeKind::Dns01 => {
                     let dns = self

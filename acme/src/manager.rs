@@ -44,6 +44,10 @@ pub struct NameStatus {
     pub failures: u32,
     /// The last failure's message ([`AcmeError::summary`]: no addresses or CA-provided text).
     pub last_error: Option<String>,
+    /// True when the coordinator did not answer: `failures`, `last_error` and `next_renewal`
+    /// are then this process's own attempts, not the fleet's. Not part of the shared record.
+    #[serde(skip)]
+    pub local_only: bool,
 }
 
 /// The figures of automatic certificates (see [`AcmeManager::figures`]).
@@ -94,11 +98,15 @@ struct Suggested {
     ask_again: OffsetDateTime,
 }
 
+/// This process's own failed attempts for a name.
 #[derive(Default)]
 struct Local {
     failures: u32,
     retry_at: Option<OffsetDateTime>,
     last_error: Option<String>,
+    /// The certificate they were about (`None`: the first one): they say nothing about a
+    /// certificate obtained since.
+    about: Option<String>,
 }
 
 /// Composes an [`AcmeManager`].
@@ -155,8 +163,10 @@ impl AcmeManagerBuilder {
             .unwrap_or_else(|| Arc::new(MemoryCoordinator::new(Arc::clone(&clock))));
         let names = self.settings.domains.clone();
         let settings = Arc::new(self.settings);
+        let responder = ChallengeResponder::new(Arc::clone(&coordinator));
+        responder.manage(names.iter().map(String::as_str));
         AcmeManager {
-            responder: ChallengeResponder::new(Arc::clone(&coordinator)),
+            responder,
             issuer: Issuer::new(settings, self.store, coordinator, self.secret, self.dns),
             clock,
             names: Mutex::new(names),
@@ -250,6 +260,7 @@ impl AcmeManager {
             if !crate::config::is_dns_name(&name) {
                 tracing::warn!(name, "not a DNS name: no certificate is obtained for it");
             } else if !managed.contains(&name) {
+                self.responder.manage([name.as_str()]);
                 managed.push(name);
             }
         }
@@ -343,7 +354,9 @@ impl AcmeManager {
         outcomes
     }
 
-    /// Checks one name and obtains its certificate when due.
+    /// Checks one name and obtains its certificate when due, unless its last attempt (by this
+    /// process or, as the coordinator records it, by any process of the fleet) failed and the
+    /// retry delay has not passed.
     pub async fn check(&self, name: &str) -> Outcome {
         let now = self.clock.now();
         if lock(&self.local)
@@ -355,12 +368,29 @@ impl AcmeManager {
         }
         self.consult_renewal_information(name, now).await;
         let mut serving = None;
+        let mut failures_before = 0;
+        let mut about = None;
         let result = match self.due(name).await {
             Ok((_, Some((renew_at, _)))) if renew_at > now => {
-                self.record_status(name).await;
+                self.record_status(name, false).await;
                 return Outcome::NotDue;
             }
             Ok((current, window)) => {
+                let fleet = self.fleet_record(name, current.as_deref()).await;
+                if let Ok(Some(record)) = &fleet {
+                    if record.failures == 0 {
+                        // Another process succeeded since this one failed.
+                        lock(&self.local).remove(name);
+                    } else if record.next_renewal.is_some_and(|at| at > now) {
+                        self.record_status(name, false).await;
+                        return Outcome::Waiting;
+                    }
+                }
+                failures_before = match fleet {
+                    Ok(Some(record)) => record.failures,
+                    _ => self.local_failures(name, current.as_deref()).0,
+                };
+                about.clone_from(&current);
                 // The certificate served until the new one is stored, if it is still valid.
                 serving = current
                     .and_then(|id| id.parse::<CertId>().ok())
@@ -395,18 +425,25 @@ impl AcmeManager {
                     previous: issued.previous,
                 }
             }
-            Err(AcmeError::Busy { .. }) => Outcome::Busy,
+            Err(AcmeError::Busy { .. }) => {
+                self.record_status(name, false).await;
+                return Outcome::Busy;
+            }
             Err(error) => {
                 bump(&self.counters.failed);
-                let (failures, retry_in) = {
-                    let mut local = lock(&self.local);
-                    let entry = local.entry(name.to_owned()).or_default();
-                    entry.failures += 1;
-                    let retry_in = retry_delay(entry.failures, jitter());
-                    entry.retry_at = Some(now + retry_in);
-                    entry.last_error = Some(error.summary());
-                    (entry.failures, retry_in)
-                };
+                // The count goes on from the fleet's (another process may have failed
+                // before), so the delays grow fleet-wide.
+                let failures = failures_before.saturating_add(1);
+                let retry_in = retry_delay(failures, jitter());
+                lock(&self.local).insert(
+                    name.to_owned(),
+                    Local {
+                        failures,
+                        retry_at: Some(now + retry_in),
+                        last_error: Some(error.summary()),
+                        about,
+                    },
+                );
                 tracing::warn!(name, %error, retry_in_seconds = retry_in.as_secs(), "ACME certificate not obtained; retrying later");
                 // The event describes the certificate still served (its fingerprint and expiry,
                 // which webhook receivers, the event cooldowns and the certificate page key on).
@@ -430,7 +467,8 @@ impl AcmeManager {
                 }
             }
         };
-        self.record_status(name).await;
+        // This process attempted the name: its view is the fleet's news.
+        self.record_status(name, true).await;
         outcome
     }
 
@@ -442,14 +480,21 @@ impl AcmeManager {
         }
     }
 
-    /// Keeps the name's status for the metrics and shares it through the coordinator.
-    async fn record_status(&self, name: &str) {
-        let status = self.status(name).await;
-        if let Ok(json) = serde_json::to_string(&status)
-            && let Err(error) = self.issuer.coordinator.put_status(name, &json).await
-        {
-            tracing::debug!(%error, "cannot record the ACME status");
-        }
+    /// Keeps the name's status for the metrics; after an attempt of this process (`attempted`),
+    /// shares it through the coordinator as the fleet's record (the other processes' checks
+    /// only read it, so a process that is not ordering never overwrites the orderer's failures).
+    async fn record_status(&self, name: &str, attempted: bool) {
+        let status = if attempted {
+            let status = self.local_status(name).await;
+            if let Ok(json) = serde_json::to_string(&status)
+                && let Err(error) = self.issuer.coordinator.put_status(name, &json).await
+            {
+                tracing::debug!(%error, "cannot record the ACME status");
+            }
+            status
+        } else {
+            self.status(name).await
+        };
         lock(&self.statuses).insert(name.to_owned(), status);
     }
 
@@ -467,25 +512,90 @@ impl AcmeManager {
         }
     }
 
-    /// `name`'s status as this process sees it.
-    pub async fn status(&self, name: &str) -> NameStatus {
-        let due = self.due(name).await;
-        let (failures, retry_at, last_error) = lock(&self.local)
-            .get(name)
-            .map(|l| (l.failures, l.retry_at, l.last_error.clone()))
-            .unwrap_or_default();
-        let (cert_id, window) = due.unwrap_or_default();
-        NameStatus {
-            name: name.to_owned(),
-            cert_id,
-            not_after: window.map(|(_, not_after)| not_after),
-            next_renewal: retry_at.or(window.map(|(renew_at, _)| renew_at)),
-            failures,
-            last_error,
+    /// The fleet's record of `name` (written by whichever process last attempted it), when it
+    /// is about the name's current certificate `current`; an error when the coordinator does
+    /// not answer.
+    async fn fleet_record(
+        &self,
+        name: &str,
+        current: Option<&str>,
+    ) -> Result<Option<NameStatus>, AcmeError> {
+        let Some(json) = self.issuer.coordinator.status(name).await? else {
+            return Ok(None);
+        };
+        match serde_json::from_str::<NameStatus>(&json) {
+            // A record about a certificate replaced since says nothing about this one.
+            Ok(record) => Ok(Some(record).filter(|r| r.cert_id.as_deref() == current)),
+            Err(error) => {
+                tracing::debug!(name, %error, "an unreadable ACME status record: ignored");
+                Ok(None)
+            }
         }
     }
 
-    /// Every managed name's status as this process sees it, in the order the names were given.
+    /// This process's own failures for `name` (count, retry moment, last error), when they are
+    /// about the certificate `current`.
+    fn local_failures(
+        &self,
+        name: &str,
+        current: Option<&str>,
+    ) -> (u32, Option<OffsetDateTime>, Option<String>) {
+        lock(&self.local)
+            .get(name)
+            .filter(|l| l.about.as_deref() == current)
+            .map(|l| (l.failures, l.retry_at, l.last_error.clone()))
+            .unwrap_or_default()
+    }
+
+    /// `name`'s status from this process's own attempts (what it shares after one).
+    async fn local_status(&self, name: &str) -> NameStatus {
+        let (cert_id, window) = self.due(name).await.unwrap_or_default();
+        let (failures, retry_at, last_error) = self.local_failures(name, cert_id.as_deref());
+        NameStatus {
+            name: name.to_owned(),
+            not_after: window.map(|(_, not_after)| not_after),
+            next_renewal: retry_at.or(window.map(|(renew_at, _)| renew_at)),
+            cert_id,
+            failures,
+            last_error,
+            local_only: false,
+        }
+    }
+
+    /// `name`'s status for the fleet: its current certificate and when it is due, with the
+    /// failures, last error and next retry that the coordinator records from whichever process
+    /// last attempted it. When the coordinator does not answer, this process's own view, marked
+    /// [`local_only`](NameStatus::local_only).
+    pub async fn status(&self, name: &str) -> NameStatus {
+        // `None` when the coordinator (or the store) did not answer.
+        let (cert_id, window, fleet) = match self.due(name).await {
+            Ok((cert_id, window)) => {
+                let fleet = self.fleet_record(name, cert_id.as_deref()).await.ok();
+                (cert_id, window, fleet)
+            }
+            Err(_) => (None, None, None),
+        };
+        let local_only = fleet.is_none();
+        let (failures, retry_at, last_error) = match fleet.flatten() {
+            Some(record) => (
+                record.failures,
+                record.next_renewal.filter(|_| record.failures > 0),
+                record.last_error,
+            ),
+            None => self.local_failures(name, cert_id.as_deref()),
+        };
+        NameStatus {
+            name: name.to_owned(),
+            not_after: window.map(|(_, not_after)| not_after),
+            next_renewal: retry_at.or(window.map(|(renew_at, _)| renew_at)),
+            cert_id,
+            failures,
+            last_error,
+            local_only,
+        }
+    }
+
+    /// Every managed name's [status](Self::status), in the order the names were given.
     pub async fn statuses(&self) -> Vec<NameStatus> {
         let mut statuses = Vec::new();
         for name in self.names() {

@@ -41,8 +41,20 @@ fn status_table(status: &AcmeStatus) -> String {
     .into_iter()
     .map(|(line, _)| line)
     .collect();
+    let local: Vec<String> = status
+        .names
+        .iter()
+        .filter(|n| n.local_only)
+        .map(|n| printable(&n.name))
+        .collect();
+    if !local.is_empty() {
+        text.push_str(&format!(
+            "the gateway could not read the fleet's record (its coordinator did not answer); its own view of: {}\n",
+            local.join(", ")
+        ));
+    }
     text.push_str(&format!(
-        "since start: issued {}, renewed {}, failed {}\n",
+        "since start (this gateway): issued {}, renewed {}, failed {}\n",
         status.issued, status.renewed, status.failed
     ));
     text
@@ -78,14 +90,15 @@ mod tests {
                 {"name": "a.example", "cert_id": "abc", "not_after": "2027-03-01T00:00:00Z",
                  "next_renewal": "2027-01-30T00:00:00Z", "failures": 0, "last_error": null},
                 {"name": "b.example", "cert_id": null, "not_after": null,
-                 "next_renewal": null, "failures": 2, "last_error": "the CA said\nno"},
+                 "next_renewal": null, "failures": 2, "last_error": "the CA said\nno",
+                 "local_only": true},
             ],
             "issued": 1, "renewed": 0, "failed": 2,
         }))
         .unwrap();
         let text = status_table(&status);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 4, "{text}");
+        assert_eq!(lines.len(), 5, "{text}");
         assert!(lines[0].starts_with("NAME"), "{text}");
         assert!(
             lines[1].starts_with("a.example")
@@ -97,6 +110,13 @@ mod tests {
         );
         assert!(lines[2].contains(" now "), "{text}");
         assert!(lines[2].ends_with("the CA said\\nno"), "escaped: {text}");
-        assert_eq!(lines[3], "since start: issued 1, renewed 0, failed 2");
+        assert_eq!(
+            lines[3],
+            "the gateway could not read the fleet's record (its coordinator did not answer); its own view of: b.example"
+        );
+        assert_eq!(
+            lines[4],
+            "since start (this gateway): issued 1, renewed 0, failed 2"
+        );
     }
 }

@@ -256,7 +256,10 @@ fn acme_status_shows_the_issued_certificate_and_the_name_that_fails() {
     assert_eq!(row[..3], [FAILING, "-", "-"], "{table}");
     assert_eq!(row[4], failing.failures.to_string(), "{table}");
     assert!(lines[2].ends_with(&error), "{table}");
-    assert_eq!(lines[3], "since start: issued 1, renewed 0, failed 1");
+    assert_eq!(
+        lines[3],
+        "since start (this gateway): issued 1, renewed 0, failed 1"
+    );
 
     // The certificate's details carry its name's renewal state; other certificates' do not.
     let get = |id: &str| {
@@ -272,7 +275,7 @@ fn acme_status_shows_the_issued_certificate_and_the_name_that_fails() {
     assert_eq!(
         details["acme"],
         serde_json::json!({"name": ISSUED, "next_renewal": rfc3339(renew_at), "failures": 0,
-            "last_error": null}),
+            "last_error": null, "local_only": false}),
         "{details}"
     );
     let text = ok(&[&["get"][..], &strs(&gateway.target(SECRET)), &[&cert_id]].concat());

@@ -145,6 +145,7 @@ fn wire_status(status: &acme::NameStatus) -> AcmeNameStatus {
         next_renewal: wire_time(status.next_renewal),
         failures: status.failures,
         last_error: status.last_error.clone(),
+        local_only: status.local_only,
     }
 }
 

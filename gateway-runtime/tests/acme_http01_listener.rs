@@ -8,62 +8,11 @@
 
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use acme::testkit::free_port;
-use acme::{AcmeError, AcmeSettings, ChallengeKind, Commit, Coordinator, Lock, MemoryCoordinator};
+use acme::testkit::{CountingCoordinator, free_port};
+use acme::{AcmeSettings, ChallengeKind, MemoryCoordinator};
 use gateway_runtime::{GatewayBuilder, GatewayConfig};
-
-/// The in-memory coordinator, counting challenge lookups.
-#[derive(Default)]
-struct Counting {
-    inner: MemoryCoordinator,
-    lookups: AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl Coordinator for Counting {
-    async fn acquire(&self, name: &str, ttl: Duration) -> Result<Option<Lock>, AcmeError> {
-        self.inner.acquire(name, ttl).await
-    }
-    async fn extend(&self, lock: &Lock, ttl: Duration) -> Result<bool, AcmeError> {
-        self.inner.extend(lock, ttl).await
-    }
-    async fn release(&self, lock: &Lock) -> Result<(), AcmeError> {
-        self.inner.release(lock).await
-    }
-    async fn commit(&self, lock: &Lock, cert_id: &str) -> Result<Commit, AcmeError> {
-        self.inner.commit(lock, cert_id).await
-    }
-    async fn current(&self, name: &str) -> Result<Option<String>, AcmeError> {
-        self.inner.current(name).await
-    }
-    async fn put_challenge(&self, key: &str, answer: &str, ttl: Duration) -> Result<(), AcmeError> {
-        self.inner.put_challenge(key, answer, ttl).await
-    }
-    async fn challenge(&self, key: &str) -> Result<Option<String>, AcmeError> {
-        if key.starts_with("http-01:") {
-            self.lookups.fetch_add(1, Ordering::SeqCst);
-        }
-        self.inner.challenge(key).await
-    }
-    async fn remove_challenge(&self, key: &str) -> Result<(), AcmeError> {
-        self.inner.remove_challenge(key).await
-    }
-    async fn account(&self, directory: &str) -> Result<Option<String>, AcmeError> {
-        self.inner.account(directory).await
-    }
-    async fn put_account(&self, directory: &str, sealed: &str) -> Result<String, AcmeError> {
-        self.inner.put_account(directory, sealed).await
-    }
-    async fn status(&self, name: &str) -> Result<Option<String>, AcmeError> {
-        self.inner.status(name).await
-    }
-    async fn put_status(&self, name: &str, status: &str) -> Result<(), AcmeError> {
-        self.inner.put_status(name, status).await
-    }
-}
 
 /// What curl got: status, headers (lowercase names) and body.
 struct Answer {
@@ -128,7 +77,9 @@ async fn the_http_01_listener_answers_attacks_cleanly_and_looks_up_only_tokens()
         .unwrap()
         .with_challenges(&[ChallengeKind::Http01]);
     settings.http_port = http_port;
-    let coordinator = Arc::new(Counting::default());
+    let coordinator = Arc::new(CountingCoordinator::new(Arc::new(
+        MemoryCoordinator::default(),
+    )));
     let gateway = GatewayBuilder::new(config)
         .acme(settings)
         .acme_coordinator(coordinator.clone())
@@ -136,7 +87,7 @@ async fn the_http_01_listener_answers_attacks_cleanly_and_looks_up_only_tokens()
         .await
         .unwrap();
     // The manager's own first check looks nothing up on this listener's behalf.
-    let lookups = || coordinator.lookups.load(Ordering::SeqCst);
+    let lookups = || coordinator.http01_lookups();
     let port = http_port;
     let run = move |args: &[&str], path: String| {
         let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();

@@ -9,6 +9,12 @@
 //! `GET /tyk/certs/{id}` of a certificate ACME manages carries the same state for that name in
 //! an extra field, `acme` ([`AcmeRenewal`]), which Tyk clients ignore.
 //!
+//! In a fleet, `failures`, `last_error` and `next_renewal` are the fleet's: whichever gateway
+//! attempts a name records them in the coordinator (the store's Redis), and every gateway answers
+//! from there, so a gateway that is not the one ordering still shows the name failing. When the
+//! coordinator does not answer, the route still answers, with the gateway's own view of each name
+//! and `"local_only": true`.
+//!
 //! Times are RFC 3339, UTC, whole seconds. `last_error` is the ACME error's summary: never an
 //! address, an OS error or the CA's free text (the gateway's log has those).
 
@@ -38,7 +44,8 @@ use crate::response::{Body, error, respond};
 pub struct AcmeStatus {
     /// Each managed name, in configuration order (explicit domains, then API domains).
     pub names: Vec<AcmeNameStatus>,
-    /// First certificates obtained by this process since it started.
+    /// First certificates obtained by this process since it started (the counts are the
+    /// answering gateway's own; the names' states are the fleet's).
     pub issued: u64,
     /// Certificates renewed by this process since it started.
     pub renewed: u64,
@@ -65,6 +72,10 @@ pub struct AcmeNameStatus {
     pub failures: u32,
     /// The last failure, in words safe to show.
     pub last_error: Option<String>,
+    /// True when the coordinator (the store's Redis) did not answer: `failures`, `last_error`
+    /// and `next_renewal` are then this gateway's own attempts, not the fleet's.
+    #[serde(default)]
+    pub local_only: bool,
 }
 
 /// The `acme` field of a certificate's details: the renewal state of the name ACME manages it
@@ -81,6 +92,9 @@ pub struct AcmeRenewal {
     pub failures: u32,
     /// The last failure, in words safe to show.
     pub last_error: Option<String>,
+    /// True when the coordinator did not answer: this gateway's own view of the name.
+    #[serde(default)]
+    pub local_only: bool,
 }
 
 /// `at` in UTC, to the second (the wire's precision).
@@ -101,6 +115,7 @@ impl AcmeNameStatus {
             next_renewal: self.next_renewal,
             failures: self.failures,
             last_error: self.last_error.clone(),
+            local_only: self.local_only,
         }
     }
 }

@@ -257,6 +257,9 @@ fn renewal_text(value: &Value) -> String {
     if let Some(error) = value.get("last_error").and_then(Value::as_str) {
         out.push_str(&format!(", last: {error}"));
     }
+    if value.get("local_only").and_then(Value::as_bool) == Some(true) {
+        out.push_str(" (this gateway's own view: the fleet's record could not be read)");
+    }
     out
 }
 
