@@ -27,9 +27,12 @@
 #                     the GET.
 #   h2                `h2load -c4 -m16`: HTTP/2 streams over 4 connections, proxied to the upstream
 #                     (HTTP/1.1 keep-alive there); nginx, HAProxy and the gateway
-#   idle-mem          resident memory per idle TLS connection: `hs_load --hold N` opens N
+#   idle-mem          resident memory per idle TLS connection, each server started afresh
+#                     first (nginx: a new worker): `hs_load --hold N` opens N
 #                     connections (BENCH_IDLE_CONNECTIONS, default 9900: HAProxy keeps two descriptors per connection and the hard descriptor limit here is 20000), handshakes done, no
 #                     request; (VmRSS with them - VmRSS before) / N, in KiB. Not with --icount.
+#   idle-mem-ka       the same, but each connection first has one keep-alive `GET /` answered
+#                     (proxied, except by bare_tls): idle between requests; shown as `server+request`
 #   latency-ka, latency-new
 #                     latency at a fixed rate below saturation, measured from each request's
 #                     scheduled start (no coordinated omission): `hs_load --rate R`, keep-alive
@@ -40,7 +43,7 @@
 #
 # Usage: bench/compare.sh [--smoke] [--runs N] [--duration SECONDS] [--only SCENARIO[,...]] [--no-build]
 #   --smoke     one run of every step for ~2 s (keeps the script from rotting)
-#   --only      run only these scenarios (hs-ecdsa, hs-rsa, keepalive, hs-mtls, h2, idle-mem,
+#   --only      run only these scenarios (hs-ecdsa, hs-rsa, keepalive, hs-mtls, h2, idle-mem, idle-mem-ka,
 #               latency-ka, latency-new)
 #   --no-build  use the existing target/release/{gateway,bare_tls,hs_load} and
 #               bench/pingora-peer/target/release/pingora_peer
@@ -61,7 +64,7 @@ smoke=0
 build=1
 profile=release
 icount=0
-scenarios=(hs-ecdsa hs-rsa keepalive hs-mtls h2 idle-mem latency-ka latency-new)
+scenarios=(hs-ecdsa hs-rsa keepalive hs-mtls h2 idle-mem idle-mem-ka latency-ka latency-new)
 pingora=1
 crypto=ring
 while [[ $# -gt 0 ]]; do
@@ -82,7 +85,7 @@ while [[ $# -gt 0 ]]; do
 done
 for scenario in "${scenarios[@]}"; do
     case "$scenario" in
-        hs-ecdsa|hs-rsa|keepalive|hs-mtls|h2|idle-mem|latency-ka|latency-new) ;;
+        hs-ecdsa|hs-rsa|keepalive|hs-mtls|h2|idle-mem|idle-mem-ka|latency-ka|latency-new) ;;
         *) echo "unknown scenario $scenario" >&2; exit 2 ;;
     esac
 done
@@ -598,11 +601,47 @@ idle_connections="${BENCH_IDLE_CONNECTIONS:-9900}"
 ((smoke)) && idle_connections=200
 # Resident memory per idle connection: appends "server run connections rss-before-KiB
 # rss-with-KiB KiB-per-connection" to memory.
-measure_memory() { # server run
-    local name="$1-ecdsa" run="$2" before with out held
+# A fresh process for `server`: memory that an earlier step's connections left in the allocator
+# would otherwise be reused and hide the growth. nginx gets a new worker (SIGHUP), the others
+# are started again with the same arguments.
+fresh_server() { # server
+    local name="$1-ecdsa" old
+    case "$1" in
+        nginx)
+            old="$(pgrep -P "$nginx_master" | tr '\n' ' ')"
+            kill -HUP "$nginx_master"
+            for _ in $(seq 100); do
+                local alive=0
+                for pid in $old; do kill -0 "$pid" 2>/dev/null && alive=1; done
+                ((alive)) || break
+                sleep 0.1
+            done
+            sut_pid[nginx-ecdsa]="$(nginx_pids)"
+            ;;
+        haproxy)
+            kill "$haproxy_pid"; wait "$haproxy_pid" 2>/dev/null || true
+            "${sut[@]}" haproxy -db -f "$work/haproxy.cfg" 2>>"$work/haproxy.log" &
+            haproxy_pid=$!; pids+=($!); sut_pid[haproxy-ecdsa]="$haproxy_pid"
+            ;;
+        *)
+            kill "${sut_pid[$name]}"; wait "${sut_pid[$name]}" 2>/dev/null || true
+            case "$1" in
+                gateway) start_gateway "$name" ecdsa "$work/apps" ;;
+                bare) start_bare "$name" ecdsa ;;
+                pingora) start_pingora "$name" ecdsa ;;
+            esac
+            ;;
+    esac
+    wait_port "${port[$name]}"
+    sleep 1
+}
+measure_memory() { # server run scenario
+    local name="$1-ecdsa" run="$2" label="$1" before with out held one_request=()
+    [[ $3 == idle-mem-ka ]] && one_request=(--keep-alive) && label="$1+request"
+    fresh_server "$1"
     before="$(rss_kib ${sut_pid[$name]})"
     taskset -c 0 "$hs_load_bin" "${hs_load_args[@]}" --connect "127.0.0.1:${port[$name]}" \
-        --hold "$idle_connections" --tasks 8 --duration 600 >"$work/hold.out" 2>&1 &
+        --hold "$idle_connections" "${one_request[@]}" --tasks 8 --duration 600 >"$work/hold.out" 2>&1 &
     local hold_pid=$!
     for _ in $(seq 3000); do
         grep -q '^held ' "$work/hold.out" && break
@@ -622,7 +661,7 @@ measure_memory() { # server run
     kill "$hold_pid" 2>/dev/null || true
     wait "$hold_pid" 2>/dev/null || true
     sleep 2 # the connections close before the next server is measured
-    printf '%s\t%s\t%s\t%s\t%s\t%.1f\n' "$1" "$run" "$held" "$before" "$with" \
+    printf '%s\t%s\t%s\t%s\t%s\t%.1f\n' "$label" "$run" "$held" "$before" "$with" \
         "$(awk -v a="$before" -v b="$with" -v n="$held" 'BEGIN { print (b - a) / n }')" |
         tee -a "$memory" >&2
 }
@@ -662,7 +701,7 @@ for run in $(seq "$runs"); do
         ((run % 2)) || mapfile -t servers < <(printf '%s\n' "${servers[@]}" | tac)
         for server in "${servers[@]}"; do
             case "$scenario" in
-                idle-mem) ((icount)) || measure_memory "$server" "$run" ;;
+                idle-mem*) ((icount)) || measure_memory "$server" "$run" "$scenario" ;;
                 latency-*) ((icount)) || measure_latency "$scenario" "$server" "$run" ;;
                 *) measure "$scenario" "$server" "$run" ;;
             esac

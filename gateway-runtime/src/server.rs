@@ -128,7 +128,16 @@ async fn serve_connection(
     if !shared.config.http_server_options.use_ssl {
         if first_bytes(&stream, &shared, &mut stop).await {
             let client = ClientInfo::new(remote_addr, false, None);
-            Box::pin(serve_http(TokioIo::new(stream), client, role, shared, stop)).await;
+            let http = Http::plain(&shared);
+            Box::pin(serve_http(
+                TokioIo::new(stream),
+                http,
+                client,
+                role,
+                shared,
+                stop,
+            ))
+            .await;
         }
         return;
     }
@@ -167,7 +176,16 @@ async fn serve_connection(
             .peer_certificates()
             .map(|certs| Arc::new(certs.iter().map(|c| c.clone().into_owned()).collect()));
         let client = ClientInfo::new(remote_addr, true, peer_certs);
-        Box::pin(serve_http(TokioIo::new(tls), client, role, shared, stop)).await;
+        let http = Http::after_tls(&tls);
+        Box::pin(serve_http(
+            TokioIo::new(tls),
+            http,
+            client,
+            role,
+            shared,
+            stop,
+        ))
+        .await;
     }
 }
 
@@ -239,12 +257,46 @@ async fn handshake(
     Ok((Box::new(tls), served))
 }
 
+/// Which HTTP a connection speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Http {
+    /// HTTP/1.1 only: TLS without `h2` chosen by ALPN (as Go's server does), or HTTP/2 off.
+    One,
+    /// HTTP/2: TLS with `h2` chosen by ALPN.
+    Two,
+    /// Either, told apart by the client's first bytes: plain HTTP with HTTP/2 on (h2c prior
+    /// knowledge).
+    Detect,
+}
+
+impl Http {
+    /// A TLS connection's HTTP, from what ALPN chose.
+    fn after_tls(tls: &Tls) -> Self {
+        match tls.get_ref().1.alpn_protocol() {
+            Some(b"h2") => Self::Two,
+            _ => Self::One,
+        }
+    }
+
+    /// A plain connection's HTTP.
+    fn plain(shared: &Shared) -> Self {
+        if shared.config.http_server_options.enable_http2 {
+            Self::Detect
+        } else {
+            Self::One
+        }
+    }
+}
+
+/// Serves HTTP on `io` with the connection type of `http` alone: a connection that speaks one
+/// version does not carry the other's state (nor the detection's buffer) for its lifetime.
 async fn serve_http<I>(
     io: I,
+    http: Http,
     client: ClientInfo,
     role: ListenerRole,
     shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -264,21 +316,97 @@ async fn serve_http<I>(
             }
         })
     };
-    let mut builder = auto::Builder::new(TokioExecutor::new());
     // Without a timer hyper applies no header-read timeout: a client that stalls mid-request
     // would hold its connection for ever.
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(
-            shared.config.request_read_timeout_seconds,
-        ));
-    builder.http2().timer(TokioTimer::new());
-    if !shared.config.http_server_options.enable_http2 {
-        builder = builder.http1_only();
+    let header_read_timeout = Duration::from_secs(shared.config.request_read_timeout_seconds);
+    match http {
+        Http::One => {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout)
+                .serve_connection(io, service)
+                .with_upgrades();
+            drive(connection, &activity, &shared, stop).await;
+        }
+        Http::Two => {
+            let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .serve_connection(io, service);
+            drive(connection, &activity, &shared, stop).await;
+        }
+        Http::Detect => {
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout);
+            builder.http2().timer(TokioTimer::new());
+            let connection = builder.serve_connection_with_upgrades(io, service);
+            drive(connection, &activity, &shared, stop).await;
+        }
     }
+}
+
+/// A served HTTP connection of any version: a future that ends with the connection, which can
+/// be asked to finish what is in flight and close.
+trait Serving: Future<Output = Result<(), Self::Error>> {
+    type Error: std::fmt::Display;
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S, B> Serving for hyper::server::conn::http1::UpgradeableConnection<I, S>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Error = hyper::Error;
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown(self);
+    }
+}
+
+impl<I, S, B, E> Serving for hyper::server::conn::http2::Connection<I, S, E>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    type Error = hyper::Error;
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        hyper::server::conn::http2::Connection::graceful_shutdown(self);
+    }
+}
+
+impl<I, S, B, E> Serving for auto::UpgradeableConnection<'_, I, S, E>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>>,
+    S::Future: 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        auto::UpgradeableConnection::graceful_shutdown(self);
+    }
+}
+
+/// Runs `connection` to its end: drained on shutdown, closed once idle for the idle timeout.
+async fn drive<C: Serving>(
+    connection: C,
+    activity: &Activity,
+    shared: &Shared,
+    mut stop: watch::Receiver<bool>,
+) {
     let idle_timeout = shared.config.http_server_options.idle_timeout();
-    let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
     tokio::select! {
         result = connection.as_mut() => {

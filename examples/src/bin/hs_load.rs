@@ -19,7 +19,9 @@
 //!   `latency_us p50 A p99 B p999 C max D` after the counts.
 //! - **hold** (`--hold N`): opens `N` connections (`--tasks` handshakes at a time), sends
 //!   nothing, prints `held N seconds S` once all are open and keeps them open for `--duration`
-//!   seconds: resident memory per idle connection is read off the server meanwhile.
+//!   seconds: resident memory per idle connection is read off the server meanwhile. With
+//!   `--keep-alive`, each connection first sends one keep-alive `GET /` and reads its answer,
+//!   so the connections held are idle between requests.
 //!
 //! It prints `successes N errors N seconds S` and exits with 1 if there was any error or no
 //! success.
@@ -83,8 +85,9 @@ struct Args {
     /// Schedule this many requests per second and report their latency (paced mode).
     #[arg(long, conflicts_with = "hold")]
     rate: Option<f64>,
-    /// In paced mode, send the requests on kept-alive connections (one per task).
-    #[arg(long, requires = "rate")]
+    /// In paced mode, send the requests on kept-alive connections (one per task); in hold mode,
+    /// send one keep-alive request on each connection before holding it.
+    #[arg(long)]
     keep_alive: bool,
     /// Open this many connections, send nothing, and keep them open (hold mode).
     #[arg(long)]
@@ -372,7 +375,13 @@ async fn paced_worker(
 }
 
 /// Hold mode: opens `count` connections, `tasks` at a time, and keeps them for `duration`.
-async fn hold(target: Target, tasks: usize, count: usize, duration: Duration) -> Tally {
+async fn hold(
+    target: Target,
+    tasks: usize,
+    count: usize,
+    duration: Duration,
+    one_request: bool,
+) -> Tally {
     let started = Instant::now();
     let opened = Arc::new(std::sync::Mutex::new(Vec::with_capacity(count)));
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -383,12 +392,21 @@ async fn hold(target: Target, tasks: usize, count: usize, duration: Duration) ->
                 let mut tally = Tally::default();
                 while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < count {
                     let name = target.name.clone();
-                    let outcome = tokio::time::timeout(
-                        EXCHANGE_TIMEOUT,
-                        open(&target.connector, target.address, name),
-                    )
-                    .await
-                    .unwrap_or_else(|_| Err(format!("no handshake within {EXCHANGE_TIMEOUT:?}")));
+                    let opening = async {
+                        let mut tls = open(&target.connector, target.address, name).await?;
+                        if one_request {
+                            tls.write_all(&target.request_keep)
+                                .await
+                                .map_err(|e| format!("request: {e}"))?;
+                            read_response(&mut tls, &mut Vec::new()).await?;
+                        }
+                        Ok(tls)
+                    };
+                    let outcome = tokio::time::timeout(EXCHANGE_TIMEOUT, opening)
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(format!("no handshake within {EXCHANGE_TIMEOUT:?}"))
+                        });
                     tally.record(outcome.map(|tls| {
                         opened
                             .lock()
@@ -437,8 +455,11 @@ async fn run(args: Args, config: ClientConfig) -> Result<Tally, String> {
         request_keep: request("keep-alive"),
     };
     let tasks = args.tasks.max(1);
+    if args.keep_alive && args.hold.is_none() && args.rate.is_none() {
+        return Err("--keep-alive needs --rate or --hold".to_owned());
+    }
     if let Some(count) = args.hold {
-        return Ok(hold(target, tasks, count, duration).await);
+        return Ok(hold(target, tasks, count, duration, args.keep_alive).await);
     }
     if let Some(rate) = args.rate {
         if !(rate.is_finite() && rate > 0.0) {
