@@ -616,12 +616,13 @@ fresh_server() { # server
                 ((alive)) || break
                 sleep 0.1
             done
-            sut_pid[nginx-ecdsa]="$(nginx_pids)"
+            for kind in ecdsa rsa mtls; do sut_pid[nginx-$kind]="$(nginx_pids)"; done
             ;;
         haproxy)
             kill "$haproxy_pid"; wait "$haproxy_pid" 2>/dev/null || true
             "${sut[@]}" haproxy -db -f "$work/haproxy.cfg" 2>>"$work/haproxy.log" &
-            haproxy_pid=$!; pids+=($!); sut_pid[haproxy-ecdsa]="$haproxy_pid"
+            haproxy_pid=$!; pids+=($!)
+            for kind in ecdsa rsa mtls; do sut_pid[haproxy-$kind]="$haproxy_pid"; done
             ;;
         *)
             kill "${sut_pid[$name]}"; wait "${sut_pid[$name]}" 2>/dev/null || true
